@@ -1,0 +1,132 @@
+import * as pulumi from "@pulumi/pulumi";
+import { remoteStep, type Host } from "../lib/remote";
+import {
+    NGINX_PATHS,
+    renderAcmeAccountScript,
+    renderApexSite,
+    renderCertificateScript,
+    renderHomeserverSite,
+    renderNginxInstallScript,
+    renderSitesScript,
+} from "../render/nginx";
+
+export interface NginxProxyArgs {
+    /** The server and how to reach it. */
+    host: Host;
+    /** The Matrix server name; with delegation "apex" its vhost serves /.well-known/matrix. */
+    domain: pulumi.Input<string>;
+    /** Host name of the homeserver vhost. */
+    homeserverHost: pulumi.Input<string>;
+    /**
+     * "apex": this nginx serves the apex well-known documents; "external": someone else does;
+     * "none": federation on port 8448 of the homeserver host (which equals the domain).
+     */
+    delegation: "apex" | "external" | "none";
+    /**
+     * Names that get a certificate, keyed by role (`homeserver`, `element`, `apex`). Pass
+     * DnsRecords' outputs so no certificate is requested before its name resolves.
+     */
+    certificateHosts: Record<string, pulumi.Input<string>>;
+    /** Listen on IPv6 too (the server has an AAAA record). Default: false. */
+    ipv6?: boolean;
+    /** nginx client_max_body_size; equal to Synapse's max_upload_size. Default: "50M". */
+    maxUploadSize?: pulumi.Input<string>;
+    /** Synapse's loopback URL (SynapseServer.localUrl): the sites wait for a healthy Synapse. */
+    upstream: pulumi.Input<string>;
+    /** ACME account and directory. */
+    acme: {
+        /** Contact e-mail for the account. */
+        email: pulumi.Input<string>;
+        /** ACME directory URL (Let's Encrypt production, staging, or a private CA). */
+        directoryUrl: pulumi.Input<string>;
+        /** PEM bundle that signs a private ACME server's TLS certificate. Default: none. */
+        caBundle?: pulumi.Input<string | undefined>;
+    };
+}
+
+/**
+ * nginx in front of Synapse: an HTTP-only ACME webroot first, one certbot certificate per name
+ * (HTTP-01), then the TLS vhosts: the apex well-known documents and the homeserver proxy.
+ */
+export class NginxProxy extends pulumi.ComponentResource {
+    /** Role → host name, resolved once that name's certificate is on the host. */
+    public readonly certificates: Record<string, pulumi.Output<string>>;
+    /** Resolved once the Matrix vhosts are live. */
+    public readonly sitesReady: pulumi.Output<string>;
+
+    constructor(name: string, args: NginxProxyArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("matrix:index:NginxProxy", name, {}, opts);
+        const user = args.host.user;
+        const ipv6 = args.ipv6 ?? false;
+        const roles = Object.keys(args.certificateHosts).sort();
+        const hosts = pulumi.all(roles.map((r) => pulumi.output(args.certificateHosts[r])));
+
+        const install = remoteStep(
+            `${name}-install`,
+            args.host,
+            {
+                create: pulumi
+                    .all([hosts, args.acme.caBundle])
+                    .apply(([h, acmeCaBundle]) => renderNginxInstallScript({ hosts: h, ipv6, acmeCaBundle }, { user })),
+            },
+            { parent: this },
+        );
+        const acme = pulumi.all([args.acme.email, args.acme.directoryUrl, args.acme.caBundle]).apply(
+            ([email, directoryUrl, caBundle]) => ({ email, directoryUrl, caBundle: caBundle !== undefined }),
+        );
+        const account = remoteStep(
+            `${name}-acme-account`,
+            args.host,
+            { create: acme.apply((a) => renderAcmeAccountScript(a, { user })) },
+            { parent: this, dependsOn: [install] },
+        );
+
+        this.certificates = {};
+        const certificateSteps = roles.map((role) => {
+            const step = remoteStep(
+                `${name}-certificate-${role}`,
+                args.host,
+                {
+                    // The e-mail belongs to the account step; leaving it out here keeps an e-mail
+                    // change from touching the certificates.
+                    create: pulumi
+                        .all([acme, args.certificateHosts[role]])
+                        .apply(([a, host]) =>
+                        renderCertificateScript({ directoryUrl: a.directoryUrl, caBundle: a.caBundle, host }, { user }),
+                    ),
+                },
+                { parent: this, dependsOn: [account] },
+            );
+            this.certificates[role] = pulumi
+                .all([step.stdout, args.certificateHosts[role]])
+                .apply(([, host]) => host);
+            return step;
+        });
+
+        const sites = pulumi
+            .all([args.domain, args.homeserverHost, args.maxUploadSize ?? "50M", args.upstream])
+            .apply(([domain, homeserverHost, maxUploadSize, upstream]) => {
+                const files: Record<string, string> = {
+                    [NGINX_PATHS.homeserverSite]: renderHomeserverSite({
+                        homeserverHost,
+                        upstream,
+                        maxUploadSize,
+                        ipv6,
+                        federationPort: args.delegation === "none",
+                    }),
+                };
+                if (args.delegation === "apex") {
+                    files[NGINX_PATHS.apexSite] = renderApexSite({ domain, homeserverHost, ipv6 });
+                }
+                const absent = args.delegation === "apex" ? [] : [NGINX_PATHS.apexSite];
+                return renderSitesScript(files, absent, { user });
+            });
+        const sitesStep = remoteStep(`${name}-sites`, args.host, { create: sites }, {
+            parent: this,
+            dependsOn: certificateSteps,
+        });
+
+        this.sitesReady = sitesStep.stdout.apply(() => "ready");
+        this.registerOutputs({ certificates: this.certificates, sitesReady: this.sitesReady });
+    }
+}

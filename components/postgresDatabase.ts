@@ -1,0 +1,63 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import { remoteStep, type Host } from "../lib/remote";
+import { renderDatabaseScript, renderDatabaseSql, renderPostgresInstallScript } from "../render/postgres";
+
+export interface PostgresDatabaseArgs {
+    /** The server and how to reach it. */
+    host: Host;
+    /** Database name. Default: "synapse". */
+    database?: string;
+    /** Role Synapse logs in as. Default: "synapse". */
+    user?: string;
+}
+
+/**
+ * PostgreSQL on the host, a login role with a generated password, and a database in the only
+ * locale Synapse accepts (UTF8, C collation and ctype). An existing database in another locale
+ * stops the deployment with a message instead of being touched.
+ */
+export class PostgresDatabase extends pulumi.ComponentResource {
+    /** Database name, resolved once the database exists. */
+    public readonly databaseName: pulumi.Output<string>;
+    public readonly userName: pulumi.Output<string>;
+    /** The role's password (secret). */
+    public readonly password: pulumi.Output<string>;
+    /** Where Synapse connects: PostgreSQL listens on loopback only. */
+    public readonly address: pulumi.Output<{ host: string; port: number }>;
+
+    constructor(name: string, args: PostgresDatabaseArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("matrix:index:PostgresDatabase", name, {}, opts);
+        const settings = { database: args.database ?? "synapse", user: args.user ?? "synapse" };
+        const user = args.host.user;
+
+        const install = remoteStep(
+            `${name}-install`,
+            args.host,
+            { create: renderPostgresInstallScript({ user }) },
+            { parent: this },
+        );
+        const password = new random.RandomPassword(
+            `${name}-password`,
+            // Letters and digits only: the password lands in YAML and libpq settings.
+            { length: 40, special: false },
+            { parent: this },
+        );
+        this.password = pulumi.secret(password.result);
+        const database = remoteStep(
+            `${name}-database`,
+            args.host,
+            {
+                create: renderDatabaseScript(settings, { user }),
+                stdin: this.password.apply((pw) => renderDatabaseSql(settings, pw)),
+            },
+            { parent: this, dependsOn: [install] },
+        );
+
+        const created = <T>(value: T) => database.stdout.apply(() => value);
+        this.databaseName = created(settings.database);
+        this.userName = created(settings.user);
+        this.address = created({ host: "127.0.0.1", port: 5432 });
+        this.registerOutputs({ databaseName: this.databaseName, userName: this.userName, address: this.address });
+    }
+}

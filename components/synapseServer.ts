@@ -1,0 +1,159 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import { remoteStep, type Host } from "../lib/remote";
+import { sha256 } from "../render/shell";
+import {
+    renderHomeserverConfig,
+    renderLogConfig,
+    renderSecretsConfig,
+    renderSynapseConfigScript,
+    renderSynapseInstallScript,
+    renderSynapseSecretsScript,
+    renderSynapseServiceScript,
+    renderSynapseUnit,
+    synapseRevision,
+    SYNAPSE_LISTEN,
+} from "../render/synapse";
+
+export interface SynapseServerArgs {
+    /** The server and how to reach it. */
+    host: Host;
+    /** The Matrix server name (user IDs are @user:serverName). Immutable once users exist. */
+    serverName: pulumi.Input<string>;
+    /** Public host name of the homeserver; public_baseurl is https://<homeserverHost>/. */
+    homeserverHost: pulumi.Input<string>;
+    /** matrix-synapse release from PyPI, e.g. "1.163.2". */
+    version: pulumi.Input<string>;
+    /** pip --find-links source instead of PyPI (air-gapped hosts). Default: PyPI. */
+    wheelhouse?: pulumi.Input<string | undefined>;
+    /** Open registration. Default: false. */
+    enableRegistration?: pulumi.Input<boolean>;
+    /** Largest upload, as Synapse and nginx read it ("50M"). Default: "50M". */
+    maxUploadSize?: pulumi.Input<string>;
+    /** Report anonymous usage statistics to matrix.org. Default: false. */
+    reportStats?: pulumi.Input<boolean>;
+    /** More homeserver.yaml keys, merged at the top level. Default: none. */
+    extraConfig?: pulumi.Input<Record<string, unknown>>;
+    /** How long to wait for /health after a (re)start, in seconds. Default: 300. */
+    healthTimeoutSeconds?: pulumi.Input<number>;
+    /** The database to use (from PostgresDatabase). */
+    database: {
+        name: pulumi.Input<string>;
+        user: pulumi.Input<string>;
+        password: pulumi.Input<string>;
+        address: pulumi.Input<{ host: string; port: number }>;
+    };
+}
+
+/**
+ * Synapse in a venv with a pinned release, homeserver.yaml rendered from settings, secrets in a
+ * separate file only root and the synapse user can read, a systemd unit; waits for /health.
+ */
+export class SynapseServer extends pulumi.ComponentResource {
+    /** The shared secret for the admin registration API (secret). */
+    public readonly registrationSharedSecret: pulumi.Output<string>;
+    /** Synapse's loopback listener, resolved once it answers /health; nginx proxies to it. */
+    public readonly localUrl: pulumi.Output<string>;
+
+    constructor(name: string, args: SynapseServerArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("matrix:index:SynapseServer", name, {}, opts);
+        const user = args.host.user;
+        const secret = (role: string) =>
+            pulumi.secret(
+                new random.RandomPassword(`${name}-${role}`, { length: 48, special: false }, { parent: this }).result,
+            );
+        this.registrationSharedSecret = secret("registration-shared-secret");
+        const macaroonSecretKey = secret("macaroon-secret-key");
+        const formSecret = secret("form-secret");
+
+        const install = remoteStep(
+            `${name}-install`,
+            args.host,
+            {
+                create: pulumi
+                    .all([args.version, args.wheelhouse])
+                    .apply(([version, wheelhouse]) => renderSynapseInstallScript({ version, wheelhouse }, { user })),
+            },
+            { parent: this },
+        );
+
+        const files = pulumi
+            .all([
+                args.serverName,
+                args.homeserverHost,
+                args.enableRegistration ?? false,
+                args.maxUploadSize ?? "50M",
+                args.reportStats ?? false,
+                args.extraConfig ?? {},
+            ])
+            .apply(([serverName, homeserverHost, enableRegistration, maxUploadSize, reportStats, extraConfig]) => ({
+                homeserverConfig: renderHomeserverConfig({
+                    serverName,
+                    homeserverHost,
+                    enableRegistration,
+                    maxUploadSize,
+                    reportStats,
+                    extraConfig,
+                }),
+                logConfig: renderLogConfig(),
+                unit: renderSynapseUnit(),
+            }));
+        const config = remoteStep(
+            `${name}-config`,
+            args.host,
+            { create: files.apply((f) => renderSynapseConfigScript(f, { user })) },
+            { parent: this, dependsOn: [install] },
+        );
+
+        const secretsFile = pulumi
+            .all([
+                this.registrationSharedSecret,
+                macaroonSecretKey,
+                formSecret,
+                args.database.name,
+                args.database.user,
+                args.database.password,
+                args.database.address,
+            ])
+            .apply(([registrationSharedSecret, macaroonSecretKey, formSecret, dbName, dbUser, dbPassword, address]) =>
+                renderSecretsConfig({
+                    registrationSharedSecret,
+                    macaroonSecretKey,
+                    formSecret,
+                    database: { name: dbName, user: dbUser, password: dbPassword, ...address },
+                }),
+            );
+        const secrets = remoteStep(
+            `${name}-secrets`,
+            args.host,
+            { create: renderSynapseSecretsScript({ user }), stdin: secretsFile },
+            { parent: this, dependsOn: [install] },
+        );
+
+        // The restart revision covers every file the process reads. The secrets file enters only
+        // as a SHA-256 over all of it, which includes 48-character random keys: nothing of any
+        // one secret can be recovered from it, so the digest may be shown in plain text.
+        const secretsDigest = pulumi.unsecret(secretsFile.apply(sha256));
+        const service = remoteStep(
+            `${name}-service`,
+            args.host,
+            {
+                create: pulumi
+                    .all([files, secretsDigest, args.version, args.healthTimeoutSeconds ?? 300])
+                    .apply(([f, digest, version, healthTimeoutSeconds]) =>
+                        renderSynapseServiceScript(
+                            {
+                                revision: synapseRevision([version, f.homeserverConfig, f.logConfig, f.unit, digest]),
+                                healthTimeoutSeconds,
+                            },
+                            { user },
+                        ),
+                    ),
+            },
+            { parent: this, dependsOn: [install, config, secrets] },
+        );
+
+        this.localUrl = service.stdout.apply(() => `http://${SYNAPSE_LISTEN.address}:${SYNAPSE_LISTEN.port}`);
+        this.registerOutputs({ registrationSharedSecret: this.registrationSharedSecret, localUrl: this.localUrl });
+    }
+}

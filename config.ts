@@ -1,0 +1,335 @@
+// The stack configuration: one schema, validated before any resource is registered.
+//
+// `parseStackConfig` is pure: it takes the raw key/value map that Pulumi holds for the stack
+// (what `pulumi.runtime.allConfig()` returns) and yields a typed object with every default
+// filled in, or throws a `ConfigError` that lists every bad key at once.
+import * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
+
+/** Synapse release this program is tested with; stacks should pin their own (README). */
+export const DEFAULT_SYNAPSE_VERSION = "1.163.2";
+export const LETSENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory";
+export const LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+/** Synapse keys the program sets itself; `synapse.extraConfig` may not override them. */
+export const MANAGED_SYNAPSE_KEYS: Record<string, string> = {
+    server_name: "set matrix:domain",
+    public_baseurl: "set matrix:homeserverHost",
+    listeners: "nginx proxies to the loopback listener the program manages",
+    database: "set matrix:postgres",
+    registration_shared_secret: "the program generates it (a secret stack output)",
+    registration_shared_secret_path: "the program generates the secret",
+    macaroon_secret_key: "the program generates it",
+    form_secret: "the program generates it",
+    signing_key_path: "the program keeps the key at /var/lib/matrix-synapse/signing.key",
+    media_store_path: "the program keeps media under /var/lib/matrix-synapse/media_store",
+    log_config: "the program manages the log configuration",
+    max_upload_size: "set matrix:synapse.maxUploadSize",
+    enable_registration: "set matrix:synapse.enableRegistration",
+    report_stats: "set matrix:synapse.reportStats",
+};
+
+const HOSTNAME =
+    /^(?=.{1,253}$)(?:(?!-)[a-z0-9-]{1,63}(?<!-)\.)+(?!-)[a-z][a-z0-9-]{0,61}[a-z0-9]$/;
+const hostname = (example: string) =>
+    z.string({ error: `expected a host name such as ${example}` }).regex(HOSTNAME, {
+        error: `expected a lower-case DNS name with at least two labels, such as ${example}`,
+    });
+
+/** Sizes both Synapse (`parse_size`: bytes, K or M) and nginx (`client_max_body_size`) read alike. */
+const uploadSize = z
+    .string({ error: 'expected a size such as "50M" (bytes, or a number followed by K or M)' })
+    .regex(/^[1-9][0-9]{0,9}[KM]?$/, {
+        error: 'expected a size such as "50M" (bytes, or a number followed by K or M; no G, no spaces)',
+    });
+
+/** Pulumi may hand nested numbers and booleans over as strings (`config set --path`). */
+const fromString = (v: unknown) =>
+    typeof v !== "string" ? v : v === "true" ? true : v === "false" ? false : /^-?[0-9]+$/.test(v) ? Number(v) : v;
+const bool = () => z.preprocess(fromString, z.boolean({ error: "expected true or false" }));
+const int = (error: string) => z.preprocess(fromString, z.number({ error }).int({ error }));
+
+const sqlIdentifier = z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,62}$/, {
+        error: "expected a PostgreSQL identifier: lower-case letters, digits and '_', not starting with a digit, at most 63 characters",
+    });
+
+const machineSchema = z.strictObject({
+    /** IPv4 address the host is reached at over SSH; the A records point here. */
+    ipv4: z.ipv4({ error: "expected an IPv4 address such as 203.0.113.10" }),
+    /** IPv6 address of the host; when set, AAAA records are created too. */
+    ipv6: z.ipv6({ error: "expected an IPv6 address such as 2001:db8::10" }).optional(),
+    sshPort: int("expected a port number from 1 to 65535")
+        .refine((p) => p >= 1 && p <= 65535, { error: "expected a port number from 1 to 65535" })
+        .default(22),
+    sshUser: z
+        .string()
+        .regex(/^[a-z_][a-z0-9_-]{0,31}$/, { error: "expected a Unix user name such as root" })
+        .default("root"),
+    /** The host's public key ("ssh-ed25519 AAAA..."); when set, SSH refuses any other host. */
+    sshHostKey: z
+        .string()
+        .regex(/^(ssh-[a-z0-9-]+|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}( .*)?$/, {
+            error: 'expected an OpenSSH public key line such as "ssh-ed25519 AAAAC3Nza..."',
+        })
+        .optional(),
+});
+
+const dnsSchema = z.strictObject({
+    /** Cloudflare zone id of the zone holding the domain (32 hex digits). */
+    zoneId: z.string().regex(/^[0-9a-f]{32}$/, { error: "expected a Cloudflare zone id: 32 lower-case hex digits" }),
+    /** Create the apex record too (only used with delegation "apex"). */
+    manageApex: bool().default(true),
+    /** Record TTL in seconds; 1 means Cloudflare's "auto". */
+    ttl: int("expected 1 (auto) or a number of seconds from 60 to 86400")
+        .refine((t) => t === 1 || (t >= 60 && t <= 86400), {
+            error: "expected 1 (auto) or a number of seconds from 60 to 86400",
+        })
+        .default(1),
+});
+
+const acmeSchema = z.strictObject({
+    /** Contact address for the ACME account (expiry notices). */
+    email: z.email({ error: "expected an e-mail address for the ACME account, such as admin@example.org" }),
+    /** ACME directory URL; Let's Encrypt production by default. */
+    directoryUrl: z
+        .url({ protocol: /^https$/, error: "expected an https:// ACME directory URL" })
+        .default(LETSENCRYPT_PRODUCTION),
+    /** PEM CA bundle that signs a private ACME server's own TLS certificate. */
+    caBundle: z
+        .string()
+        .refine((s) => s.includes("-----BEGIN CERTIFICATE-----"), {
+            error: "expected PEM text containing -----BEGIN CERTIFICATE-----",
+        })
+        .optional(),
+});
+
+const synapseSchema = z.strictObject({
+    version: z
+        .string()
+        .regex(/^[0-9]+\.[0-9]+\.[0-9]+(rc[0-9]+)?$/, {
+            error: 'expected a matrix-synapse release such as "1.163.2" (no leading "v")',
+        })
+        .default(DEFAULT_SYNAPSE_VERSION),
+    enableRegistration: bool().default(false),
+    maxUploadSize: uploadSize.default("50M"),
+    reportStats: bool().default(false),
+    extraConfig: z.record(z.string(), z.unknown(), { error: "expected a map of homeserver.yaml keys" }).default({}),
+    wheelhouse: z.string().min(1).optional(),
+    healthTimeoutSeconds: int("expected a whole number of seconds from 10 to 3600")
+        .refine((t) => t >= 10 && t <= 3600, { error: "expected a whole number of seconds from 10 to 3600" })
+        .default(300),
+});
+
+const elementSchema = z.strictObject({
+    version: z.string().regex(/^[0-9]+\.[0-9]+\.[0-9]+(-rc\.[0-9]+)?$/, {
+        error: 'expected an Element Web release such as "1.12.29" (no leading "v")',
+    }),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/, {
+        error: "expected the SHA-256 of the release tarball: 64 lower-case hex digits",
+    }),
+    url: z
+        .url({ protocol: /^https?$/, error: "expected an http(s):// URL of the release tarball" })
+        .optional(),
+    brand: z.string().min(1).default("Element"),
+    disableCustomUrls: bool().default(false),
+});
+
+const postgresSchema = z.strictObject({
+    database: sqlIdentifier.default("synapse"),
+    user: sqlIdentifier.default("synapse"),
+});
+
+const delegationSchema = z.enum(["apex", "external", "none"], {
+    error: 'expected one of "apex", "external", "none"',
+});
+
+const stackSchema = z.strictObject({
+        domain: hostname("example.org"),
+        homeserverHost: hostname("matrix.example.org").optional(),
+        elementHost: hostname("element.example.org").optional(),
+        machine: machineSchema,
+        sshPrivateKey: z.string().refine((k) => /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(k), {
+            error: "expected an OpenSSH/PEM private key (set it with: pulumi config set --secret matrix:sshPrivateKey < ~/.ssh/id_ed25519)",
+        }),
+        dns: dnsSchema.optional(),
+        delegation: delegationSchema.default("apex"),
+        acme: acmeSchema,
+        synapse: synapseSchema.prefault({}),
+        element: elementSchema,
+        postgres: postgresSchema.prefault({}),
+    });
+
+export type Delegation = z.infer<typeof delegationSchema>;
+
+/** The validated stack configuration, defaults filled in. Contains no secrets. */
+export interface StackConfig {
+    domain: string;
+    homeserverHost: string;
+    elementHost: string;
+    machine: z.infer<typeof machineSchema>;
+    dns?: z.infer<typeof dnsSchema>;
+    delegation: Delegation;
+    acme: z.infer<typeof acmeSchema>;
+    synapse: z.infer<typeof synapseSchema>;
+    element: z.infer<typeof elementSchema> & { url: string };
+    postgres: z.infer<typeof postgresSchema>;
+}
+
+/** Every problem with the stack configuration, in one message. */
+export class ConfigError extends Error {
+    constructor(readonly problems: string[]) {
+        super(
+            `Invalid stack configuration (${problems.length} problem${problems.length === 1 ? "" : "s"}); nothing was deployed:\n` +
+                problems.map((p) => `  - ${p}`).join("\n"),
+        );
+        this.name = "ConfigError";
+    }
+}
+
+function defaultHomeserverHost(domain: string, delegation: unknown): string {
+    return delegation === "none" ? domain : `matrix.${domain}`;
+}
+
+/** Checks across keys; they run on the raw values so they report even when other keys are bad. */
+function crossKeyProblems(v: Record<string, unknown>): string[] {
+    const problems: string[] = [];
+    const domain = typeof v.domain === "string" ? v.domain : undefined;
+    if (domain === undefined) return problems;
+    const homeserverHost =
+        typeof v.homeserverHost === "string" ? v.homeserverHost : defaultHomeserverHost(domain, v.delegation);
+    const elementHost = typeof v.elementHost === "string" ? v.elementHost : `element.${domain}`;
+    if (elementHost === homeserverHost) {
+        problems.push(
+            `matrix:elementHost: must differ from matrix:homeserverHost (${homeserverHost}); serve Element on its own host name, such as element.${domain}`,
+        );
+    } else if (elementHost === domain) {
+        problems.push(
+            `matrix:elementHost: must differ from matrix:domain (${domain}); serve Element on its own host name, such as element.${domain}`,
+        );
+    }
+    if (v.delegation === "none" && homeserverHost !== domain) {
+        problems.push(
+            `matrix:homeserverHost: must equal matrix:domain (${domain}) when matrix:delegation is "none" (federation then reaches ${domain}:8448 directly); or use delegation "apex" or "external" to serve Matrix from ${homeserverHost}`,
+        );
+    }
+    const synapse = v.synapse as { extraConfig?: unknown } | undefined;
+    if (synapse && typeof synapse.extraConfig === "object" && synapse.extraConfig !== null) {
+        for (const key of Object.keys(synapse.extraConfig)) {
+            const managed = MANAGED_SYNAPSE_KEYS[key];
+            if (managed !== undefined) {
+                problems.push(`matrix:synapse.extraConfig.${key}: is managed by the program; ${managed}`);
+            }
+        }
+    }
+    return problems;
+}
+
+/** Keys that hold a JSON object, boolean or number; Pulumi hands every value over as a string. */
+const STRUCTURED_KEYS = new Set(["machine", "dns", "acme", "synapse", "element", "postgres"]);
+
+function keyName(path: readonly PropertyKey[]): string {
+    const [top, ...rest] = path.map(String);
+    return `matrix:${top}${rest.length ? "." + rest.join(".") : ""}`;
+}
+
+export interface ParseOptions {
+    /** Whether a Cloudflare API token is available (cloudflare:apiToken or CLOUDFLARE_API_TOKEN). */
+    cloudflareToken: boolean;
+}
+
+/**
+ * Validate the raw stack config (`namespace:key` → string, as Pulumi stores it).
+ * Throws a ConfigError naming every bad key and the expected form.
+ */
+export function parseStackConfig(raw: Record<string, string>, opts: ParseOptions): StackConfig {
+    const problems: string[] = [];
+    const values: Record<string, unknown> = {};
+    for (const [fullKey, value] of Object.entries(raw)) {
+        const sep = fullKey.indexOf(":");
+        if (fullKey.slice(0, sep) !== "matrix") continue;
+        const key = fullKey.slice(sep + 1);
+        if (STRUCTURED_KEYS.has(key)) {
+            try {
+                values[key] = JSON.parse(value);
+            } catch {
+                problems.push(`matrix:${key}: expected an object (set it in the stack file or with pulumi config set --path)`);
+            }
+        } else {
+            values[key] = value;
+        }
+    }
+    const result = stackSchema.safeParse(values);
+    if (!result.success) {
+        for (const issue of result.error.issues) {
+            if (issue.code === "unrecognized_keys") {
+                for (const k of issue.keys) {
+                    problems.push(`${keyName([...issue.path, k])}: unknown key; check the spelling against the README's config table`);
+                }
+            } else if (issue.code === "invalid_type" && issue.input === undefined) {
+                problems.push(`${keyName(issue.path)}: required; ${requiredHint(issue.path)}`);
+            } else {
+                problems.push(`${keyName(issue.path)}: ${issue.message}`);
+            }
+        }
+    }
+    problems.push(...crossKeyProblems(values));
+    if (values.dns !== undefined && !opts.cloudflareToken) {
+        problems.push(
+            "matrix:dns: needs a Cloudflare API token; set it with: pulumi config set --secret cloudflare:apiToken <token> (or remove matrix:dns to manage DNS elsewhere)",
+        );
+    }
+    if (problems.length > 0 || !result.success) throw new ConfigError(problems);
+    // The key itself is read again as a secret Output (loadSshPrivateKey); it is only checked here.
+    const { sshPrivateKey: _checkedOnly, ...c } = result.data;
+    return {
+        ...c,
+        homeserverHost: c.homeserverHost ?? defaultHomeserverHost(c.domain, c.delegation),
+        elementHost: c.elementHost ?? `element.${c.domain}`,
+        element: {
+            ...c.element,
+            url:
+                c.element.url ??
+                `https://github.com/element-hq/element-web/releases/download/v${c.element.version}/element-v${c.element.version}.tar.gz`,
+        },
+    };
+}
+
+const REQUIRED_HINTS: Record<string, string> = {
+    domain: "the Matrix server name, e.g. pulumi config set matrix:domain example.org",
+    machine: "the host to deploy to, e.g. pulumi config set --path matrix:machine.ipv4 203.0.113.10",
+    sshPrivateKey: "pulumi config set --secret matrix:sshPrivateKey < ~/.ssh/id_ed25519",
+    acme: "pulumi config set --path matrix:acme.email admin@example.org",
+    element: "pulumi config set --path matrix:element.version 1.12.29 and matrix:element.sha256 <sha256 of the tarball>",
+};
+
+function requiredHint(path: readonly PropertyKey[]): string {
+    const top = String(path[0]);
+    if (path.length === 1 && REQUIRED_HINTS[top]) return `set ${REQUIRED_HINTS[top]}`;
+    return `set it with pulumi config set --path ${keyName(path)} <value>`;
+}
+
+/** Read and validate this stack's config; throws before any resource exists. */
+export function loadStackConfig(): StackConfig {
+    const raw = pulumi.runtime.allConfig();
+    const cloudflareToken = Boolean(raw["cloudflare:apiToken"] || process.env.CLOUDFLARE_API_TOKEN);
+    return parseStackConfig(raw, { cloudflareToken });
+}
+
+/** The SSH private key, as a secret Output (never part of StackConfig). */
+export function loadSshPrivateKey(): pulumi.Output<string> {
+    return new pulumi.Config("matrix").requireSecret("sshPrivateKey");
+}
+
+/** Public names by role: each gets a certificate; `dnsRecords` says which get a Cloudflare record. */
+export function publicHostnames(c: StackConfig): {
+    certificates: Record<string, string>;
+    dnsRecords: Record<string, string>;
+} {
+    const certificates: Record<string, string> = { homeserver: c.homeserverHost, element: c.elementHost };
+    if (c.delegation === "apex") certificates.apex = c.domain;
+    const dnsRecords = { ...certificates };
+    if (!c.dns?.manageApex) delete dnsRecords.apex;
+    return { certificates, dnsRecords };
+}

@@ -1,0 +1,115 @@
+// Wiring only: validated config in, five components chained by their outputs, stack outputs out.
+// DNS → certificates; database → Synapse → proxy → Element.
+import * as pulumi from "@pulumi/pulumi";
+import { DnsRecords } from "./components/dnsRecords";
+import { ElementWeb } from "./components/elementWeb";
+import { NginxProxy } from "./components/nginxProxy";
+import { PostgresDatabase } from "./components/postgresDatabase";
+import { SynapseServer } from "./components/synapseServer";
+import { loadSshPrivateKey, loadStackConfig, publicHostnames } from "./config";
+import type { Host } from "./lib/remote";
+import { registerAdminCommand } from "./render/outputs";
+import { wellKnownClient, wellKnownServer } from "./render/wellknown";
+
+const cfg = loadStackConfig(); // throws, naming every bad key, before any resource exists
+const names = publicHostnames(cfg);
+const ipv6 = cfg.machine.ipv6 !== undefined;
+
+const host: Host = {
+    connection: {
+        host: cfg.machine.ipv4,
+        port: cfg.machine.sshPort,
+        user: cfg.machine.sshUser,
+        privateKey: loadSshPrivateKey(),
+        hostKey: cfg.machine.sshHostKey,
+        perDialTimeout: 15,
+        dialErrorLimit: 20,
+    },
+    user: cfg.machine.sshUser,
+};
+
+const dns = cfg.dns
+    ? new DnsRecords("dns", {
+          zoneId: cfg.dns.zoneId,
+          hostnames: names.dnsRecords,
+          ipv4: cfg.machine.ipv4,
+          ipv6: cfg.machine.ipv6,
+          ttl: cfg.dns.ttl,
+      })
+    : undefined;
+
+const database = new PostgresDatabase("postgres", {
+    host,
+    database: cfg.postgres.database,
+    user: cfg.postgres.user,
+});
+
+const synapse = new SynapseServer("synapse", {
+    host,
+    serverName: cfg.domain,
+    homeserverHost: cfg.homeserverHost,
+    version: cfg.synapse.version,
+    wheelhouse: cfg.synapse.wheelhouse,
+    enableRegistration: cfg.synapse.enableRegistration,
+    maxUploadSize: cfg.synapse.maxUploadSize,
+    reportStats: cfg.synapse.reportStats,
+    extraConfig: cfg.synapse.extraConfig,
+    healthTimeoutSeconds: cfg.synapse.healthTimeoutSeconds,
+    database: {
+        name: database.databaseName,
+        user: database.userName,
+        password: database.password,
+        address: database.address,
+    },
+});
+
+const proxy = new NginxProxy("nginx", {
+    host,
+    domain: cfg.domain,
+    homeserverHost: cfg.homeserverHost,
+    delegation: cfg.delegation,
+    // A record's output where this stack manages DNS: no certificate before its name resolves.
+    certificateHosts: Object.fromEntries(
+        Object.entries(names.certificates).map(([role, name]) => [role, dns?.hostnames[role] ?? name]),
+    ),
+    ipv6,
+    maxUploadSize: cfg.synapse.maxUploadSize,
+    upstream: synapse.localUrl,
+    acme: cfg.acme,
+});
+
+const element = new ElementWeb(
+    "element",
+    {
+        host,
+        elementHost: proxy.certificates.element,
+        serverName: cfg.domain,
+        homeserverHost: cfg.homeserverHost,
+        version: cfg.element.version,
+        url: cfg.element.url,
+        sha256: cfg.element.sha256,
+        brand: cfg.element.brand,
+        disableCustomUrls: cfg.element.disableCustomUrls,
+        ipv6,
+    },
+    { dependsOn: [proxy] },
+);
+
+export const serverName = cfg.domain;
+export const homeserverUrl = proxy.sitesReady.apply(() => `https://${cfg.homeserverHost}`);
+export const elementUrl = element.url;
+export const delegation = cfg.delegation;
+/** With delegation "external", publish these at https://<domain>/.well-known/matrix/{server,client}. */
+export const wellKnown = {
+    server: JSON.stringify(wellKnownServer(cfg.homeserverHost)),
+    client: JSON.stringify(wellKnownClient(cfg.homeserverHost)),
+};
+/** Records to create by hand when matrix:dns is not set. */
+export const dnsRecordsToCreate = dns
+    ? []
+    : Object.values(names.dnsRecords).flatMap((name) => [
+          `${name} A ${cfg.machine.ipv4}`,
+          ...(cfg.machine.ipv6 ? [`${name} AAAA ${cfg.machine.ipv6}`] : []),
+      ]);
+export const registrationSharedSecret = synapse.registrationSharedSecret;
+export const firstAdminCommand = pulumi.output(registerAdminCommand(cfg.machine));

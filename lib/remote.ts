@@ -1,0 +1,46 @@
+// The one place remote commands are made: the shared SSH connection and the defaults every
+// command gets.
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+
+/** How the program reaches the server. */
+export interface Host {
+    /** SSH settings shared by every command (the private key is a secret Output). */
+    connection: command.types.input.remote.ConnectionArgs;
+    /** Remote user name; scripts run through `sudo -n` when it is not root. */
+    user: string;
+}
+
+export interface RemoteStep {
+    /** The script (from render/); it must not contain secrets: it is visible in the process list. */
+    create: pulumi.Input<string>;
+    /** Secret material for the script, delivered on standard input. */
+    stdin?: pulumi.Input<string>;
+    /** Run on destroy; most steps leave the host as it is (README: destroy). */
+    delete?: pulumi.Input<string>;
+}
+
+/** A remote.Command with the program's defaults, as a child of `parent`. */
+export function remoteStep(
+    name: string,
+    host: Host,
+    step: RemoteStep,
+    opts: pulumi.CustomResourceOptions,
+): command.remote.Command {
+    return new command.remote.Command(
+        name,
+        {
+            connection: host.connection,
+            create: step.create,
+            stdin: step.stdin,
+            delete: step.delete,
+            // The previous stdout would travel as environment, which sshd drops unless AcceptEnv.
+            addPreviousOutputInEnv: false,
+        },
+        {
+            ...opts,
+            // Output is kept in state; a step fed secrets keeps it secret there too.
+            additionalSecretOutputs: step.stdin !== undefined ? ["stdout", "stderr"] : undefined,
+        },
+    );
+}

@@ -1,0 +1,136 @@
+// Element Web: config.json, its vhost, and the download/verify/extract/switch scripts.
+import { block, tlsServerHead, NGINX_PATHS } from "./nginx";
+import { ensureDir, script, shq, writeFile } from "./shell";
+
+export const ELEMENT_PATHS = {
+    root: "/var/www/element",
+    releases: "/var/www/element/releases",
+    current: "/var/www/element/current",
+    cache: "/var/cache/matrix-pulumi",
+    site: "matrix-element.conf",
+} as const;
+
+export function elementReleaseDir(version: string): string {
+    return `${ELEMENT_PATHS.releases}/v${version}`;
+}
+
+export interface ElementConfigSettings {
+    serverName: string;
+    homeserverHost: string;
+    brand: string;
+    disableCustomUrls: boolean;
+}
+
+/** config.json: `default_server_config` only (never mixed with default_server_name/default_hs_url). */
+export function renderElementConfig(s: ElementConfigSettings): string {
+    const config = {
+        brand: s.brand,
+        default_server_config: {
+            "m.homeserver": { base_url: `https://${s.homeserverHost}`, server_name: s.serverName },
+        },
+        disable_custom_urls: s.disableCustomUrls,
+        disable_guests: true,
+        room_directory: { servers: [s.serverName] },
+        show_labs_settings: false,
+    };
+    return JSON.stringify(config, null, 2) + "\n";
+}
+
+/** Element's recommended headers; repeated in every location that adds its own header. */
+const SECURITY_HEADERS = [
+    'add_header X-Frame-Options "SAMEORIGIN" always;',
+    'add_header X-Content-Type-Options "nosniff" always;',
+    'add_header X-XSS-Protection "1; mode=block" always;',
+    `add_header Content-Security-Policy "frame-ancestors 'self'" always;`,
+    'add_header Strict-Transport-Security "max-age=31536000" always;',
+];
+
+/** The Element vhost: static files; no-cache for what changes between releases. */
+export function renderElementSite(s: { elementHost: string; ipv6: boolean }): string {
+    return [
+        "# Managed by matrix-pulumi.",
+        ...block("server", [
+            ...tlsServerHead(s.elementHost, { ipv6: s.ipv6 }).filter((l) => !l.startsWith("add_header")),
+            `root ${ELEMENT_PATHS.current};`,
+            "index index.html;",
+            ...SECURITY_HEADERS,
+            "",
+            // Unhashed entry points must be revalidated, or a browser keeps a stale release.
+            ...block("location ~ ^/(index\\.html|version|config[^/]*\\.json|i18n/.*)?$", [
+                'add_header Cache-Control "no-cache" always;',
+                ...SECURITY_HEADERS,
+                "try_files $uri $uri/ =404;",
+            ]),
+            ...block("location /", ["try_files $uri $uri/ =404;"]),
+        ]),
+        "",
+    ].join("\n");
+}
+
+export interface ElementReleaseSettings {
+    version: string;
+    url: string;
+    sha256: string;
+}
+
+/**
+ * Download the pinned release, verify its SHA-256 before anything is extracted, and unpack
+ * it into its own versioned folder. Skipped when that folder already holds this checksum.
+ */
+export function renderElementReleaseScript(s: ElementReleaseSettings, opts: { user?: string } = {}): string {
+    const dir = elementReleaseDir(s.version);
+    const tarball = `${ELEMENT_PATHS.cache}/element-v${s.version}.tar.gz`;
+    const stamp = `${dir}/.matrix-pulumi-sha256`;
+    const root = { owner: "root", group: "root" };
+    return script(
+        [
+            `if [ -f ${shq(dir + "/index.html")} ] && [ "$(cat ${shq(stamp)} 2>/dev/null)" = ${shq(s.sha256)} ]; then`,
+            `  echo "element v${s.version} already in place"; exit 0`,
+            "fi",
+            "command -v curl >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends curl ca-certificates; }",
+            ...ensureDir(ELEMENT_PATHS.cache, { mode: "0755", ...root }),
+            ...ensureDir(ELEMENT_PATHS.releases, { mode: "0755", ...root }),
+            `curl -fsSL --retry 3 -o ${shq(tarball + ".part")} ${shq(s.url)}`,
+            `actual=$(sha256sum ${shq(tarball + ".part")} | cut -d' ' -f1)`,
+            `if [ "$actual" != ${shq(s.sha256)} ]; then`,
+            `  rm -f ${shq(tarball + ".part")}`,
+            `  echo "Element tarball from "${shq(s.url)}" has SHA-256 $actual, but matrix:element.sha256 says "${shq(s.sha256)}"; nothing was extracted." >&2`,
+            "  exit 1",
+            "fi",
+            `mv -f ${shq(tarball + ".part")} ${shq(tarball)}`,
+            `tmp=$(mktemp -d ${shq(ELEMENT_PATHS.releases + "/.extract.XXXXXX")})`,
+            `tar -xzf ${shq(tarball)} -C "$tmp" --strip-components=1 --no-same-owner --no-same-permissions`,
+            `if [ ! -f "$tmp/index.html" ]; then rm -rf "$tmp"; echo "the tarball has no */index.html: not an Element Web release" >&2; exit 1; fi`,
+            `printf '%s\\n' ${shq(s.sha256)} > "$tmp/.matrix-pulumi-sha256"`,
+            `chmod -R u=rwX,go=rX "$tmp"`,
+            // Never swap out the folder `current` points at without a replacement ready.
+            `if [ -e ${shq(dir)} ]; then mv -T ${shq(dir)} "$tmp.old"; fi`,
+            `mv -T "$tmp" ${shq(dir)}`,
+            `rm -rf "$tmp.old"`,
+            `echo "element v${s.version} extracted"`,
+        ],
+        opts,
+    );
+}
+
+/** config.json into the release folder, switch `current` to it, install the vhost, reload nginx. */
+export function renderElementSiteScript(
+    s: { version: string; config: string; site: string },
+    opts: { user?: string } = {},
+): string {
+    const dir = elementReleaseDir(s.version);
+    const site = `${NGINX_PATHS.sitesAvailable}/${ELEMENT_PATHS.site}`;
+    const file = { mode: "0644", owner: "root", group: "root" };
+    return script(
+        [
+            ...writeFile(`${dir}/config.json`, s.config, file),
+            `ln -sfn ${shq(dir)} ${shq(ELEMENT_PATHS.root + "/.current.tmp")}`,
+            `mv -T ${shq(ELEMENT_PATHS.root + "/.current.tmp")} ${shq(ELEMENT_PATHS.current)}`,
+            ...writeFile(site, s.site, file),
+            `ln -sfn ${shq(site)} ${shq(`${NGINX_PATHS.sitesEnabled}/${ELEMENT_PATHS.site}`)}`,
+            "nginx -t -q",
+            "systemctl reload nginx",
+        ],
+        opts,
+    );
+}

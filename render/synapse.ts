@@ -1,0 +1,275 @@
+// Synapse: homeserver.yaml (no secrets), the secrets file, log config, systemd unit, scripts.
+import { stringify } from "yaml";
+import { aptInstall, ensureDir, script, sha256, shq, writeFile, writeFileFromStdin } from "./shell";
+
+export const SYNAPSE_PATHS = {
+    venv: "/opt/synapse",
+    configDir: "/etc/matrix-synapse",
+    homeserverConfig: "/etc/matrix-synapse/homeserver.yaml",
+    secretsConfig: "/etc/matrix-synapse/secrets.yaml",
+    logConfig: "/etc/matrix-synapse/log.yaml",
+    dataDir: "/var/lib/matrix-synapse",
+    signingKey: "/var/lib/matrix-synapse/signing.key",
+    mediaStore: "/var/lib/matrix-synapse/media_store",
+    unit: "/etc/systemd/system/matrix-synapse.service",
+} as const;
+export const SYNAPSE_USER = "matrix-synapse";
+export const SYNAPSE_SERVICE = "matrix-synapse";
+export const SYNAPSE_LISTEN = { address: "127.0.0.1", port: 8008 } as const;
+
+export interface HomeserverSettings {
+    serverName: string;
+    homeserverHost: string;
+    enableRegistration: boolean;
+    maxUploadSize: string;
+    reportStats: boolean;
+    extraConfig: Record<string, unknown>;
+}
+
+export interface SynapseSecrets {
+    registrationSharedSecret: string;
+    macaroonSecretKey: string;
+    formSecret: string;
+    database: { name: string; user: string; password: string; host: string; port: number };
+}
+
+/** Sort keys at every depth so the same settings always give the same bytes (they feed diffs). */
+function sorted(value: unknown): unknown {
+    if (Array.isArray(value)) return value.map(sorted);
+    if (value && typeof value === "object") {
+        return Object.fromEntries(
+            Object.keys(value as object)
+                .sort()
+                .map((k) => [k, sorted((value as Record<string, unknown>)[k])]),
+        );
+    }
+    return value;
+}
+
+function yamlFile(header: string, value: unknown): string {
+    return `# ${header}\n` + stringify(sorted(value), { lineWidth: 0 });
+}
+
+/** homeserver.yaml: everything but the secrets, which Synapse reads from the secrets file after it. */
+export function renderHomeserverConfig(s: HomeserverSettings): string {
+    const config: Record<string, unknown> = {
+        ...s.extraConfig,
+        server_name: s.serverName,
+        public_baseurl: `https://${s.homeserverHost}/`,
+        listeners: [
+            {
+                port: SYNAPSE_LISTEN.port,
+                // Loopback only: nginx is the one public entrance. 127.0.0.1 rather than ::1,
+                // which fails on hosts with IPv6 disabled.
+                bind_addresses: [SYNAPSE_LISTEN.address],
+                type: "http",
+                tls: false,
+                x_forwarded: true,
+                resources: [{ names: ["client", "federation"], compress: false }],
+            },
+        ],
+        log_config: SYNAPSE_PATHS.logConfig,
+        media_store_path: SYNAPSE_PATHS.mediaStore,
+        // Explicit: the default is the folder of the last config file.
+        signing_key_path: SYNAPSE_PATHS.signingKey,
+        report_stats: s.reportStats,
+        max_upload_size: s.maxUploadSize,
+        enable_registration: s.enableRegistration,
+        // nginx serves /.well-known; Synapse need not.
+        serve_server_wellknown: false,
+        trusted_key_servers: s.extraConfig.trusted_key_servers ?? [{ server_name: "matrix.org" }],
+        suppress_key_server_warning: true,
+    };
+    const verifies = ["registrations_require_3pid", "registration_requires_token", "recaptcha_public_key"];
+    if (s.enableRegistration && !verifies.some((k) => k in s.extraConfig)) {
+        // Synapse refuses open registration without a verification step unless told so.
+        config.enable_registration_without_verification = true;
+    }
+    return yamlFile("Managed by matrix-pulumi; edits are overwritten. Secrets live in secrets.yaml.", config);
+}
+
+/**
+ * secrets.yaml (0640 root:matrix-synapse). The whole `database` block lives here: Synapse
+ * merges config files shallowly, so a partial block would replace the other one.
+ */
+export function renderSecretsConfig(s: SynapseSecrets): string {
+    return yamlFile("Managed by matrix-pulumi. Secret: readable by root and matrix-synapse only.", {
+        registration_shared_secret: s.registrationSharedSecret,
+        // Set explicitly: unset, it falls back to the registration secret, and rotating that
+        // would log everybody out.
+        macaroon_secret_key: s.macaroonSecretKey,
+        form_secret: s.formSecret,
+        database: {
+            name: "psycopg2",
+            args: {
+                user: s.database.user,
+                password: s.database.password,
+                dbname: s.database.name,
+                host: s.database.host,
+                port: s.database.port,
+                cp_min: 5,
+                cp_max: 10,
+            },
+        },
+    });
+}
+
+/** Logs go to stdout, which systemd hands to the journal. */
+export function renderLogConfig(): string {
+    return yamlFile("Managed by matrix-pulumi.", {
+        version: 1,
+        formatters: { journal: { format: "%(name)s - %(lineno)d - %(levelname)s - %(request)s - %(message)s" } },
+        filters: { context: { "()": "synapse.logging.context.LoggingContextFilter", request: "" } },
+        handlers: {
+            journal: {
+                class: "logging.StreamHandler",
+                formatter: "journal",
+                filters: ["context"],
+                stream: "ext://sys.stdout",
+            },
+        },
+        loggers: { "synapse.storage.SQL": { level: "INFO" } },
+        root: { level: "INFO", handlers: ["journal"] },
+        disable_existing_loggers: false,
+    });
+}
+
+export function renderSynapseUnit(): string {
+    const p = SYNAPSE_PATHS;
+    return [
+        "# Managed by matrix-pulumi.",
+        "[Unit]",
+        "Description=Synapse Matrix homeserver",
+        "After=network-online.target postgresql.service",
+        "Wants=network-online.target",
+        "",
+        "[Service]",
+        "Type=notify",
+        "NotifyAccess=main",
+        `User=${SYNAPSE_USER}`,
+        `Group=${SYNAPSE_USER}`,
+        `WorkingDirectory=${p.dataDir}`,
+        `ExecStart=${p.venv}/bin/python -m synapse.app.homeserver --config-path=${p.homeserverConfig} --config-path=${p.secretsConfig}`,
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "Restart=on-failure",
+        "RestartSec=3",
+        "SyslogIdentifier=matrix-synapse",
+        "NoNewPrivileges=true",
+        "PrivateTmp=true",
+        "PrivateDevices=true",
+        "ProtectSystem=strict",
+        "ProtectHome=true",
+        "ProtectKernelTunables=true",
+        "ProtectKernelModules=true",
+        "ProtectControlGroups=true",
+        "RestrictSUIDSGID=true",
+        "LockPersonality=true",
+        `ReadWritePaths=${p.dataDir}`,
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ].join("\n");
+}
+
+export interface SynapseInstallSettings {
+    version: string;
+    /** pip --find-links source; when set, pip does not use an index at all (air-gapped hosts). */
+    wheelhouse?: string;
+}
+
+const ROOT_SYNAPSE = { owner: "root", group: SYNAPSE_USER } as const;
+
+/** System user, directories, and a venv with the pinned matrix-synapse (skipped when already that version). */
+export function renderSynapseInstallScript(s: SynapseInstallSettings, opts: { user?: string } = {}): string {
+    const p = SYNAPSE_PATHS;
+    const py = `${p.venv}/bin/python`;
+    const pipSource = s.wheelhouse ? `--no-index --find-links ${shq(s.wheelhouse)}` : "";
+    return script(
+        [
+            // psycopg2 builds from source: it needs a compiler and libpq headers.
+            ...aptInstall(["python3", "python3-venv", "python3-dev", "build-essential", "libpq-dev", "curl", "ca-certificates"]),
+            `id -u ${SYNAPSE_USER} >/dev/null 2>&1 || useradd --system --home-dir ${shq(p.dataDir)} --shell /usr/sbin/nologin --user-group ${SYNAPSE_USER}`,
+            ...ensureDir(p.dataDir, { mode: "0750", owner: SYNAPSE_USER, group: SYNAPSE_USER }),
+            ...ensureDir(p.mediaStore, { mode: "0750", owner: SYNAPSE_USER, group: SYNAPSE_USER }),
+            ...ensureDir(p.configDir, { mode: "0750", ...ROOT_SYNAPSE }),
+            `[ -x ${shq(py)} ] || python3 -m venv ${shq(p.venv)}`,
+            `current=$(${shq(py)} -c 'import synapse; print(synapse.__version__)' 2>/dev/null || true)`,
+            `if [ "$current" != ${shq(s.version)} ]; then`,
+            `  ${shq(py)} -m pip install -q --disable-pip-version-check ${pipSource} ${shq(`matrix-synapse[postgres]==${s.version}`)}`,
+            `  echo "matrix-synapse ${"$"}{current:-none} -> "${shq(s.version)}`,
+            "fi",
+        ],
+        opts,
+    );
+}
+
+/** homeserver.yaml, log config, unit; generates the signing key once (never replaced). */
+export function renderSynapseConfigScript(
+    files: { homeserverConfig: string; logConfig: string; unit: string },
+    opts: { user?: string } = {},
+): string {
+    const p = SYNAPSE_PATHS;
+    return script(
+        [
+            ...writeFile(p.homeserverConfig, files.homeserverConfig, { mode: "0640", ...ROOT_SYNAPSE }),
+            ...writeFile(p.logConfig, files.logConfig, { mode: "0640", ...ROOT_SYNAPSE }),
+            ...writeFile(p.unit, files.unit, { mode: "0644", owner: "root", group: "root" }),
+            `if [ ! -s ${shq(p.signingKey)} ]; then`,
+            `  (umask 077 && runuser -u ${SYNAPSE_USER} -- ${shq(`${p.venv}/bin/generate_signing_key`)} -o ${shq(p.signingKey)})`,
+            `  echo "generated "${shq(p.signingKey)}`,
+            "fi",
+            "systemctl daemon-reload",
+        ],
+        opts,
+    );
+}
+
+/** The secrets file from stdin. */
+export function renderSynapseSecretsScript(opts: { user?: string } = {}): string {
+    return script(
+        [
+            "# secrets.yaml arrives on stdin",
+            ...writeFileFromStdin(SYNAPSE_PATHS.secretsConfig, { mode: "0640", ...ROOT_SYNAPSE }),
+        ],
+        opts,
+    );
+}
+
+/**
+ * Check the config with Synapse's own loader, (re)start, wait for /health. `revision` is a
+ * hash of everything the running process reads: when it changes, the engine re-runs this.
+ */
+export function renderSynapseServiceScript(
+    s: { revision: string; healthTimeoutSeconds: number },
+    opts: { user?: string } = {},
+): string {
+    const p = SYNAPSE_PATHS;
+    const health = `http://${SYNAPSE_LISTEN.address}:${SYNAPSE_LISTEN.port}/health`;
+    return script(
+        [
+            `# revision ${s.revision}`,
+            `if ! out=$(runuser -u ${SYNAPSE_USER} -- ${shq(`${p.venv}/bin/python`)} -m synapse.config -c ${shq(p.homeserverConfig)} -c ${shq(p.secretsConfig)} 2>&1); then`,
+            '  echo "Synapse rejects its configuration:" >&2; echo "$out" | tail -n 20 >&2; exit 1',
+            "fi",
+            `systemctl enable ${SYNAPSE_SERVICE} >/dev/null 2>&1`,
+            `systemctl restart ${SYNAPSE_SERVICE} || true`,
+            `deadline=$(( $(date +%s) + ${s.healthTimeoutSeconds} ))`,
+            `until curl -fsS --max-time 5 ${shq(health)} >/dev/null 2>&1; do`,
+            `  if [ "$(date +%s)" -ge "$deadline" ]; then`,
+            `    echo "Synapse did not answer ${health} within ${s.healthTimeoutSeconds}s. Last journal lines:" >&2`,
+            `    journalctl -u ${SYNAPSE_SERVICE} -n 40 --no-pager >&2 || true`,
+            "    exit 1",
+            "  fi",
+            "  sleep 0.5",
+            "done",
+            `echo "synapse healthy"`,
+        ],
+        opts,
+    );
+}
+
+/** A hash over the files and version a Synapse process reads (used as its restart revision). */
+export function synapseRevision(parts: string[]): string {
+    return sha256(parts.join("\0"));
+}
