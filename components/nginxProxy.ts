@@ -49,7 +49,10 @@ export interface NginxProxyArgs {
  * (HTTP-01), then the TLS vhosts: the apex well-known documents and the homeserver proxy.
  */
 export class NginxProxy extends pulumi.ComponentResource {
-    /** Role → host name, resolved once that name's certificate is on the host. */
+    /**
+     * Role → host name, resolved once that name's certificate is on the host and the Matrix
+     * vhosts are live: what a vhost added later (Element's) waits for.
+     */
     public readonly certificates: Record<string, pulumi.Output<string>>;
     /** Resolved once the Matrix vhosts are live. */
     public readonly sitesReady: pulumi.Output<string>;
@@ -81,7 +84,6 @@ export class NginxProxy extends pulumi.ComponentResource {
             { parent: this, dependsOn: [install] },
         );
 
-        this.certificates = {};
         const certificateSteps = roles.map((role) => {
             const step = remoteStep(
                 `${name}-certificate-${role}`,
@@ -97,9 +99,6 @@ export class NginxProxy extends pulumi.ComponentResource {
                 },
                 { parent: this, dependsOn: [account] },
             );
-            this.certificates[role] = pulumi
-                .all([step.stdout, args.certificateHosts[role]])
-                .apply(([, host]) => host);
             return step;
         });
 
@@ -127,6 +126,14 @@ export class NginxProxy extends pulumi.ComponentResource {
         });
 
         this.sitesReady = sitesStep.stdout.apply(() => "ready");
+        this.certificates = Object.fromEntries(
+            roles.map((role, i) => [
+                role,
+                pulumi
+                    .all([certificateSteps[i]!.stdout, this.sitesReady, args.certificateHosts[role]])
+                    .apply(([, , host]) => host),
+            ]),
+        );
         this.registerOutputs({ certificates: this.certificates, sitesReady: this.sitesReady });
     }
 }

@@ -1,0 +1,141 @@
+// Runs index.ts once under Pulumi's mock runtime, in a process of its own (Pulumi's runtime is
+// global state), and prints what the engine would have been asked: every resource with its
+// inputs, parent and dependencies, and the stack outputs with their secretness.
+//
+//   node --import tsx tests/harness/program.ts < request.json
+//
+// request: { config: {"matrix:domain": "..."}, secretKeys: [...], preview?: boolean }
+// The mocks echo inputs as state; RandomPassword results are derived from the resource name,
+// so two runs with one config give identical inputs.
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+
+export interface RecordedResource {
+    urn: string;
+    type: string;
+    name: string;
+    parent: string;
+    custom: boolean;
+    inputs: Record<string, unknown>;
+    /** URNs of the resources this one depends on (explicit dependsOn and through inputs). */
+    dependencies: string[];
+}
+
+export interface ProgramResult {
+    resources: RecordedResource[];
+    outputs: Record<string, { value: unknown; secret: boolean }>;
+    error?: string;
+}
+
+interface Request {
+    config: Record<string, string>;
+    secretKeys?: string[];
+    preview?: boolean;
+}
+
+export function mockRandom(name: string, length: number): string {
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    const bytes = createHash("sha512").update(`mock:${name}`).digest();
+    return Array.from({ length }, (_, i) => alphabet[bytes[i % bytes.length]! % alphabet.length]).join("");
+}
+
+async function main(): Promise<void> {
+    const request = JSON.parse(readFileSync(0, "utf8")) as Request;
+    const resources = new Map<string, RecordedResource>();
+    const pending: Promise<unknown>[] = [];
+
+    pulumi.runtime.setAllConfig(request.config, request.secretKeys ?? []);
+    await pulumi.runtime.setMocks(
+        {
+            newResource: (args) => {
+                const state: Record<string, unknown> = { ...args.inputs };
+                if (args.type === "random:index/randomPassword:RandomPassword") {
+                    state.result = mockRandom(args.name, Number(args.inputs.length ?? 16));
+                }
+                if (args.type === "command:remote:Command") {
+                    state.stdout = "";
+                    state.stderr = "";
+                }
+                return { id: `${args.name}-id`, state };
+            },
+            call: (args) => {
+                throw new Error(`unexpected invoke ${args.token}`);
+            },
+        },
+        "matrix",
+        "test",
+        request.preview ?? false,
+    );
+
+    // Record what the SDK sends the engine, dependencies included (the mocks API omits them).
+    type Req = {
+        getType(): string;
+        getName(): string;
+        getParent(): string;
+        getCustom(): boolean;
+        getDependenciesList(): string[];
+    };
+    const monitor = pulumi.runtime.getMonitor() as unknown as {
+        registerResource(req: Req, cb: (err: unknown, res: { getUrn(): string }) => void): void;
+    };
+    const original = monitor.registerResource.bind(monitor);
+    monitor.registerResource = (req, cb) => {
+        original(req, (err, res) => {
+            if (!err && res) {
+                const urn = res.getUrn();
+                resources.set(urn, {
+                    urn,
+                    type: req.getType(),
+                    name: req.getName(),
+                    parent: req.getParent(),
+                    custom: req.getCustom(),
+                    inputs: {},
+                    dependencies: [...req.getDependenciesList()].sort(),
+                });
+                // Inputs as the mock saw them, secrets still wrapped.
+                const inputs = (req as unknown as { getObject(): { toJavaScript(): Record<string, unknown> } })
+                    .getObject()
+                    .toJavaScript();
+                resources.get(urn)!.inputs = inputs;
+            }
+            cb(err, res);
+        });
+    };
+
+    const result: ProgramResult = { resources: [], outputs: {} };
+    try {
+        const programPath = path.resolve(__dirname, "../../index.ts");
+        // The module's own exports (the values runInPulumiStack returns are already unwrapped).
+        let exports: Record<string, unknown> = {};
+        await pulumi.runtime.runInPulumiStack(async () => (exports = require(programPath)));
+        for (const [key, value] of Object.entries(exports)) {
+            const out = pulumi.output(value);
+            pending.push(
+                Promise.all([
+                    (out as unknown as { promise(): Promise<unknown> }).promise(),
+                    (out as unknown as { isSecret: Promise<boolean> }).isSecret,
+                ]).then(([v, secret]) => {
+                    result.outputs[key] = { value: v, secret: secret === true };
+                }),
+            );
+        }
+        await Promise.all(pending);
+        await pulumi.runtime.disconnect();
+    } catch (err) {
+        result.error = err instanceof Error ? err.message : String(err);
+    }
+    result.resources = [...resources.values()].sort((a, b) => a.urn.localeCompare(b.urn));
+    process.stdout.write(JSON.stringify(result));
+}
+
+if (require.main === module) {
+    main().then(
+        () => process.exit(0),
+        (err) => {
+            process.stderr.write(String(err?.stack ?? err));
+            process.exit(1);
+        },
+    );
+}

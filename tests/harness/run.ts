@@ -1,0 +1,99 @@
+// Test-side helpers: run the program under mocks in a child process, find resources, walk inputs.
+import { spawnSync } from "node:child_process";
+import * as path from "node:path";
+import type { ProgramResult, RecordedResource } from "./program";
+
+export type { ProgramResult, RecordedResource };
+export { mockRandom } from "./program";
+
+const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+export const TEST_SSH_KEY =
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nTESTKEYMATERIALdoNotLeakThisAnywhere0123456789\n-----END OPENSSH PRIVATE KEY-----";
+
+/** A complete, valid stack config as Pulumi stores it (objects as JSON strings). */
+export function baseConfig(overrides: Record<string, unknown> = {}): Record<string, string> {
+    const values: Record<string, unknown> = {
+        "matrix:domain": "example.org",
+        "matrix:machine": { ipv4: "203.0.113.10", ipv6: "2001:db8::10" },
+        "matrix:sshPrivateKey": TEST_SSH_KEY,
+        "matrix:dns": { zoneId: "0123456789abcdef0123456789abcdef" },
+        "cloudflare:apiToken": "cf-test-token",
+        "matrix:acme": { email: "admin@example.org" },
+        "matrix:element": { version: "1.12.29", sha256: "a".repeat(64) },
+        ...overrides,
+    };
+    return Object.fromEntries(
+        Object.entries(values)
+            .filter(([, v]) => v !== undefined)
+            .map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]),
+    );
+}
+
+export function runProgram(config: Record<string, string>, opts: { preview?: boolean } = {}): ProgramResult {
+    const root = path.resolve(__dirname, "../..");
+    const res = spawnSync(process.execPath, ["--import", "tsx", path.join(__dirname, "program.ts")], {
+        cwd: root,
+        input: JSON.stringify({
+            config,
+            secretKeys: ["matrix:sshPrivateKey", "cloudflare:apiToken"],
+            preview: opts.preview ?? false,
+        }),
+        encoding: "utf8",
+        env: { ...process.env, CLOUDFLARE_API_TOKEN: "" },
+    });
+    // A program that throws leaves the Stack's promises open, and Pulumi's exit hook says so
+    // on stderr; the result written before that is what counts.
+    try {
+        return JSON.parse(res.stdout) as ProgramResult;
+    } catch {
+        throw new Error(`program harness failed (exit ${res.status}): ${res.stderr}`);
+    }
+}
+
+export function byName(result: ProgramResult, name: string): RecordedResource {
+    const found = result.resources.filter((r) => r.name === name);
+    if (found.length !== 1) throw new Error(`expected one resource named ${name}, found ${found.length}`);
+    return found[0]!;
+}
+
+export function names(result: ProgramResult, type?: string): string[] {
+    return result.resources.filter((r) => !type || r.type === type).map((r) => r.name);
+}
+
+/** Does `from` depend on `to`, directly or through other resources? */
+export function dependsOn(result: ProgramResult, from: string, to: string): boolean {
+    const byUrn = new Map(result.resources.map((r) => [r.urn, r]));
+    const target = byName(result, to).urn;
+    const seen = new Set<string>();
+    const stack = [...byName(result, from).dependencies];
+    while (stack.length) {
+        const urn = stack.pop()!;
+        if (urn === target) return true;
+        if (seen.has(urn)) continue;
+        seen.add(urn);
+        stack.push(...(byUrn.get(urn)?.dependencies ?? []));
+    }
+    return false;
+}
+
+export function isSecretValue(v: unknown): v is { value: unknown } {
+    return typeof v === "object" && v !== null && (v as Record<string, unknown>)[SECRET_SIG] !== undefined;
+}
+
+/** Every string in a value that is not inside a secret wrapper. */
+export function plainStrings(v: unknown): string[] {
+    if (isSecretValue(v)) return [];
+    if (typeof v === "string") return [v];
+    if (Array.isArray(v)) return v.flatMap(plainStrings);
+    if (v && typeof v === "object") return Object.values(v).flatMap(plainStrings);
+    return [];
+}
+
+/** Every string in a value, secret or not. */
+export function allStrings(v: unknown): string[] {
+    if (isSecretValue(v)) return allStrings(v.value);
+    if (typeof v === "string") return [v];
+    if (Array.isArray(v)) return v.flatMap(allStrings);
+    if (v && typeof v === "object") return Object.values(v).flatMap(allStrings);
+    return [];
+}

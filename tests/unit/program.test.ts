@@ -1,0 +1,276 @@
+// The program under Pulumi's mocks: what it creates, in which order, and what it keeps secret.
+import assert from "node:assert/strict";
+import { before, describe, it } from "node:test";
+import {
+    allStrings,
+    baseConfig,
+    byName,
+    dependsOn,
+    isSecretValue,
+    mockRandom,
+    names,
+    plainStrings,
+    runProgram,
+    TEST_SSH_KEY,
+    type ProgramResult,
+} from "../harness/run";
+
+const COMMAND = "command:remote:Command";
+const RECORD = "cloudflare:index/dnsRecord:DnsRecord";
+const PASSWORD = "random:index/randomPassword:RandomPassword";
+
+describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
+    let result: ProgramResult;
+    before(() => {
+        result = runProgram(baseConfig());
+        assert.equal(result.error, undefined);
+    });
+
+    it("creates the five components with their type tokens", () => {
+        const components = result.resources.filter((r) => !r.custom && r.type.startsWith("matrix:"));
+        assert.deepEqual(components.map((r) => `${r.type} ${r.name}`).sort(), [
+            "matrix:index:DnsRecords dns",
+            "matrix:index:ElementWeb element",
+            "matrix:index:NginxProxy nginx",
+            "matrix:index:PostgresDatabase postgres",
+            "matrix:index:SynapseServer synapse",
+        ]);
+    });
+
+    it("parents every child to its component, named after it", () => {
+        for (const r of result.resources.filter((r) => r.custom)) {
+            const parent = result.resources.find((p) => p.urn === r.parent);
+            assert.ok(parent, `${r.name} has a parent`);
+            assert.ok(r.name.startsWith(`${parent.name}-`), `${r.name} is named after ${parent.name}`);
+        }
+    });
+
+    it("creates A and AAAA records, DNS-only, for the homeserver, Element and the apex", () => {
+        assert.deepEqual(names(result, RECORD).sort(), [
+            "dns-apex-a",
+            "dns-apex-aaaa",
+            "dns-element-a",
+            "dns-element-aaaa",
+            "dns-homeserver-a",
+            "dns-homeserver-aaaa",
+        ]);
+        const aaaa = byName(result, "dns-element-aaaa").inputs;
+        assert.equal(aaaa.name, "element.example.org");
+        assert.equal(aaaa.type, "AAAA");
+        assert.equal(aaaa.content, "2001:db8::10");
+        assert.equal(aaaa.proxied, false);
+        assert.equal(aaaa.ttl, 1);
+        assert.equal(byName(result, "dns-apex-a").inputs.name, "example.org");
+    });
+
+    it("has the remote steps of each component", () => {
+        assert.deepEqual(names(result, COMMAND).sort(), [
+            "element-release",
+            "element-site",
+            "nginx-acme-account",
+            "nginx-certificate-apex",
+            "nginx-certificate-element",
+            "nginx-certificate-homeserver",
+            "nginx-install",
+            "nginx-sites",
+            "postgres-database",
+            "postgres-install",
+            "synapse-config",
+            "synapse-install",
+            "synapse-secrets",
+            "synapse-service",
+        ]);
+        assert.deepEqual(names(result, PASSWORD).sort(), [
+            "postgres-password",
+            "synapse-form-secret",
+            "synapse-macaroon-secret-key",
+            "synapse-registration-shared-secret",
+        ]);
+    });
+
+    it("requests each certificate only after its DNS records exist", () => {
+        for (const role of ["apex", "element", "homeserver"]) {
+            for (const type of ["a", "aaaa"]) {
+                assert.ok(dependsOn(result, `nginx-certificate-${role}`, `dns-${role}-${type}`), `${role} ${type}`);
+            }
+        }
+        const direct = byName(result, "nginx-certificate-element").dependencies.filter((d) => d.includes("DnsRecord"));
+        assert.deepEqual(direct.map((d) => d.split("::").pop()), ["dns-element-a", "dns-element-aaaa"]);
+    });
+
+    it("chains database → Synapse → proxy → Element", () => {
+        assert.ok(dependsOn(result, "postgres-database", "postgres-install"));
+        assert.ok(dependsOn(result, "synapse-secrets", "postgres-database"));
+        assert.ok(dependsOn(result, "synapse-service", "postgres-database"));
+        assert.ok(dependsOn(result, "synapse-service", "synapse-config"));
+        assert.ok(dependsOn(result, "synapse-service", "synapse-secrets"));
+        assert.ok(dependsOn(result, "nginx-sites", "synapse-service"));
+        assert.ok(dependsOn(result, "nginx-sites", "nginx-certificate-homeserver"));
+        assert.ok(dependsOn(result, "element-site", "nginx-sites"));
+        assert.ok(dependsOn(result, "element-site", "nginx-certificate-element"));
+        assert.ok(dependsOn(result, "element-site", "element-release"));
+    });
+
+    it("leaves independent steps free to run in parallel", () => {
+        assert.deepEqual(byName(result, "postgres-install").dependencies, []);
+        assert.deepEqual(byName(result, "synapse-install").dependencies, []);
+        assert.deepEqual(byName(result, "element-release").dependencies, []);
+        assert.ok(!dependsOn(result, "nginx-install", "synapse-service"));
+        assert.ok(!dependsOn(result, "synapse-install", "postgres-database"));
+    });
+
+    it("keeps the registration secret a secret stack output", () => {
+        const out = result.outputs.registrationSharedSecret!;
+        assert.equal(out.secret, true);
+        assert.equal(out.value, mockRandom("synapse-registration-shared-secret", 48));
+    });
+
+    it("delivers secrets on stdin, marked secret, and the SSH key only inside a secret connection", () => {
+        for (const name of ["postgres-database", "synapse-secrets"]) {
+            const inputs = byName(result, name).inputs;
+            assert.ok(isSecretValue(inputs.stdin), `${name} stdin is secret`);
+        }
+        assert.ok(allStrings(byName(result, "synapse-secrets").inputs.stdin).join().includes(
+            mockRandom("synapse-registration-shared-secret", 48),
+        ));
+        for (const r of result.resources.filter((r) => r.type === COMMAND)) {
+            assert.ok(isSecretValue(r.inputs.connection), `${r.name} connection is secret`);
+            assert.equal((r.inputs.connection as { value: { privateKey: string } }).value.privateKey, TEST_SSH_KEY);
+        }
+    });
+
+    it("puts no secret's plaintext in any command line, environment, or plain input or output", () => {
+        const secrets = [
+            TEST_SSH_KEY,
+            "TESTKEYMATERIAL",
+            "cf-test-token",
+            ...result.resources.filter((r) => r.type === PASSWORD).map((r) => mockRandom(r.name, Number(r.inputs.length))),
+        ];
+        for (const r of result.resources) {
+            const exposed = [
+                ...(r.type === COMMAND
+                    ? allStrings([r.inputs.create, r.inputs.update, r.inputs.delete, r.inputs.environment])
+                    : []),
+                ...plainStrings(r.inputs),
+            ].join("\n");
+            for (const s of secrets) assert.ok(!exposed.includes(s), `${r.name} exposes a secret`);
+        }
+        const outputs = Object.values(result.outputs)
+            .filter((o) => !o.secret)
+            .flatMap((o) => allStrings(o.value))
+            .join("\n");
+        for (const s of secrets) assert.ok(!outputs.includes(s), "a plain stack output exposes a secret");
+    });
+
+    it("exports the URLs, well-known JSON and the first-admin command", () => {
+        assert.equal(result.outputs.serverName!.value, "example.org");
+        assert.equal(result.outputs.homeserverUrl!.value, "https://matrix.example.org");
+        assert.equal(result.outputs.elementUrl!.value, "https://element.example.org");
+        const wk = result.outputs.wellKnown!.value as { server: string; client: string };
+        assert.deepEqual(JSON.parse(wk.server), { "m.server": "matrix.example.org:443" });
+        assert.deepEqual(JSON.parse(wk.client), { "m.homeserver": { base_url: "https://matrix.example.org" } });
+        assert.match(String(result.outputs.firstAdminCommand!.value), /register_new_matrix_user -c \/etc\/matrix-synapse\/secrets.yaml/);
+        assert.deepEqual(result.outputs.dnsRecordsToCreate!.value, []);
+    });
+
+    it("renders identical inputs for every resource when run twice with one config", () => {
+        const again = runProgram(baseConfig());
+        assert.deepEqual(
+            again.resources.map((r) => [r.urn, r.inputs]),
+            result.resources.map((r) => [r.urn, r.inputs]),
+        );
+    });
+
+    it("changes exactly the Synapse config and restart steps when registration is flipped", () => {
+        const flipped = runProgram(baseConfig({ "matrix:synapse": { enableRegistration: true } }));
+        const before = new Map(result.resources.map((r) => [r.urn, JSON.stringify(r.inputs)]));
+        const changed = flipped.resources.filter((r) => before.get(r.urn) !== JSON.stringify(r.inputs)).map((r) => r.name);
+        assert.deepEqual(changed.sort(), ["synapse-config", "synapse-service"]);
+        assert.equal(flipped.resources.length, result.resources.length);
+    });
+
+    it("changes only the account step when the ACME e-mail changes", () => {
+        const changedEmail = runProgram(baseConfig({ "matrix:acme": { email: "ops@example.org" } }));
+        const before = new Map(result.resources.map((r) => [r.urn, JSON.stringify(r.inputs)]));
+        const changed = changedEmail.resources.filter((r) => before.get(r.urn) !== JSON.stringify(r.inputs));
+        assert.deepEqual(changed.map((r) => r.name), ["nginx-acme-account"]);
+    });
+});
+
+describe("a stack without Cloudflare, delegating elsewhere", () => {
+    let result: ProgramResult;
+    before(() => {
+        result = runProgram(
+            baseConfig({
+                "matrix:dns": undefined,
+                "cloudflare:apiToken": undefined,
+                "matrix:delegation": "external",
+                "matrix:machine": { ipv4: "203.0.113.10" },
+            }),
+        );
+        assert.equal(result.error, undefined);
+    });
+
+    it("creates no DNS component and no apex certificate", () => {
+        assert.deepEqual(names(result, RECORD), []);
+        assert.ok(!names(result).includes("dns"));
+        assert.ok(!names(result).includes("nginx-certificate-apex"));
+        assert.deepEqual(byName(result, "nginx-certificate-homeserver").dependencies.filter((d) => d.includes("dns")), []);
+    });
+
+    it("lists the records to create by hand", () => {
+        assert.deepEqual(result.outputs.dnsRecordsToCreate!.value, [
+            "matrix.example.org A 203.0.113.10",
+            "element.example.org A 203.0.113.10",
+        ]);
+    });
+
+    it("removes an apex vhost left from an earlier delegation", () => {
+        assert.match(String(byName(result, "nginx-sites").inputs.create), /rm -f .*matrix-apex\.conf/);
+    });
+});
+
+describe("delegation none", () => {
+    it("serves the homeserver on the domain itself, with federation on 8448", () => {
+        const result = runProgram(baseConfig({ "matrix:delegation": "none" }));
+        assert.equal(result.error, undefined);
+        assert.equal(result.outputs.homeserverUrl!.value, "https://example.org");
+        assert.deepEqual(names(result, RECORD).sort(), ["dns-element-a", "dns-element-aaaa", "dns-homeserver-a", "dns-homeserver-aaaa"]);
+        const sites = Buffer.from(
+            /printf '\\''%s'\\'' '\\''([A-Za-z0-9+/=]+)'\\''/.exec(String(byName(result, "nginx-sites").inputs.create))![1]!,
+            "base64",
+        ).toString();
+        assert.match(sites, /listen 8448 ssl/);
+    });
+});
+
+describe("bad stack config", () => {
+    const cases: [string, Record<string, unknown>, RegExp][] = [
+        ["bad domain", { "matrix:domain": "Example_Org" }, /matrix:domain: expected a lower-case DNS name/],
+        ["bad IPv4", { "matrix:machine": { ipv4: "203.0.113.300" } }, /matrix:machine\.ipv4: expected an IPv4 address/],
+        ["bad IPv6", { "matrix:machine": { ipv4: "203.0.113.10", ipv6: "2001:db8:::1" } }, /matrix:machine\.ipv6: expected an IPv6 address/],
+        ["equal hosts", { "matrix:elementHost": "matrix.example.org" }, /matrix:elementHost: must differ from matrix:homeserverHost/],
+        ["missing e-mail", { "matrix:acme": {} }, /matrix:acme\.email: required/],
+        ["bad size", { "matrix:synapse": { maxUploadSize: "50 MB" } }, /matrix:synapse\.maxUploadSize: expected a size such as "50M"/],
+        ["bad version", { "matrix:synapse": { version: "latest" } }, /matrix:synapse\.version: expected a matrix-synapse release/],
+        ["dns without token", { "cloudflare:apiToken": undefined }, /matrix:dns: needs a Cloudflare API token/],
+    ];
+    for (const [label, overrides, message] of cases) {
+        it(`rejects ${label} before any resource is registered`, () => {
+            const result = runProgram(baseConfig(overrides));
+            assert.match(result.error ?? "", message);
+            assert.match(result.error ?? "", /nothing was deployed/);
+            assert.deepEqual(
+                result.resources.filter((r) => r.type !== "pulumi:pulumi:Stack").map((r) => r.name),
+                [],
+            );
+        });
+    }
+
+    it("reports every problem at once", () => {
+        const result = runProgram(
+            baseConfig({ "matrix:domain": "bad..name", "matrix:acme": {}, "matrix:synapse": { version: "x" } }),
+        );
+        assert.match(result.error ?? "", /3 problems/);
+    });
+});
