@@ -1,0 +1,182 @@
+// The rendered nginx configuration in Debian's real nginx: `nginx -t`, then real requests over
+// TLS (throwaway certificates at the paths certbot uses), in a private mount and network
+// namespace so the machine's own /etc and ports are untouched. Needs root.
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { before, describe, it } from "node:test";
+import { renderElementConfig, renderElementSite } from "../../render/element";
+import { renderAcmeSite, renderApexSite, renderHomeserverSite, renderTlsSnippet } from "../../render/nginx";
+import { run } from "./tools";
+
+const domain = "example.org";
+const hs = "matrix.example.org";
+const el = "element.example.org";
+
+interface Response {
+    status: number;
+    headers: [string, string][];
+    body: string;
+}
+
+function header(r: Response, name: string): string[] {
+    return r.headers.filter(([k]) => k === name.toLowerCase()).map(([, v]) => v);
+}
+
+function parse(block: string): Response {
+    // With a 100-continue or similar, the last header block is the answer.
+    const parts = block.split(/\r\n\r\n/);
+    let i = 0;
+    while (i < parts.length - 1 && /^HTTP\/[\d.]+ 100/.test(parts[i]!)) i++;
+    const [statusLine, ...lines] = parts[i]!.split("\r\n");
+    const status = Number(/^HTTP\/[\d.]+ (\d+)/.exec(statusLine ?? "")?.[1] ?? 0);
+    return {
+        status,
+        headers: lines.map((l) => {
+            const c = l.indexOf(":");
+            return [l.slice(0, c).trim().toLowerCase(), l.slice(c + 1).trim()] as [string, string];
+        }),
+        body: parts.slice(i + 1).join("\r\n\r\n").trim(),
+    };
+}
+
+describe("nginx configuration in real nginx", () => {
+    const results = new Map<string, string>();
+    before(() => {
+        const dir = mkdtempSync(path.join(tmpdir(), "matrix-nginx-"));
+        const put = (rel: string, content: string) => {
+            mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
+            writeFileSync(path.join(dir, rel), content);
+        };
+        put("etc/nginx/snippets/matrix-tls.conf", renderTlsSnippet());
+        put("etc/nginx/sites-available/matrix-acme.conf", renderAcmeSite({ hosts: [domain, hs, el], ipv6: false }));
+        put("etc/nginx/sites-available/matrix-apex.conf", renderApexSite({ domain, homeserverHost: hs, ipv6: false }));
+        put(
+            "etc/nginx/sites-available/matrix-homeserver.conf",
+            renderHomeserverSite({ homeserverHost: hs, upstream: "http://127.0.0.1:8008", maxUploadSize: "1M", ipv6: false, federationPort: false }),
+        );
+        put("etc/nginx/sites-available/matrix-element.conf", renderElementSite({ elementHost: el, ipv6: false }));
+        put("var/www/acme/.well-known/acme-challenge/token123", "token123.thumbprint");
+        put("var/www/element/releases/v1/index.html", "<title>Element</title>");
+        put("var/www/element/releases/v1/bundles/abc/app.js", "console.log(1)");
+        put(
+            "var/www/element/releases/v1/config.json",
+            renderElementConfig({ serverName: domain, homeserverHost: hs, brand: "Element", disableCustomUrls: false }),
+        );
+        run("ln", ["-s", "/var/www/element/releases/v1", path.join(dir, "var/www/element/current")]);
+        put("hosts", [domain, hs, el].join("\n"));
+        const big = path.join(dir, "big.bin");
+        const small = path.join(dir, "small.bin");
+        writeFileSync(big, Buffer.alloc(2 * 1024 * 1024, 1));
+        writeFileSync(small, Buffer.alloc(512 * 1024, 1));
+        const requests: string[][] = [
+            ["wk-server", domain, "443", "/.well-known/matrix/server", ""],
+            ["wk-client", domain, "443", "/.well-known/matrix/client", ""],
+            ["apex-root", domain, "443", "/", ""],
+            ["versions", hs, "443", "/_matrix/client/versions", ""],
+            ["encoded", hs, "443", "/_matrix/federation/v1/query/profile%2Fx?user_id=%40a%3Aexample.org", ""],
+            ["synapse-client", hs, "443", "/_synapse/client/pick_idp", ""],
+            ["admin", hs, "443", "/_synapse/admin/v1/register", ""],
+            ["hs-root", hs, "443", "/", ""],
+            ["upload-small", hs, "443", "/_matrix/media/v3/upload", `--data-binary @${small}`],
+            ["upload-big", hs, "443", "/_matrix/media/v3/upload", `--data-binary @${big}`],
+            ["tls11", hs, "443", "/_matrix/client/versions", "--tlsv1.1 --tls-max 1.1"],
+            ["element-index", el, "443", "/", ""],
+            ["element-config", el, "443", "/config.json", ""],
+            ["element-bundle", el, "443", "/bundles/abc/app.js", ""],
+            ["acme", hs, "80", "/.well-known/acme-challenge/token123", ""],
+            ["http-redirect", hs, "80", "/_matrix/client/versions", ""],
+        ];
+        put("requests.tsv", requests.map((r) => r.join("\t")).join("\n") + "\n");
+
+        // unshare needs the mount point to exist; /etc/letsencrypt does not before certbot.
+        const created = !existsSync("/etc/letsencrypt");
+        if (created) mkdirSync("/etc/letsencrypt");
+        const res = run("unshare", ["--mount", "--net", "bash", path.join(__dirname, "nginx-harness.sh"), dir]);
+        if (created) rmSync("/etc/letsencrypt", { recursive: true });
+        rmSync(dir, { recursive: true, force: true });
+        assert.equal(res.status, 0, res.stderr + res.stdout);
+        for (const chunk of res.stdout.split(/^=== /m).slice(1)) {
+            const nl = chunk.indexOf("\n");
+            results.set(chunk.slice(0, nl), chunk.slice(nl + 1));
+        }
+    });
+
+    const get = (name: string) => parse(results.get(name) ?? "");
+
+    it("passes nginx -t", () => {
+        assert.match(results.get("nginx -t") ?? "", /test is successful[\s\S]*exit 0/);
+    });
+
+    it("serves both well-known documents as exact JSON with one Content-Type and open CORS", () => {
+        const server = get("wk-server");
+        assert.equal(server.status, 200);
+        assert.deepEqual(JSON.parse(server.body), { "m.server": `${hs}:443` });
+        assert.deepEqual(header(server, "content-type"), ["application/json"]);
+        assert.deepEqual(header(server, "access-control-allow-origin"), ["*"]);
+        const client = get("wk-client");
+        assert.deepEqual(JSON.parse(client.body), { "m.homeserver": { base_url: `https://${hs}` } });
+        assert.deepEqual(header(client, "access-control-allow-origin"), ["*"]);
+        assert.equal(header(client, "strict-transport-security").length, 1);
+        assert.equal(get("apex-root").status, 404);
+    });
+
+    it("proxies /_matrix and /_synapse/client to Synapse with the forwarding headers", () => {
+        const versions = get("versions");
+        assert.equal(versions.status, 200);
+        const seen = JSON.parse(versions.body) as { path: string; headers: Record<string, string> };
+        assert.equal(seen.path, "/_matrix/client/versions");
+        assert.equal(seen.headers["X-Forwarded-For"], "127.0.0.1");
+        assert.equal(seen.headers["X-Forwarded-Proto"], "https");
+        assert.equal(seen.headers["Host"], `${hs}:443`);
+        assert.match(header(versions, "strict-transport-security")[0] ?? "", /max-age=31536000/);
+        assert.equal(get("synapse-client").status, 200);
+    });
+
+    it("passes the path through unre-encoded (federation signatures cover it)", () => {
+        const seen = JSON.parse(get("encoded").body) as { path: string };
+        assert.equal(seen.path, "/_matrix/federation/v1/query/profile%2Fx?user_id=%40a%3Aexample.org");
+    });
+
+    it("answers 404 for the admin API and everything else on the homeserver host", () => {
+        assert.equal(get("admin").status, 404);
+        assert.equal(get("hs-root").status, 404);
+    });
+
+    it("limits uploads to maxUploadSize", () => {
+        assert.equal(get("upload-small").status, 200);
+        assert.equal(JSON.parse(get("upload-small").body).received, 512 * 1024);
+        assert.equal(get("upload-big").status, 413);
+    });
+
+    it("refuses TLS 1.1", () => {
+        assert.match(results.get("tls11") ?? "", /curl exit|alert|unsupported protocol/i);
+        assert.equal(get("tls11").status, 0);
+    });
+
+    it("serves Element with its security headers, revalidating entry points but not bundles", () => {
+        const index = get("element-index");
+        assert.equal(index.status, 200);
+        assert.match(index.body, /<title>Element<\/title>/);
+        const config = get("element-config");
+        assert.equal(JSON.parse(config.body).default_server_config["m.homeserver"].base_url, `https://${hs}`);
+        for (const r of [index, config, get("element-bundle")]) {
+            assert.deepEqual(header(r, "x-frame-options"), ["SAMEORIGIN"]);
+            assert.deepEqual(header(r, "x-content-type-options"), ["nosniff"]);
+            assert.deepEqual(header(r, "content-security-policy"), ["frame-ancestors 'self'"]);
+        }
+        assert.deepEqual(header(index, "cache-control"), ["no-cache"]);
+        assert.deepEqual(header(config, "cache-control"), ["no-cache"]);
+        assert.deepEqual(header(get("element-bundle"), "cache-control"), []);
+    });
+
+    it("serves ACME challenges on port 80 and redirects everything else to https", () => {
+        const acme = get("acme");
+        assert.equal(acme.status, 200);
+        assert.equal(acme.body, "token123.thumbprint");
+        const redirect = get("http-redirect");
+        assert.equal(redirect.status, 301);
+        assert.deepEqual(header(redirect, "location"), [`https://${hs}/_matrix/client/versions`]);
+    });
+});

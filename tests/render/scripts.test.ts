@@ -1,0 +1,79 @@
+// Every remote script, in every variant the program renders, is valid bash and passes shellcheck.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { renderElementReleaseScript, renderElementSiteScript, renderElementConfig, renderElementSite } from "../../render/element";
+import {
+    renderAcmeAccountScript,
+    renderApexSite,
+    renderCertificateScript,
+    renderHomeserverSite,
+    renderNginxInstallScript,
+    renderSitesScript,
+} from "../../render/nginx";
+import { renderDatabaseScript, renderPostgresInstallScript } from "../../render/postgres";
+import { script, shq } from "../../render/shell";
+import {
+    renderSynapseConfigScript,
+    renderSynapseInstallScript,
+    renderSynapseSecretsScript,
+    renderSynapseServiceScript,
+} from "../../render/synapse";
+import { run, scriptBody } from "./tools";
+
+const acme = { email: "o'brien@example.org", directoryUrl: "https://127.0.0.1:14000/dir", caBundle: true };
+const scripts: Record<string, string> = {
+    postgresInstall: renderPostgresInstallScript(),
+    database: renderDatabaseScript({ database: "synapse", user: "synapse" }),
+    synapseInstall: renderSynapseInstallScript({ version: "1.163.2" }),
+    synapseInstallWheelhouse: renderSynapseInstallScript({ version: "1.163.2", wheelhouse: "/srv/wheels dir" }),
+    synapseConfig: renderSynapseConfigScript({ homeserverConfig: "a: 1\n", logConfig: "b: '$x'\n", unit: "[Unit]\n" }),
+    synapseSecrets: renderSynapseSecretsScript(),
+    synapseService: renderSynapseServiceScript({ revision: "abc", healthTimeoutSeconds: 60 }),
+    nginxInstall: renderNginxInstallScript({ hosts: ["a.example.org", "b.example.org"], ipv6: true, acmeCaBundle: "PEM" }),
+    nginxInstallNoCa: renderNginxInstallScript({ hosts: ["a.example.org"], ipv6: false }),
+    acmeAccount: renderAcmeAccountScript(acme),
+    certificate: renderCertificateScript({ ...acme, host: "a.example.org" }),
+    sites: renderSitesScript(
+        {
+            "matrix-apex.conf": renderApexSite({ domain: "example.org", homeserverHost: "m.example.org", ipv6: true }),
+            "matrix-homeserver.conf": renderHomeserverSite({
+                homeserverHost: "m.example.org",
+                upstream: "http://127.0.0.1:8008",
+                maxUploadSize: "50M",
+                ipv6: false,
+                federationPort: false,
+            }),
+        },
+        ["old.conf"],
+    ),
+    elementRelease: renderElementReleaseScript({ version: "1.12.29", url: "https://x.example/e.tgz", sha256: "a".repeat(64) }),
+    elementSite: renderElementSiteScript({
+        version: "1.12.29",
+        config: renderElementConfig({ serverName: "example.org", homeserverHost: "m.example.org", brand: "E", disableCustomUrls: false }),
+        site: renderElementSite({ elementHost: "e.example.org", ipv6: false }),
+    }),
+};
+
+describe("remote scripts", () => {
+    for (const [name, command] of Object.entries(scripts)) {
+        it(`${name} is valid bash and passes shellcheck`, () => {
+            const body = scriptBody(command);
+            assert.match(body, /^set -euo pipefail\n/);
+            const syntax = run("bash", ["-n"], body);
+            assert.equal(syntax.status, 0, syntax.stderr);
+            const lint = run("shellcheck", ["--shell=bash", "--severity=warning", "-"], body);
+            assert.equal(lint.status, 0, lint.stdout);
+        });
+    }
+
+    it("quotes values so nothing in them runs", () => {
+        const evil = `x'; touch /tmp/pwned-$$; echo '`;
+        const res = run("bash", ["-c", script([`printf '%s' ${shq(evil)}`])]);
+        assert.equal(res.stdout, evil);
+    });
+
+    it("goes through sudo for a non-root SSH user", () => {
+        assert.match(renderPostgresInstallScript({ user: "deploy" }), /^sudo -n bash -c /);
+        assert.match(renderPostgresInstallScript({ user: "root" }), /^bash -c /);
+    });
+});
