@@ -1,0 +1,27 @@
+# Loads config files with Synapse's own loader and prints what it understood, as JSON.
+# usage: python synapse-probe.py -c homeserver.yaml -c secrets.yaml
+import json
+import sys
+
+from synapse.config.homeserver import HomeServerConfig
+
+c = HomeServerConfig.load_config("", sys.argv[1:])
+listener = c.server.listeners[0]
+print(json.dumps({
+    "server_name": c.server.server_name,
+    "public_baseurl": c.server.public_baseurl,
+    "enable_registration": c.registration.enable_registration,
+    "max_upload_size": c.media.max_upload_size,
+    "report_stats": c.metrics.report_stats,
+    "registration_shared_secret": c.registration.registration_shared_secret,
+    "macaroon_secret_key": c.key.macaroon_secret_key.decode(),
+    "form_secret": c.key.form_secret,
+    "database": c.database.databases[0].config,
+    "bind_addresses": listener.bind_addresses,
+    "port": listener.port,
+    "x_forwarded": listener.http_options.x_forwarded,
+    "resources": [n for r in listener.http_options.resources for n in r.names],
+    "signing_keys": len(c.key.signing_key),
+    "media_store_path": c.media.media_store_path,
+    "allow_public_rooms_over_federation": c.server.allow_public_rooms_over_federation,
+}))
