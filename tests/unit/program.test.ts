@@ -181,20 +181,27 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         );
     });
 
-    it("changes exactly the Synapse config and restart steps when registration is flipped", () => {
-        const flipped = runProgram(baseConfig({ "matrix:synapse": { enableRegistration: true } }));
-        const before = new Map(result.resources.map((r) => [r.urn, JSON.stringify(r.inputs)]));
-        const changed = flipped.resources.filter((r) => before.get(r.urn) !== JSON.stringify(r.inputs)).map((r) => r.name);
-        assert.deepEqual(changed.sort(), ["synapse-config", "synapse-service"]);
-        assert.equal(flipped.resources.length, result.resources.length);
-    });
-
-    it("changes only the account step when the ACME e-mail changes", () => {
-        const changedEmail = runProgram(baseConfig({ "matrix:acme": { email: "ops@example.org" } }));
-        const before = new Map(result.resources.map((r) => [r.urn, JSON.stringify(r.inputs)]));
-        const changed = changedEmail.resources.filter((r) => before.get(r.urn) !== JSON.stringify(r.inputs));
-        assert.deepEqual(changed.map((r) => r.name), ["nginx-acme-account"]);
-    });
+    const blastRadius: [string, Record<string, unknown>, string[]][] = [
+        ["synapse.enableRegistration", { "matrix:synapse": { enableRegistration: true } }, ["synapse-config", "synapse-service"]],
+        ["synapse.maxUploadSize", { "matrix:synapse": { maxUploadSize: "100M" } }, ["nginx-sites", "synapse-config", "synapse-service"]],
+        ["synapse.version", { "matrix:synapse": { version: "1.162.0" } }, ["synapse-install", "synapse-service"]],
+        ["acme.email", { "matrix:acme": { email: "ops@example.org" } }, ["nginx-acme-account"]],
+        [
+            "element.version",
+            { "matrix:element": { version: "1.12.30", sha256: "a".repeat(64) } },
+            ["element-release", "element-site"],
+        ],
+    ];
+    for (const [key, overrides, expected] of blastRadius) {
+        it(`changes exactly ${expected.join(", ")} when ${key} changes`, () => {
+            const changedRun = runProgram(baseConfig(overrides));
+            assert.equal(changedRun.error, undefined);
+            const before = new Map(result.resources.map((r) => [r.urn, JSON.stringify(r.inputs)]));
+            const changed = changedRun.resources.filter((r) => before.get(r.urn) !== JSON.stringify(r.inputs));
+            assert.deepEqual(changed.map((r) => r.name).sort(), expected);
+            assert.deepEqual(changedRun.resources.map((r) => r.urn), result.resources.map((r) => r.urn));
+        });
+    }
 });
 
 describe("a stack without Cloudflare, delegating elsewhere", () => {
