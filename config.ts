@@ -229,6 +229,15 @@ function crossKeyProblems(v: Record<string, unknown>): string[] {
 /** Keys that hold a JSON object, boolean or number; Pulumi hands every value over as a string. */
 const STRUCTURED_KEYS = new Set(["machine", "dns", "acme", "synapse", "element", "postgres"]);
 
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+    let v = root;
+    for (const k of path) {
+        if (typeof v !== "object" || v === null) return undefined;
+        v = (v as Record<PropertyKey, unknown>)[k];
+    }
+    return v;
+}
+
 function keyName(path: readonly PropertyKey[]): string {
     const [top, ...rest] = path.map(String);
     return `matrix:${top}${rest.length ? "." + rest.join(".") : ""}`;
@@ -267,7 +276,7 @@ export function parseStackConfig(raw: Record<string, string>, opts: ParseOptions
                 for (const k of issue.keys) {
                     problems.push(`${keyName([...issue.path, k])}: unknown key; check the spelling against the README's config table`);
                 }
-            } else if (issue.code === "invalid_type" && issue.input === undefined) {
+            } else if (issue.code === "invalid_type" && valueAt(values, issue.path) === undefined) {
                 problems.push(`${keyName(issue.path)}: required; ${requiredHint(issue.path)}`);
             } else {
                 problems.push(`${keyName(issue.path)}: ${issue.message}`);
