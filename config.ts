@@ -29,8 +29,7 @@ export const MANAGED_SYNAPSE_KEYS: Record<string, string> = {
     report_stats: "set matrix:synapse.reportStats",
 };
 
-const HOSTNAME =
-    /^(?=.{1,253}$)(?:(?!-)[a-z0-9-]{1,63}(?<!-)\.)+(?!-)[a-z][a-z0-9-]{0,61}[a-z0-9]$/;
+const HOSTNAME = /^(?=.{1,253}$)(?:(?!-)[a-z0-9-]{1,63}(?<!-)\.)+(?!-)[a-z][a-z0-9-]{0,61}[a-z0-9]$/;
 const hostname = (example: string) =>
     z.string({ error: `expected a host name such as ${example}` }).regex(HOSTNAME, {
         error: `expected a lower-case DNS name with at least two labels, such as ${example}`,
@@ -49,11 +48,9 @@ const fromString = (v: unknown) =>
 const bool = () => z.preprocess(fromString, z.boolean({ error: "expected true or false" }));
 const int = (error: string) => z.preprocess(fromString, z.number({ error }).int({ error }));
 
-const sqlIdentifier = z
-    .string()
-    .regex(/^[a-z_][a-z0-9_]{0,62}$/, {
-        error: "expected a PostgreSQL identifier: lower-case letters, digits and '_', not starting with a digit, at most 63 characters",
-    });
+const sqlIdentifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, {
+    error: "expected a PostgreSQL identifier: lower-case letters, digits and '_', not starting with a digit, at most 63 characters",
+});
 
 const machineSchema = z.strictObject({
     /** IPv4 address the host is reached at over SSH; the A records point here. */
@@ -129,9 +126,7 @@ const elementSchema = z.strictObject({
     sha256: z.string().regex(/^[0-9a-f]{64}$/, {
         error: "expected the SHA-256 of the release tarball: 64 lower-case hex digits",
     }),
-    url: z
-        .url({ protocol: /^https?$/, error: "expected an http(s):// URL of the release tarball" })
-        .optional(),
+    url: z.url({ protocol: /^https?$/, error: "expected an http(s):// URL of the release tarball" }).optional(),
     brand: z.string().min(1).default("Element"),
     disableCustomUrls: bool().default(false),
 });
@@ -146,20 +141,20 @@ const delegationSchema = z.enum(["apex", "external", "none"], {
 });
 
 const stackSchema = z.strictObject({
-        domain: hostname("example.org"),
-        homeserverHost: hostname("matrix.example.org").optional(),
-        elementHost: hostname("element.example.org").optional(),
-        machine: machineSchema,
-        sshPrivateKey: z.string().refine((k) => /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(k), {
-            error: "expected an OpenSSH/PEM private key (set it with: pulumi config set --secret matrix:sshPrivateKey < ~/.ssh/id_ed25519)",
-        }),
-        dns: dnsSchema.optional(),
-        delegation: delegationSchema.default("apex"),
-        acme: acmeSchema,
-        synapse: synapseSchema.prefault({}),
-        element: elementSchema,
-        postgres: postgresSchema.prefault({}),
-    });
+    domain: hostname("example.org"),
+    homeserverHost: hostname("matrix.example.org").optional(),
+    elementHost: hostname("element.example.org").optional(),
+    machine: machineSchema,
+    sshPrivateKey: z.string().refine((k) => /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(k), {
+        error: "expected an OpenSSH/PEM private key (set it with: pulumi config set --secret matrix:sshPrivateKey < ~/.ssh/id_ed25519)",
+    }),
+    dns: dnsSchema.optional(),
+    delegation: delegationSchema.default("apex"),
+    acme: acmeSchema,
+    synapse: synapseSchema.prefault({}),
+    element: elementSchema,
+    postgres: postgresSchema.prefault({}),
+});
 
 export type Delegation = z.infer<typeof delegationSchema>;
 
@@ -263,7 +258,9 @@ export function parseStackConfig(raw: Record<string, string>, opts: ParseOptions
             try {
                 values[key] = JSON.parse(value);
             } catch {
-                problems.push(`matrix:${key}: expected an object (set it in the stack file or with pulumi config set --path)`);
+                problems.push(
+                    `matrix:${key}: expected an object (set it in the stack file or with pulumi config set --path)`,
+                );
             }
         } else {
             values[key] = value;
@@ -274,7 +271,9 @@ export function parseStackConfig(raw: Record<string, string>, opts: ParseOptions
         for (const issue of result.error.issues) {
             if (issue.code === "unrecognized_keys") {
                 for (const k of issue.keys) {
-                    problems.push(`${keyName([...issue.path, k])}: unknown key; check the spelling against the README's config table`);
+                    problems.push(
+                        `${keyName([...issue.path, k])}: unknown key; check the spelling against the README's config table`,
+                    );
                 }
             } else if (issue.code === "invalid_type" && valueAt(values, issue.path) === undefined) {
                 problems.push(`${keyName(issue.path)}: required; ${requiredHint(issue.path)}`);
@@ -310,7 +309,8 @@ const REQUIRED_HINTS: Record<string, string> = {
     machine: "the host to deploy to, e.g. pulumi config set --path matrix:machine.ipv4 203.0.113.10",
     sshPrivateKey: "pulumi config set --secret matrix:sshPrivateKey < ~/.ssh/id_ed25519",
     acme: "pulumi config set --path matrix:acme.email admin@example.org",
-    element: "pulumi config set --path matrix:element.version 1.12.29 and matrix:element.sha256 <sha256 of the tarball>",
+    element:
+        "pulumi config set --path matrix:element.version 1.12.29 and matrix:element.sha256 <sha256 of the tarball>",
 };
 
 function requiredHint(path: readonly PropertyKey[]): string {
@@ -333,12 +333,11 @@ export function loadSshPrivateKey(): pulumi.Output<string> {
 
 /** Public names by role: each gets a certificate; `dnsRecords` says which get a Cloudflare record. */
 export function publicHostnames(c: StackConfig): {
-    certificates: Record<string, string>;
-    dnsRecords: Record<string, string>;
+    certificates: { homeserver: string; element: string; apex?: string };
+    dnsRecords: { homeserver: string; element: string; apex?: string };
 } {
-    const certificates: Record<string, string> = { homeserver: c.homeserverHost, element: c.elementHost };
-    if (c.delegation === "apex") certificates.apex = c.domain;
-    const dnsRecords = { ...certificates };
-    if (!c.dns?.manageApex) delete dnsRecords.apex;
+    const apex = c.delegation === "apex" ? { apex: c.domain } : {};
+    const certificates = { homeserver: c.homeserverHost, element: c.elementHost, ...apex };
+    const dnsRecords = { homeserver: c.homeserverHost, element: c.elementHost, ...(c.dns?.manageApex ? apex : {}) };
     return { certificates, dnsRecords };
 }

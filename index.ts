@@ -69,9 +69,11 @@ const proxy = new NginxProxy("nginx", {
     homeserverHost: cfg.homeserverHost,
     delegation: cfg.delegation,
     // A record's output where this stack manages DNS: no certificate before its name resolves.
-    certificateHosts: Object.fromEntries(
-        Object.entries(names.certificates).map(([role, name]) => [role, dns?.hostnames[role] ?? name]),
-    ),
+    certificateHosts: {
+        homeserver: dns?.hostnames.homeserver ?? names.certificates.homeserver,
+        element: dns?.hostnames.element ?? names.certificates.element,
+        apex: names.certificates.apex !== undefined ? (dns?.hostnames.apex ?? names.certificates.apex) : undefined,
+    },
     ipv6,
     maxUploadSize: cfg.synapse.maxUploadSize,
     upstream: synapse.localUrl,

@@ -8,7 +8,7 @@ export interface DnsRecordsArgs {
      * The names to point at the server, keyed by role (`homeserver`, `element`, `apex`).
      * The role names the child resources, so a name can change without renaming them.
      */
-    hostnames: Record<string, pulumi.Input<string>>;
+    hostnames: { homeserver: pulumi.Input<string>; element: pulumi.Input<string>; apex?: pulumi.Input<string> };
     /** The server's IPv4 address: an A record for each name. */
     ipv4: pulumi.Input<string>;
     /** The server's IPv6 address: an AAAA record for each name too. Default: none. */
@@ -23,7 +23,7 @@ export interface DnsRecordsArgs {
  */
 export class DnsRecords extends pulumi.ComponentResource {
     /** Role → host name, resolved once that name's records exist (certificates wait on it). */
-    public readonly hostnames: Record<string, pulumi.Output<string>>;
+    public readonly hostnames: Partial<Record<string, pulumi.Output<string>>>;
     public readonly records: cloudflare.DnsRecord[];
 
     constructor(name: string, args: DnsRecordsArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -34,6 +34,7 @@ export class DnsRecords extends pulumi.ComponentResource {
         this.records = [];
         this.hostnames = {};
         for (const [role, hostname] of Object.entries(args.hostnames)) {
+            if (hostname === undefined) continue;
             const records = types.map(
                 ([type, content]) =>
                     new cloudflare.DnsRecord(

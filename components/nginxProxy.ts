@@ -10,6 +10,13 @@ import {
     renderSitesScript,
 } from "../render/nginx";
 
+/** The names that get a certificate; `apex` only when this nginx serves the apex. */
+export interface CertificateHosts<T> {
+    homeserver: T;
+    element: T;
+    apex?: T;
+}
+
 export interface NginxProxyArgs {
     /** The server and how to reach it. */
     host: Host;
@@ -26,7 +33,7 @@ export interface NginxProxyArgs {
      * Names that get a certificate, keyed by role (`homeserver`, `element`, `apex`). Pass
      * DnsRecords' outputs so no certificate is requested before its name resolves.
      */
-    certificateHosts: Record<string, pulumi.Input<string>>;
+    certificateHosts: CertificateHosts<pulumi.Input<string>>;
     /** Listen on IPv6 too (the server has an AAAA record). Default: false. */
     ipv6?: boolean;
     /** nginx client_max_body_size; equal to Synapse's max_upload_size. Default: "50M". */
@@ -53,7 +60,7 @@ export class NginxProxy extends pulumi.ComponentResource {
      * Role → host name, resolved once that name's certificate is on the host and the Matrix
      * vhosts are live: what a vhost added later (Element's) waits for.
      */
-    public readonly certificates: Record<string, pulumi.Output<string>>;
+    public readonly certificates: CertificateHosts<pulumi.Output<string>>;
     /** Resolved once the Matrix vhosts are live. */
     public readonly sitesReady: pulumi.Output<string>;
 
@@ -61,8 +68,10 @@ export class NginxProxy extends pulumi.ComponentResource {
         super("matrix:index:NginxProxy", name, {}, opts);
         const user = args.host.user;
         const ipv6 = args.ipv6 ?? false;
-        const roles = Object.keys(args.certificateHosts).sort();
-        const hosts = pulumi.all(roles.map((r) => pulumi.output(args.certificateHosts[r])));
+        const named = Object.entries(args.certificateHosts)
+            .filter((e): e is [string, pulumi.Input<string>] => e[1] !== undefined)
+            .sort(([a], [b]) => a.localeCompare(b));
+        const hosts = pulumi.all(named.map(([, host]) => pulumi.output(host)));
 
         const install = remoteStep(
             `${name}-install`,
@@ -74,9 +83,9 @@ export class NginxProxy extends pulumi.ComponentResource {
             },
             { parent: this },
         );
-        const acme = pulumi.all([args.acme.email, args.acme.directoryUrl, args.acme.caBundle]).apply(
-            ([email, directoryUrl, caBundle]) => ({ email, directoryUrl, caBundle: caBundle !== undefined }),
-        );
+        const acme = pulumi
+            .all([args.acme.email, args.acme.directoryUrl, args.acme.caBundle])
+            .apply(([email, directoryUrl, caBundle]) => ({ email, directoryUrl, caBundle: caBundle !== undefined }));
         const account = remoteStep(
             `${name}-acme-account`,
             args.host,
@@ -84,7 +93,7 @@ export class NginxProxy extends pulumi.ComponentResource {
             { parent: this, dependsOn: [install] },
         );
 
-        const certificateSteps = roles.map((role) => {
+        const certificateSteps = named.map(([role, certificateHost]) => {
             const step = remoteStep(
                 `${name}-certificate-${role}`,
                 args.host,
@@ -92,10 +101,13 @@ export class NginxProxy extends pulumi.ComponentResource {
                     // The e-mail belongs to the account step; leaving it out here keeps an e-mail
                     // change from touching the certificates.
                     create: pulumi
-                        .all([acme, args.certificateHosts[role]])
+                        .all([acme, certificateHost])
                         .apply(([a, host]) =>
-                        renderCertificateScript({ directoryUrl: a.directoryUrl, caBundle: a.caBundle, host }, { user }),
-                    ),
+                            renderCertificateScript(
+                                { directoryUrl: a.directoryUrl, caBundle: a.caBundle, host },
+                                { user },
+                            ),
+                        ),
                 },
                 { parent: this, dependsOn: [account] },
             );
@@ -120,20 +132,28 @@ export class NginxProxy extends pulumi.ComponentResource {
                 const absent = args.delegation === "apex" ? [] : [NGINX_PATHS.apexSite];
                 return renderSitesScript(files, absent, { user });
             });
-        const sitesStep = remoteStep(`${name}-sites`, args.host, { create: sites }, {
-            parent: this,
-            dependsOn: certificateSteps,
-        });
+        const sitesStep = remoteStep(
+            `${name}-sites`,
+            args.host,
+            { create: sites },
+            {
+                parent: this,
+                dependsOn: certificateSteps,
+            },
+        );
 
         this.sitesReady = sitesStep.stdout.apply(() => "ready");
-        this.certificates = Object.fromEntries(
-            roles.map((role, i) => [
-                role,
-                pulumi
-                    .all([certificateSteps[i]!.stdout, this.sitesReady, args.certificateHosts[role]])
-                    .apply(([, , host]) => host),
-            ]),
-        );
+        const ready = (host: pulumi.Input<string>, step: { stdout: pulumi.Output<string> }) =>
+            pulumi.all([this.sitesReady, host, step.stdout]).apply(([, h]) => h);
+        const stepOf = (role: string) => certificateSteps[named.findIndex(([r]) => r === role)]!;
+        this.certificates = {
+            homeserver: ready(args.certificateHosts.homeserver, stepOf("homeserver")),
+            element: ready(args.certificateHosts.element, stepOf("element")),
+            apex:
+                args.certificateHosts.apex !== undefined
+                    ? ready(args.certificateHosts.apex, stepOf("apex"))
+                    : undefined,
+        };
         this.registerOutputs({ certificates: this.certificates, sitesReady: this.sitesReady });
     }
 }

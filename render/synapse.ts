@@ -38,7 +38,7 @@ function sorted(value: unknown): unknown {
     if (Array.isArray(value)) return value.map(sorted);
     if (value && typeof value === "object") {
         return Object.fromEntries(
-            Object.keys(value as object)
+            Object.keys(value)
                 .sort()
                 .map((k) => [k, sorted((value as Record<string, unknown>)[k])]),
         );
@@ -188,7 +188,15 @@ export function renderSynapseInstallScript(s: SynapseInstallSettings, opts: { us
     return script(
         [
             // psycopg2 builds from source: it needs a compiler and libpq headers.
-            ...aptInstall(["python3", "python3-venv", "python3-dev", "build-essential", "libpq-dev", "curl", "ca-certificates"]),
+            ...aptInstall([
+                "python3",
+                "python3-venv",
+                "python3-dev",
+                "build-essential",
+                "libpq-dev",
+                "curl",
+                "ca-certificates",
+            ]),
             `id -u ${SYNAPSE_USER} >/dev/null 2>&1 || useradd --system --home-dir ${shq(p.dataDir)} --shell /usr/sbin/nologin --user-group ${SYNAPSE_USER}`,
             ...ensureDir(p.dataDir, { mode: "0750", owner: SYNAPSE_USER, group: SYNAPSE_USER }),
             ...ensureDir(p.mediaStore, { mode: "0750", owner: SYNAPSE_USER, group: SYNAPSE_USER }),

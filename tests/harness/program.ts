@@ -109,7 +109,10 @@ async function main(): Promise<void> {
         const programPath = path.resolve(__dirname, "../../index.ts");
         // The module's own exports (the values runInPulumiStack returns are already unwrapped).
         let exports: Record<string, unknown> = {};
-        await pulumi.runtime.runInPulumiStack(async () => (exports = require(programPath)));
+        await pulumi.runtime.runInPulumiStack(() => {
+            exports = require(programPath) as Record<string, unknown>;
+            return Promise.resolve(exports);
+        });
         for (const [key, value] of Object.entries(exports)) {
             const out = pulumi.output(value);
             pending.push(

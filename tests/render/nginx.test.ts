@@ -37,7 +37,10 @@ function parse(block: string): Response {
             const c = l.indexOf(":");
             return [l.slice(0, c).trim().toLowerCase(), l.slice(c + 1).trim()] as [string, string];
         }),
-        body: parts.slice(i + 1).join("\r\n\r\n").trim(),
+        body: parts
+            .slice(i + 1)
+            .join("\r\n\r\n")
+            .trim(),
     };
 }
 
@@ -54,7 +57,13 @@ describe("nginx configuration in real nginx", () => {
         put("etc/nginx/sites-available/matrix-apex.conf", renderApexSite({ domain, homeserverHost: hs, ipv6: false }));
         put(
             "etc/nginx/sites-available/matrix-homeserver.conf",
-            renderHomeserverSite({ homeserverHost: hs, upstream: "http://127.0.0.1:8008", maxUploadSize: "1M", ipv6: false, federationPort: false }),
+            renderHomeserverSite({
+                homeserverHost: hs,
+                upstream: "http://127.0.0.1:8008",
+                maxUploadSize: "1M",
+                ipv6: false,
+                federationPort: false,
+            }),
         );
         put("etc/nginx/sites-available/matrix-element.conf", renderElementSite({ elementHost: el, ipv6: false }));
         put("var/www/acme/.well-known/acme-challenge/token123", "token123.thumbprint");

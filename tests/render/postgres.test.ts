@@ -20,9 +20,14 @@ function apply(s: typeof settings, password: string) {
 }
 
 function login(s: typeof settings, password: string) {
-    return run("psql", ["-X", "-qAt", "-h", "127.0.0.1", "-U", s.user, "-d", s.database, "-c", "SELECT current_user"], undefined, {
-        PGPASSWORD: password,
-    });
+    return run(
+        "psql",
+        ["-X", "-qAt", "-h", "127.0.0.1", "-U", s.user, "-d", s.database, "-c", "SELECT current_user"],
+        undefined,
+        {
+            PGPASSWORD: password,
+        },
+    );
 }
 
 describe("PostgresDatabase SQL on a real PostgreSQL", () => {
@@ -39,10 +44,15 @@ describe("PostgresDatabase SQL on a real PostgreSQL", () => {
             assert.equal(res.status, 0, res.stderr);
         }
         assert.equal(
-            psql(`SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = '${settings.database}'`),
+            psql(
+                `SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = '${settings.database}'`,
+            ),
             "UTF8|C|C",
         );
-        assert.equal(psql(`SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '${settings.database}'`), settings.user);
+        assert.equal(
+            psql(`SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '${settings.database}'`),
+            settings.user,
+        );
     });
 
     it("lets the role log in over 127.0.0.1 with its password, and rotates it", () => {
@@ -60,12 +70,18 @@ describe("PostgresDatabase SQL on a real PostgreSQL", () => {
     });
 
     it("refuses an existing database in another locale, naming the fix, and leaves it alone", () => {
-        psql(`CREATE DATABASE ${wrongLocale.database} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'`);
+        psql(
+            `CREATE DATABASE ${wrongLocale.database} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'`,
+        );
         const res = apply(wrongLocale, "whateverPassword");
         assert.notEqual(res.status, 0);
         assert.match(res.stderr, /Synapse needs UTF8 with C and C/);
         assert.match(res.stderr, /C\.UTF-8/);
-        assert.equal(psql(`SELECT count(*) FROM pg_roles WHERE rolname = '${wrongLocale.user}'`), "0", "nothing was created");
+        assert.equal(
+            psql(`SELECT count(*) FROM pg_roles WHERE rolname = '${wrongLocale.user}'`),
+            "0",
+            "nothing was created",
+        );
         assert.equal(psql(`SELECT datcollate FROM pg_database WHERE datname = '${wrongLocale.database}'`), "C.UTF-8");
     });
 });

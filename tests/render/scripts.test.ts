@@ -1,7 +1,12 @@
 // Every remote script, in every variant the program renders, is valid bash and passes shellcheck.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { renderElementReleaseScript, renderElementSiteScript, renderElementConfig, renderElementSite } from "../../render/element";
+import {
+    renderElementReleaseScript,
+    renderElementSiteScript,
+    renderElementConfig,
+    renderElementSite,
+} from "../../render/element";
 import {
     renderAcmeAccountScript,
     renderApexSite,
@@ -29,7 +34,11 @@ const scripts: Record<string, string> = {
     synapseConfig: renderSynapseConfigScript({ homeserverConfig: "a: 1\n", logConfig: "b: '$x'\n", unit: "[Unit]\n" }),
     synapseSecrets: renderSynapseSecretsScript(),
     synapseService: renderSynapseServiceScript({ revision: "abc", healthTimeoutSeconds: 60 }),
-    nginxInstall: renderNginxInstallScript({ hosts: ["a.example.org", "b.example.org"], ipv6: true, acmeCaBundle: "PEM" }),
+    nginxInstall: renderNginxInstallScript({
+        hosts: ["a.example.org", "b.example.org"],
+        ipv6: true,
+        acmeCaBundle: "PEM",
+    }),
     nginxInstallNoCa: renderNginxInstallScript({ hosts: ["a.example.org"], ipv6: false }),
     acmeAccount: renderAcmeAccountScript(acme),
     certificate: renderCertificateScript({ ...acme, host: "a.example.org" }),
@@ -46,10 +55,19 @@ const scripts: Record<string, string> = {
         },
         ["old.conf"],
     ),
-    elementRelease: renderElementReleaseScript({ version: "1.12.29", url: "https://x.example/e.tgz", sha256: "a".repeat(64) }),
+    elementRelease: renderElementReleaseScript({
+        version: "1.12.29",
+        url: "https://x.example/e.tgz",
+        sha256: "a".repeat(64),
+    }),
     elementSite: renderElementSiteScript({
         version: "1.12.29",
-        config: renderElementConfig({ serverName: "example.org", homeserverHost: "m.example.org", brand: "E", disableCustomUrls: false }),
+        config: renderElementConfig({
+            serverName: "example.org",
+            homeserverHost: "m.example.org",
+            brand: "E",
+            disableCustomUrls: false,
+        }),
         site: renderElementSite({ elementHost: "e.example.org", ipv6: false }),
     }),
 };

@@ -6,7 +6,12 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { parse } from "yaml";
-import { renderHomeserverConfig, renderLogConfig, renderSecretsConfig, type HomeserverSettings } from "../../render/synapse";
+import {
+    renderHomeserverConfig,
+    renderLogConfig,
+    renderSecretsConfig,
+    type HomeserverSettings,
+} from "../../render/synapse";
 import { run } from "./tools";
 
 const venv = path.resolve(process.env.SYNAPSE_VENV ?? path.join(__dirname, "../../.cache/synapse-venv"));
@@ -61,7 +66,15 @@ describe("Synapse's own config loader", () => {
             form_secret: secrets.formSecret,
             database: {
                 name: "psycopg2",
-                args: { user: "synapse", password: secrets.database.password, dbname: "synapse", host: "127.0.0.1", port: 5432, cp_min: 5, cp_max: 10 },
+                args: {
+                    user: "synapse",
+                    password: secrets.database.password,
+                    dbname: "synapse",
+                    host: "127.0.0.1",
+                    port: 5432,
+                    cp_min: 5,
+                    cp_max: 10,
+                },
             },
             bind_addresses: ["127.0.0.1"],
             port: 8008,
@@ -88,7 +101,11 @@ describe("Synapse's own config loader", () => {
 
     it("merges extraConfig keys and a smaller upload limit", () => {
         const { probe } = load(
-            renderHomeserverConfig({ ...base, maxUploadSize: "512K", extraConfig: { allow_public_rooms_over_federation: true } }),
+            renderHomeserverConfig({
+                ...base,
+                maxUploadSize: "512K",
+                extraConfig: { allow_public_rooms_over_federation: true },
+            }),
         );
         assert.equal(probe?.allow_public_rooms_over_federation, true);
         assert.equal(probe?.max_upload_size, 512 * 1024);
@@ -96,7 +113,12 @@ describe("Synapse's own config loader", () => {
 
     it("keeps homeserver.yaml free of secrets and byte-identical for equal settings", () => {
         const text = renderHomeserverConfig({ ...base, extraConfig: { b: 1, a: { z: 1, y: 2 } } });
-        for (const s of [secrets.registrationSharedSecret, secrets.macaroonSecretKey, secrets.formSecret, secrets.database.password]) {
+        for (const s of [
+            secrets.registrationSharedSecret,
+            secrets.macaroonSecretKey,
+            secrets.formSecret,
+            secrets.database.password,
+        ]) {
             assert.ok(!text.includes(s));
         }
         assert.equal(text, renderHomeserverConfig({ ...base, extraConfig: { a: { y: 2, z: 1 }, b: 1 } }));

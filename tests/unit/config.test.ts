@@ -35,7 +35,10 @@ describe("stack config", () => {
             healthTimeoutSeconds: 300,
         });
         assert.deepEqual(c.postgres, { database: "synapse", user: "synapse" });
-        assert.equal(c.element.url, "https://github.com/element-hq/element-web/releases/download/v1.12.29/element-v1.12.29.tar.gz");
+        assert.equal(
+            c.element.url,
+            "https://github.com/element-hq/element-web/releases/download/v1.12.29/element-v1.12.29.tar.gz",
+        );
         assert.equal(c.dns, undefined);
         assert.ok(!("sshPrivateKey" in c), "the key stays out of the plain config object");
     });
@@ -61,35 +64,100 @@ describe("stack config", () => {
             certificates: { homeserver: "matrix.example.org", element: "element.example.org", apex: "example.org" },
             dnsRecords: { homeserver: "matrix.example.org", element: "element.example.org", apex: "example.org" },
         });
-        const noApex = publicHostnames(parse({ "matrix:dns": { zoneId: "0123456789abcdef0123456789abcdef", manageApex: false } }));
+        const noApex = publicHostnames(
+            parse({ "matrix:dns": { zoneId: "0123456789abcdef0123456789abcdef", manageApex: false } }),
+        );
         assert.deepEqual(Object.keys(noApex.certificates).sort(), ["apex", "element", "homeserver"]);
         assert.deepEqual(Object.keys(noApex.dnsRecords).sort(), ["element", "homeserver"]);
     });
 
     const bad: [string, Record<string, unknown>, RegExp][] = [
         ["unknown top-level key", { "matrix:domian": "example.org" }, /^matrix:domian: unknown key/],
-        ["unknown nested key", { "matrix:machine": { ipv4: "203.0.113.10", sshport: 22 } }, /^matrix:machine\.sshport: unknown key/],
-        ["port out of range", { "matrix:machine": { ipv4: "203.0.113.10", sshPort: 0 } }, /^matrix:machine\.sshPort: expected a port number from 1 to 65535/],
-        ["wrong type", { "matrix:synapse": { enableRegistration: "yes" } }, /^matrix:synapse\.enableRegistration: expected true or false/],
-        ["element host equal to apex", { "matrix:elementHost": "example.org" }, /^matrix:elementHost: must differ from matrix:domain/],
-        ["delegation none with another host", { "matrix:delegation": "none", "matrix:homeserverHost": "matrix.example.org" }, /^matrix:homeserverHost: must equal matrix:domain/],
-        ["unknown delegation", { "matrix:delegation": "wellknown" }, /^matrix:delegation: expected one of "apex", "external", "none"/],
-        ["managed extraConfig key", { "matrix:synapse": { extraConfig: { registration_shared_secret: "x" } } }, /^matrix:synapse\.extraConfig\.registration_shared_secret: is managed by the program/],
+        [
+            "unknown nested key",
+            { "matrix:machine": { ipv4: "203.0.113.10", sshport: 22 } },
+            /^matrix:machine\.sshport: unknown key/,
+        ],
+        [
+            "port out of range",
+            { "matrix:machine": { ipv4: "203.0.113.10", sshPort: 0 } },
+            /^matrix:machine\.sshPort: expected a port number from 1 to 65535/,
+        ],
+        [
+            "wrong type",
+            { "matrix:synapse": { enableRegistration: "yes" } },
+            /^matrix:synapse\.enableRegistration: expected true or false/,
+        ],
+        [
+            "element host equal to apex",
+            { "matrix:elementHost": "example.org" },
+            /^matrix:elementHost: must differ from matrix:domain/,
+        ],
+        [
+            "delegation none with another host",
+            { "matrix:delegation": "none", "matrix:homeserverHost": "matrix.example.org" },
+            /^matrix:homeserverHost: must equal matrix:domain/,
+        ],
+        [
+            "unknown delegation",
+            { "matrix:delegation": "wellknown" },
+            /^matrix:delegation: expected one of "apex", "external", "none"/,
+        ],
+        [
+            "managed extraConfig key",
+            { "matrix:synapse": { extraConfig: { registration_shared_secret: "x" } } },
+            /^matrix:synapse\.extraConfig\.registration_shared_secret: is managed by the program/,
+        ],
         ["bad zone id", { "matrix:dns": { zoneId: "zone" } }, /^matrix:dns\.zoneId: expected a Cloudflare zone id/],
-        ["bad ttl", { "matrix:dns": { zoneId: "0123456789abcdef0123456789abcdef", ttl: 30 } }, /^matrix:dns\.ttl: expected 1 \(auto\)/],
-        ["http ACME directory", { "matrix:acme": { email: "a@example.org", directoryUrl: "http://ca.example/dir" } }, /^matrix:acme\.directoryUrl: expected an https:\/\//],
-        ["bad element checksum", { "matrix:element": { version: "1.12.29", sha256: "abc" } }, /^matrix:element\.sha256: expected the SHA-256/],
-        ["element version with v", { "matrix:element": { version: "v1.12.29", sha256: "a".repeat(64) } }, /^matrix:element\.version: .*no leading "v"/],
-        ["missing SSH key", { "matrix:sshPrivateKey": undefined }, /^matrix:sshPrivateKey: required; set pulumi config set --secret/],
-        ["not a private key", { "matrix:sshPrivateKey": "ssh-ed25519 AAAA" }, /^matrix:sshPrivateKey: expected an OpenSSH\/PEM private key/],
+        [
+            "bad ttl",
+            { "matrix:dns": { zoneId: "0123456789abcdef0123456789abcdef", ttl: 30 } },
+            /^matrix:dns\.ttl: expected 1 \(auto\)/,
+        ],
+        [
+            "http ACME directory",
+            { "matrix:acme": { email: "a@example.org", directoryUrl: "http://ca.example/dir" } },
+            /^matrix:acme\.directoryUrl: expected an https:\/\//,
+        ],
+        [
+            "bad element checksum",
+            { "matrix:element": { version: "1.12.29", sha256: "abc" } },
+            /^matrix:element\.sha256: expected the SHA-256/,
+        ],
+        [
+            "element version with v",
+            { "matrix:element": { version: "v1.12.29", sha256: "a".repeat(64) } },
+            /^matrix:element\.version: .*no leading "v"/,
+        ],
+        [
+            "missing SSH key",
+            { "matrix:sshPrivateKey": undefined },
+            /^matrix:sshPrivateKey: required; set pulumi config set --secret/,
+        ],
+        [
+            "not a private key",
+            { "matrix:sshPrivateKey": "ssh-ed25519 AAAA" },
+            /^matrix:sshPrivateKey: expected an OpenSSH\/PEM private key/,
+        ],
         ["object key given a string", { "matrix:machine": "203.0.113.10" }, /^matrix:machine: expected an object/],
-        ["bad host key", { "matrix:machine": { ipv4: "203.0.113.10", sshHostKey: "AAAA" } }, /^matrix:machine\.sshHostKey: expected an OpenSSH public key line/],
-        ["bad postgres name", { "matrix:postgres": { database: "syn-apse" } }, /^matrix:postgres\.database: expected a PostgreSQL identifier/],
+        [
+            "bad host key",
+            { "matrix:machine": { ipv4: "203.0.113.10", sshHostKey: "AAAA" } },
+            /^matrix:machine\.sshHostKey: expected an OpenSSH public key line/,
+        ],
+        [
+            "bad postgres name",
+            { "matrix:postgres": { database: "syn-apse" } },
+            /^matrix:postgres\.database: expected a PostgreSQL identifier/,
+        ],
     ];
     for (const [label, overrides, message] of bad) {
         it(`rejects ${label}, naming the key`, () => {
             const found = problems(overrides);
-            assert.ok(found.some((p) => message.test(p)), found.join("\n"));
+            assert.ok(
+                found.some((p) => message.test(p)),
+                found.join("\n"),
+            );
         });
     }
 

@@ -95,7 +95,10 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
             }
         }
         const direct = byName(result, "nginx-certificate-element").dependencies.filter((d) => d.includes("DnsRecord"));
-        assert.deepEqual(direct.map((d) => d.split("::").pop()), ["dns-element-a", "dns-element-aaaa"]);
+        assert.deepEqual(
+            direct.map((d) => d.split("::").pop()),
+            ["dns-element-a", "dns-element-aaaa"],
+        );
     });
 
     it("chains database → Synapse → proxy → Element", () => {
@@ -130,9 +133,11 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
             const inputs = byName(result, name).inputs;
             assert.ok(isSecretValue(inputs.stdin), `${name} stdin is secret`);
         }
-        assert.ok(allStrings(byName(result, "synapse-secrets").inputs.stdin).join().includes(
-            mockRandom("synapse-registration-shared-secret", 48),
-        ));
+        assert.ok(
+            allStrings(byName(result, "synapse-secrets").inputs.stdin)
+                .join()
+                .includes(mockRandom("synapse-registration-shared-secret", 48)),
+        );
         for (const r of result.resources.filter((r) => r.type === COMMAND)) {
             assert.ok(isSecretValue(r.inputs.connection), `${r.name} connection is secret`);
             assert.equal((r.inputs.connection as { value: { privateKey: string } }).value.privateKey, TEST_SSH_KEY);
@@ -144,7 +149,9 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
             TEST_SSH_KEY,
             "TESTKEYMATERIAL",
             "cf-test-token",
-            ...result.resources.filter((r) => r.type === PASSWORD).map((r) => mockRandom(r.name, Number(r.inputs.length))),
+            ...result.resources
+                .filter((r) => r.type === PASSWORD)
+                .map((r) => mockRandom(r.name, Number(r.inputs.length))),
         ];
         for (const r of result.resources) {
             const exposed = [
@@ -169,7 +176,10 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         const wk = result.outputs.wellKnown!.value as { server: string; client: string };
         assert.deepEqual(JSON.parse(wk.server), { "m.server": "matrix.example.org:443" });
         assert.deepEqual(JSON.parse(wk.client), { "m.homeserver": { base_url: "https://matrix.example.org" } });
-        assert.match(String(result.outputs.firstAdminCommand!.value), /register_new_matrix_user -c \/etc\/matrix-synapse\/secrets.yaml/);
+        assert.match(
+            String(result.outputs.firstAdminCommand!.value),
+            /register_new_matrix_user -c \/etc\/matrix-synapse\/secrets.yaml/,
+        );
         assert.deepEqual(result.outputs.dnsRecordsToCreate!.value, []);
     });
 
@@ -182,8 +192,16 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
     });
 
     const blastRadius: [string, Record<string, unknown>, string[]][] = [
-        ["synapse.enableRegistration", { "matrix:synapse": { enableRegistration: true } }, ["synapse-config", "synapse-service"]],
-        ["synapse.maxUploadSize", { "matrix:synapse": { maxUploadSize: "100M" } }, ["nginx-sites", "synapse-config", "synapse-service"]],
+        [
+            "synapse.enableRegistration",
+            { "matrix:synapse": { enableRegistration: true } },
+            ["synapse-config", "synapse-service"],
+        ],
+        [
+            "synapse.maxUploadSize",
+            { "matrix:synapse": { maxUploadSize: "100M" } },
+            ["nginx-sites", "synapse-config", "synapse-service"],
+        ],
         ["synapse.version", { "matrix:synapse": { version: "1.162.0" } }, ["synapse-install", "synapse-service"]],
         ["acme.email", { "matrix:acme": { email: "ops@example.org" } }, ["nginx-acme-account"]],
         [
@@ -199,7 +217,10 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
             const before = new Map(result.resources.map((r) => [r.urn, JSON.stringify(r.inputs)]));
             const changed = changedRun.resources.filter((r) => before.get(r.urn) !== JSON.stringify(r.inputs));
             assert.deepEqual(changed.map((r) => r.name).sort(), expected);
-            assert.deepEqual(changedRun.resources.map((r) => r.urn), result.resources.map((r) => r.urn));
+            assert.deepEqual(
+                changedRun.resources.map((r) => r.urn),
+                result.resources.map((r) => r.urn),
+            );
         });
     }
 });
@@ -222,7 +243,10 @@ describe("a stack without Cloudflare, delegating elsewhere", () => {
         assert.deepEqual(names(result, RECORD), []);
         assert.ok(!names(result).includes("dns"));
         assert.ok(!names(result).includes("nginx-certificate-apex"));
-        assert.deepEqual(byName(result, "nginx-certificate-homeserver").dependencies.filter((d) => d.includes("dns")), []);
+        assert.deepEqual(
+            byName(result, "nginx-certificate-homeserver").dependencies.filter((d) => d.includes("dns")),
+            [],
+        );
     });
 
     it("lists the records to create by hand", () => {
@@ -242,9 +266,16 @@ describe("delegation none", () => {
         const result = runProgram(baseConfig({ "matrix:delegation": "none" }));
         assert.equal(result.error, undefined);
         assert.equal(result.outputs.homeserverUrl!.value, "https://example.org");
-        assert.deepEqual(names(result, RECORD).sort(), ["dns-element-a", "dns-element-aaaa", "dns-homeserver-a", "dns-homeserver-aaaa"]);
+        assert.deepEqual(names(result, RECORD).sort(), [
+            "dns-element-a",
+            "dns-element-aaaa",
+            "dns-homeserver-a",
+            "dns-homeserver-aaaa",
+        ]);
         const sites = Buffer.from(
-            /printf '\\''%s'\\'' '\\''([A-Za-z0-9+/=]+)'\\''/.exec(String(byName(result, "nginx-sites").inputs.create))![1]!,
+            /printf '\\''%s'\\'' '\\''([A-Za-z0-9+/=]+)'\\''/.exec(
+                String(byName(result, "nginx-sites").inputs.create),
+            )![1]!,
             "base64",
         ).toString();
         assert.match(sites, /listen 8448 ssl/);
@@ -255,11 +286,27 @@ describe("bad stack config", () => {
     const cases: [string, Record<string, unknown>, RegExp][] = [
         ["bad domain", { "matrix:domain": "Example_Org" }, /matrix:domain: expected a lower-case DNS name/],
         ["bad IPv4", { "matrix:machine": { ipv4: "203.0.113.300" } }, /matrix:machine\.ipv4: expected an IPv4 address/],
-        ["bad IPv6", { "matrix:machine": { ipv4: "203.0.113.10", ipv6: "2001:db8:::1" } }, /matrix:machine\.ipv6: expected an IPv6 address/],
-        ["equal hosts", { "matrix:elementHost": "matrix.example.org" }, /matrix:elementHost: must differ from matrix:homeserverHost/],
+        [
+            "bad IPv6",
+            { "matrix:machine": { ipv4: "203.0.113.10", ipv6: "2001:db8:::1" } },
+            /matrix:machine\.ipv6: expected an IPv6 address/,
+        ],
+        [
+            "equal hosts",
+            { "matrix:elementHost": "matrix.example.org" },
+            /matrix:elementHost: must differ from matrix:homeserverHost/,
+        ],
         ["missing e-mail", { "matrix:acme": {} }, /matrix:acme\.email: required/],
-        ["bad size", { "matrix:synapse": { maxUploadSize: "50 MB" } }, /matrix:synapse\.maxUploadSize: expected a size such as "50M"/],
-        ["bad version", { "matrix:synapse": { version: "latest" } }, /matrix:synapse\.version: expected a matrix-synapse release/],
+        [
+            "bad size",
+            { "matrix:synapse": { maxUploadSize: "50 MB" } },
+            /matrix:synapse\.maxUploadSize: expected a size such as "50M"/,
+        ],
+        [
+            "bad version",
+            { "matrix:synapse": { version: "latest" } },
+            /matrix:synapse\.version: expected a matrix-synapse release/,
+        ],
         ["dns without token", { "cloudflare:apiToken": undefined }, /matrix:dns: needs a Cloudflare API token/],
     ];
     for (const [label, overrides, message] of cases) {
