@@ -36,6 +36,9 @@ export function remoteStep(
             delete: step.delete,
             // The previous stdout would travel as environment, which sshd drops unless AcceptEnv.
             addPreviousOutputInEnv: false,
+            // Scripts fed secrets print none, but their stdout is not shown in any case; stderr
+            // stays visible so a failure can be understood.
+            logging: step.stdin !== undefined ? "stderr" : "stdoutAndStderr",
         },
         {
             ...opts,

@@ -1,4 +1,5 @@
 // PostgreSQL for Synapse: install script and the idempotent role/database SQL.
+import { createHash, createHmac, pbkdf2Sync } from "node:crypto";
 import { aptInstall, script, shq } from "./shell";
 
 export interface DatabaseSettings {
@@ -17,8 +18,24 @@ export function sqlIdent(value: string): string {
 }
 
 /**
- * Idempotent SQL, run by psql as the postgres superuser with ON_ERROR_STOP. Fed on stdin:
- * it holds the role's password. Refuses (exit 3) an existing database whose locale or
+ * The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802/7677, as libpq's
+ * PQencryptPasswordConn makes it). The SQL carries this, never the plaintext, so no server log
+ * or psql error echo can reveal the password. The salt is derived from the password and role so
+ * that the same inputs give the same SQL (a fresh salt would re-run the step on every update).
+ */
+export function scramVerifier(user: string, password: string, iterations = 4096): string {
+    const salt = createHmac("sha256", password).update(`matrix-pulumi salt for ${user}`).digest().subarray(0, 16);
+    const salted = pbkdf2Sync(password.normalize("NFKC"), salt, iterations, 32, "sha256");
+    const clientKey = createHmac("sha256", salted).update("Client Key").digest();
+    const storedKey = createHash("sha256").update(clientKey).digest();
+    const serverKey = createHmac("sha256", salted).update("Server Key").digest();
+    const b64 = (b: Buffer) => b.toString("base64");
+    return `SCRAM-SHA-256$${iterations}:${b64(salt)}$${b64(storedKey)}:${b64(serverKey)}`;
+}
+
+/**
+ * Idempotent SQL, run by psql as the postgres superuser with ON_ERROR_STOP. Fed on stdin: it
+ * holds the role's password verifier. Refuses (exit 3) an existing database whose locale or
  * encoding Synapse would reject, before touching anything.
  */
 export function renderDatabaseSql(s: DatabaseSettings, password: string): string {
@@ -39,7 +56,7 @@ export function renderDatabaseSql(s: DatabaseSettings, password: string): string
         "EXCEPTION WHEN duplicate_object THEN NULL;",
         "END $role$;",
         // Set every run, so a password rotated in the stack reaches the server.
-        `ALTER ROLE ${sqlIdent(s.user)} WITH LOGIN PASSWORD ${sqlLiteral(password)};`,
+        `ALTER ROLE ${sqlIdent(s.user)} WITH LOGIN PASSWORD ${sqlLiteral(scramVerifier(s.user, password))};`,
         // CREATE DATABASE cannot run inside a DO block; \gexec runs it only when missing.
         `SELECT 'CREATE DATABASE ' || quote_ident(${db}) || ' OWNER ' || quote_ident(${sqlLiteral(s.user)}) ||`,
         `       ' TEMPLATE template0 ENCODING ''UTF8'' LC_COLLATE ''C'' LC_CTYPE ''C'''`,

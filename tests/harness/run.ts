@@ -29,9 +29,14 @@ export function baseConfig(overrides: Record<string, unknown> = {}): Record<stri
     );
 }
 
-export function runProgram(config: Record<string, string>, opts: { preview?: boolean } = {}): ProgramResult {
+export function runProgram(
+    config: Record<string, string>,
+    opts: { preview?: boolean; loader?: "tsx" | "ts-node" } = {},
+): ProgramResult {
     const root = path.resolve(__dirname, "../..");
-    const res = spawnSync(process.execPath, ["--import", "tsx", path.join(__dirname, "program.ts")], {
+    // ts-node (type-checking) is what the Pulumi CLI's Node.js host loads index.ts with.
+    const loader = opts.loader === "ts-node" ? ["-r", "ts-node/register"] : ["--import", "tsx"];
+    const res = spawnSync(process.execPath, [...loader, path.join(__dirname, "program.ts")], {
         cwd: root,
         input: JSON.stringify({
             config,

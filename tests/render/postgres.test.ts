@@ -64,9 +64,16 @@ describe("PostgresDatabase SQL on a real PostgreSQL", () => {
         assert.equal(login(settings, "rotatedPassword456").status, 0);
     });
 
-    it("never prints the password", () => {
+    it("never prints the password, and sends only its SCRAM verifier", () => {
         const res = apply(settings, "rotatedPassword456");
         assert.ok(!`${res.stdout}${res.stderr}`.includes("rotatedPassword456"));
+        const sql = renderDatabaseSql(settings, "rotatedPassword456");
+        assert.ok(!sql.includes("rotatedPassword456"));
+        assert.equal(sql, renderDatabaseSql(settings, "rotatedPassword456"), "same inputs, same SQL");
+        assert.match(
+            psql(`SELECT rolpassword FROM pg_authid WHERE rolname = '${settings.user}'`),
+            /^SCRAM-SHA-256\$4096:/,
+        );
     });
 
     it("refuses an existing database in another locale, naming the fix, and leaves it alone", () => {

@@ -129,9 +129,11 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
     });
 
     it("delivers secrets on stdin, marked secret, and the SSH key only inside a secret connection", () => {
-        for (const name of ["postgres-database", "synapse-secrets"]) {
-            const inputs = byName(result, name).inputs;
-            assert.ok(isSecretValue(inputs.stdin), `${name} stdin is secret`);
+        const fedSecrets = result.resources.filter((r) => r.type === COMMAND && r.inputs.stdin !== undefined);
+        assert.deepEqual(fedSecrets.map((r) => r.name).sort(), ["postgres-database", "synapse-secrets"]);
+        for (const r of fedSecrets) {
+            assert.ok(isSecretValue(r.inputs.stdin), `${r.name} stdin is secret`);
+            assert.equal(r.inputs.logging, "stderr", `${r.name} does not log stdout`);
         }
         assert.ok(
             allStrings(byName(result, "synapse-secrets").inputs.stdin)
@@ -181,6 +183,15 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
             /register_new_matrix_user -c \/etc\/matrix-synapse\/secrets.yaml/,
         );
         assert.deepEqual(result.outputs.dnsRecordsToCreate!.value, []);
+    });
+
+    it("loads the same way under ts-node, as the Pulumi CLI runs it", () => {
+        const viaTsNode = runProgram(baseConfig(), { loader: "ts-node" });
+        assert.equal(viaTsNode.error, undefined);
+        assert.deepEqual(
+            viaTsNode.resources.map((r) => [r.urn, r.inputs]),
+            result.resources.map((r) => [r.urn, r.inputs]),
+        );
     });
 
     it("renders identical inputs for every resource when run twice with one config", () => {
