@@ -1,6 +1,6 @@
 // Element Web: config.json, its vhost, and the download/verify/extract/switch scripts.
 import { block, tlsServerHead, NGINX_PATHS } from "./nginx";
-import { ensureDir, script, shq, writeFile } from "./shell";
+import { aptInstall, ensureDir, script, shq, writeFile } from "./shell";
 
 export const ELEMENT_PATHS = {
     root: "/var/www/element",
@@ -87,7 +87,7 @@ export function renderElementReleaseScript(s: ElementReleaseSettings, opts: { us
             `if [ -f ${shq(dir + "/index.html")} ] && [ "$(cat ${shq(stamp)} 2>/dev/null)" = ${shq(s.sha256)} ]; then`,
             `  echo "element v${s.version} already in place"; exit 0`,
             "fi",
-            "command -v curl >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends curl ca-certificates; }",
+            ...aptInstall(["curl", "ca-certificates"]),
             ...ensureDir(ELEMENT_PATHS.cache, { mode: "0755", ...root }),
             ...ensureDir(ELEMENT_PATHS.releases, { mode: "0755", ...root }),
             `curl -fsSL --retry 3 -o ${shq(tarball + ".part")} ${shq(s.url)}`,

@@ -62,15 +62,22 @@ export function ensureDir(path: string, m: FileMode): string[] {
     return [`install -d -m ${shq(m.mode)} -o ${shq(m.owner)} -g ${shq(m.group)} ${shq(path)}`];
 }
 
+/** Serialized apt: the install steps run in parallel, and dpkg takes one caller at a time. */
+export const APT_LOCK = "/run/matrix-pulumi-apt.lock";
+const APT = "apt-get -q -o DPkg::Lock::Timeout=600";
+
 /** Install Debian packages only when one is missing, so re-runs do not touch apt. */
 export function aptInstall(packages: string[]): string[] {
     const list = packages.map(shq).join(" ");
     return [
         `missing=$(for p in ${list}; do dpkg-query -W -f='${"${Status}"}' "$p" 2>/dev/null | grep -q 'ok installed' || echo "$p"; done)`,
         `if [ -n "$missing" ]; then`,
-        `  apt-get update -q`,
-        `  # shellcheck disable=SC2086`,
-        `  apt-get install -y -q --no-install-recommends $missing`,
+        `  exec 9>${APT_LOCK}`,
+        "  flock -w 1200 9",
+        `  ${APT} update`,
+        "  # shellcheck disable=SC2086",
+        `  ${APT} install -y --no-install-recommends $missing`,
+        "  exec 9>&-",
         `fi`,
     ];
 }
