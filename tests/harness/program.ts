@@ -9,8 +9,8 @@
 // so two runs with one config give identical inputs.
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import { runStack } from "./stack";
 
 export interface RecordedResource {
     urn: string;
@@ -44,7 +44,6 @@ export function mockRandom(name: string, length: number): string {
 async function main(): Promise<void> {
     const request = JSON.parse(readFileSync(0, "utf8")) as Request;
     const resources = new Map<string, RecordedResource>();
-    const pending: Promise<unknown>[] = [];
 
     pulumi.runtime.setAllConfig(request.config, request.secretKeys ?? []);
     await pulumi.runtime.setMocks(
@@ -106,26 +105,7 @@ async function main(): Promise<void> {
 
     const result: ProgramResult = { resources: [], outputs: {} };
     try {
-        const programPath = path.resolve(__dirname, "../../index.ts");
-        // The module's own exports (the values runInPulumiStack returns are already unwrapped).
-        let exports: Record<string, unknown> = {};
-        await pulumi.runtime.runInPulumiStack(() => {
-            exports = require(programPath) as Record<string, unknown>;
-            return Promise.resolve(exports);
-        });
-        for (const [key, value] of Object.entries(exports)) {
-            const out = pulumi.output(value);
-            pending.push(
-                Promise.all([
-                    (out as unknown as { promise(): Promise<unknown> }).promise(),
-                    (out as unknown as { isSecret: Promise<boolean> }).isSecret,
-                ]).then(([v, secret]) => {
-                    result.outputs[key] = { value: v, secret: secret === true };
-                }),
-            );
-        }
-        await Promise.all(pending);
-        await pulumi.runtime.disconnect();
+        result.outputs = await runStack();
     } catch (err) {
         result.error = err instanceof Error ? err.message : String(err);
     }

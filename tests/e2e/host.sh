@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The disposable e2e host: a Debian 12 rootfs (debootstrap, cached) booted with systemd-nspawn,
+# real systemd as PID 1, on its own veth with NAT so apt and pip work inside, reached over SSH.
+#
+#   host.sh rootfs           build the cached rootfs tarball if missing
+#   host.sh up RUN_DIR       boot an ephemeral copy; writes RUN_DIR/{pid,key,key.pub,host.env}
+#   host.sh down RUN_DIR     stop it and remove its link and NAT rule (safe to call twice)
+set -euo pipefail
+cache=${E2E_CACHE:-$(cd "$(dirname "$0")/../.." && pwd)/.cache/e2e}
+machine=${E2E_MACHINE:-matrix-e2e}
+link="ve-${machine}"
+host_ip=${E2E_HOST_IP:-10.231.0.1}
+guest_ip=${E2E_GUEST_IP:-10.231.0.2}
+subnet="${host_ip%.*}.0/30"
+tarball="$cache/bookworm-rootfs.tar"
+
+rootfs() {
+  [ -s "$tarball" ] && return 0
+  mkdir -p "$cache"
+  local dir="$cache/rootfs.build"
+  rm -rf "$dir"
+  echo "debootstrap bookworm (cached afterwards in $tarball)" >&2
+  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,openssh-server,ca-certificates,iproute2 \
+    bookworm "$dir" http://deb.debian.org/debian >&2
+  ln -sf /lib/systemd/system/systemd-networkd.service "$dir/etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
+  rm -f "$dir/etc/resolv.conf"
+  grep '^nameserver' /etc/resolv.conf > "$dir/etc/resolv.conf"
+  echo "$machine" > "$dir/etc/hostname"
+  # Like a fresh cloud server: apt lists empty, root by key only.
+  rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/archives/*.deb
+  tar -C "$dir" -cf "$tarball.part" . && mv "$tarball.part" "$tarball"
+  rm -rf "$dir"
+}
+
+up() {
+  local run=$1
+  rootfs
+  mkdir -p "$run"
+  local root="$run/rootfs"
+  rm -rf "$root" && mkdir -p "$root"
+  tar -C "$root" -xf "$tarball"
+  # Static address by systemd-networkd (before its own 80-container-host0.network); the test
+  # machine is the gateway.
+  mkdir -p "$root/etc/systemd/network"
+  printf '[Match]\nName=host0\n\n[Network]\nAddress=%s/30\nGateway=%s\n' "$guest_ip" "$host_ip" \
+    > "$root/etc/systemd/network/10-matrix-e2e.network"
+  rm -f "$run/key" "$run/key.pub"
+  ssh-keygen -q -t ed25519 -N '' -C matrix-e2e -f "$run/key"
+  install -d -m 0700 "$root/root/.ssh"
+  install -m 0600 "$run/key.pub" "$root/root/.ssh/authorized_keys"
+  # A fresh host key per run, pinned by the test as a user would pin it.
+  rm -f "$root"/etc/ssh/ssh_host_*
+  ssh-keygen -q -t ed25519 -N '' -f "$root/etc/ssh/ssh_host_ed25519_key"
+  setsid systemd-nspawn -b -D "$root" -M "$machine" --register=no --keep-unit --console=read-only \
+    --network-veth > "$run/console.log" 2>&1 < /dev/null &
+  echo $! > "$run/pid"
+  for _ in $(seq 1 100); do ip link show "$link" >/dev/null 2>&1 && break; sleep 0.1; done
+  ip addr replace "$host_ip/30" dev "$link"
+  ip link set "$link" up
+  cat /proc/sys/net/ipv4/ip_forward > "$run/ip_forward.before"
+  echo 1 > /proc/sys/net/ipv4/ip_forward
+  iptables -t nat -C POSTROUTING -s "$subnet" ! -o "$link" -j MASQUERADE 2>/dev/null \
+    || iptables -t nat -A POSTROUTING -s "$subnet" ! -o "$link" -j MASQUERADE
+  for _ in $(seq 1 150); do
+    ssh -q -i "$run/key" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+      -o ConnectTimeout=1 "root@$guest_ip" true 2>/dev/null && break
+    sleep 0.2
+  done
+  ssh -q -i "$run/key" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    "root@$guest_ip" true
+  printf 'HOST_IP=%s\nGUEST_IP=%s\nHOST_KEY=%s\n' "$host_ip" "$guest_ip" \
+    "$(cut -d' ' -f1,2 "$root/etc/ssh/ssh_host_ed25519_key.pub")" > "$run/host.env"
+}
+
+down() {
+  local run=$1
+  if [ -f "$run/pid" ]; then
+    local pid; pid=$(cat "$run/pid")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true   # nspawn asks the container's systemd to power off
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$run/pid"
+  fi
+  ip link del "$link" 2>/dev/null || true
+  while iptables -t nat -D POSTROUTING -s "$subnet" ! -o "$link" -j MASQUERADE 2>/dev/null; do :; done
+  if [ -f "$run/ip_forward.before" ]; then cat "$run/ip_forward.before" > /proc/sys/net/ipv4/ip_forward; rm -f "$run/ip_forward.before"; fi
+  rm -rf "$run/rootfs"
+}
+
+case "${1:-}" in
+  rootfs) rootfs ;;
+  up) up "$2" ;;
+  down) down "$2" ;;
+  *) echo "usage: $0 rootfs | up RUN_DIR | down RUN_DIR" >&2; exit 2 ;;
+esac
