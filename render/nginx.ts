@@ -219,8 +219,15 @@ export function certbotAccountDir(directoryUrl: string): string {
     return `/etc/letsencrypt/accounts/${u.host}${u.pathname.replace(/\/+$/, "")}`;
 }
 
+/** certbot allows one instance at a time; the certificate steps run in parallel and queue here. */
+export const CERTBOT_LOCK = "/run/matrix-pulumi-certbot.lock";
+
 function acmeEnv(s: { caBundle: boolean }): string[] {
-    return s.caBundle ? [`export REQUESTS_CA_BUNDLE=${shq(NGINX_PATHS.acmeCaBundle)}`] : [];
+    return [
+        ...(s.caBundle ? [`export REQUESTS_CA_BUNDLE=${shq(NGINX_PATHS.acmeCaBundle)}`] : []),
+        `exec 8>${CERTBOT_LOCK}`,
+        "flock -w 900 8",
+    ];
 }
 
 /** The ACME account for this directory: registered once, its e-mail kept current. */

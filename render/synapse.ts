@@ -180,11 +180,21 @@ export interface SynapseInstallSettings {
 
 const ROOT_SYNAPSE = { owner: "root", group: SYNAPSE_USER } as const;
 
+/**
+ * pip arguments for a wheelhouse: a folder on the host or a URL. pip ignores a plain-http
+ * source unless its host is trusted; the stack named it, so it is (README: wheelhouse).
+ */
+export function wheelhouseArgs(wheelhouse: string): string {
+    const args = ["--no-index", "--find-links", shq(wheelhouse)];
+    if (/^http:\/\//.test(wheelhouse)) args.push("--trusted-host", shq(new URL(wheelhouse).hostname));
+    return args.join(" ");
+}
+
 /** System user, directories, and a venv with the pinned matrix-synapse (skipped when already that version). */
 export function renderSynapseInstallScript(s: SynapseInstallSettings, opts: { user?: string } = {}): string {
     const p = SYNAPSE_PATHS;
     const py = `${p.venv}/bin/python`;
-    const pipSource = s.wheelhouse ? `--no-index --find-links ${shq(s.wheelhouse)}` : "";
+    const pipSource = s.wheelhouse ? wheelhouseArgs(s.wheelhouse) : "";
     return script(
         [
             // psycopg2 builds from source: it needs a compiler and libpq headers.

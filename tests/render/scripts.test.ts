@@ -31,6 +31,10 @@ const scripts: Record<string, string> = {
     database: renderDatabaseScript({ database: "synapse", user: "synapse" }),
     synapseInstall: renderSynapseInstallScript({ version: "1.163.2" }),
     synapseInstallWheelhouse: renderSynapseInstallScript({ version: "1.163.2", wheelhouse: "/srv/wheels dir" }),
+    synapseInstallWheelhouseUrl: renderSynapseInstallScript({
+        version: "1.163.2",
+        wheelhouse: "http://10.0.0.1:8099/wheels/",
+    }),
     synapseConfig: renderSynapseConfigScript({ homeserverConfig: "a: 1\n", logConfig: "b: '$x'\n", unit: "[Unit]\n" }),
     synapseSecrets: renderSynapseSecretsScript(),
     synapseService: renderSynapseServiceScript({ revision: "abc", healthTimeoutSeconds: 60 }),

@@ -1,0 +1,461 @@
+// End to end: the program deploys a homeserver to a real Debian 12 host (systemd-nspawn), with
+// real PostgreSQL, Synapse from PyPI, nginx, certbot against pebble (HTTP-01 validated for
+// real), and a real Matrix client. Only the Pulumi engine and Cloudflare are stood in for
+// (tests/e2e/engine.ts). Needs root. Run with `npm run test:e2e`.
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { createHmac, randomBytes } from "node:crypto";
+import { Resolver } from "node:dns/promises";
+import { mkdirSync, rmSync } from "node:fs";
+import * as path from "node:path";
+import * as tls from "node:tls";
+import { after, before, describe, it } from "node:test";
+import { Agent, fetch, type RequestInit } from "undici";
+import type { EngineRequest, EngineResult } from "./engine";
+import { DEFAULT_SYNAPSE_VERSION } from "../../config";
+import {
+    buildWheelhouse,
+    hostDown,
+    hostUp,
+    onHost,
+    serveArtifacts,
+    startAcme,
+    type Acme,
+    type Artifacts,
+    type Host,
+} from "./infra";
+
+const ROOT = path.resolve(__dirname, "../..");
+const CACHE = process.env.E2E_CACHE ?? path.join(ROOT, ".cache/e2e");
+const RUN = path.join(CACHE, "run");
+const SYNAPSE_VENV = process.env.SYNAPSE_VENV ?? path.join(ROOT, ".cache/synapse-venv");
+const DOMAIN = "matrix-e2e.test";
+const HS = `matrix.${DOMAIN}`;
+const EL = `element.${DOMAIN}`;
+const ELEMENT_VERSION = "1.12.29";
+
+const timings: [string, number][] = [];
+async function timed<T>(label: string, fn: () => Promise<T> | T): Promise<T> {
+    const start = Date.now();
+    try {
+        return await fn();
+    } finally {
+        timings.push([label, (Date.now() - start) / 1000]);
+    }
+}
+
+let host: Host;
+let acme: Acme;
+let artifacts: Artifacts;
+let http: Agent;
+const statePath = path.join(RUN, "state.json");
+
+function stackConfig(overrides: { synapse?: Record<string, unknown>; element?: Record<string, unknown> } = {}) {
+    const values: Record<string, unknown> = {
+        "matrix:domain": DOMAIN,
+        "matrix:machine": { ipv4: host.guestIp, sshHostKey: host.hostKey },
+        "matrix:sshPrivateKey": host.privateKey,
+        "matrix:dns": { zoneId: "0123456789abcdef0123456789abcdef" },
+        "cloudflare:apiToken": "e2e-token-never-used",
+        "matrix:acme": { email: "admin@matrix-e2e.test", directoryUrl: acme.directoryUrl, caBundle: acme.listenerCa },
+        "matrix:synapse": { healthTimeoutSeconds: 240, wheelhouse: artifacts.wheelhouse, ...overrides.synapse },
+        "matrix:element": { ...artifacts.element, ...overrides.element },
+    };
+    return Object.fromEntries(
+        Object.entries(values).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]),
+    );
+}
+
+/** Runs the engine in its own process; async, so this process keeps serving the artifacts. */
+function deploy(config: Record<string, string>, mode: EngineRequest["mode"] = "apply"): Promise<EngineResult> {
+    const request: EngineRequest = {
+        config,
+        secretKeys: ["matrix:sshPrivateKey", "cloudflare:apiToken"],
+        statePath,
+        mode,
+        challtestsrv: acme.challtestsrv,
+    };
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "engine.ts")], { cwd: ROOT });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stdin.end(JSON.stringify(request));
+    return new Promise((resolve, reject) => {
+        child.on("close", (code) => {
+            try {
+                resolve(JSON.parse(stdout) as EngineResult);
+            } catch {
+                reject(new Error(`engine failed (exit ${code}): ${stderr}`));
+            }
+        });
+    });
+}
+
+function explainFailure(result: EngineResult): string {
+    const failed = result.steps.filter((s) => s.action === "failed");
+    const journal = onHost(host, "journalctl -u matrix-synapse -u nginx -u postgresql@15-main -n 40 --no-pager").stdout;
+    return `${result.error}\nfailed steps:\n${failed.map((s) => `${s.name}: ${s.error}`).join("\n")}\njournal:\n${journal}`;
+}
+
+/** Wall time per component (steps run in parallel inside one). */
+function componentTimes(result: EngineResult): [string, number][] {
+    const by = new Map<string, { start: number; end: number }>();
+    for (const s of result.steps.filter((x) => x.action !== "same")) {
+        const c = s.name.split("-")[0]!;
+        const t = by.get(c) ?? { start: s.start, end: s.end };
+        by.set(c, { start: Math.min(t.start, s.start), end: Math.max(t.end, s.end) });
+    }
+    return [...by].map(([c, t]) => [c, (t.end - t.start) / 1000]);
+}
+
+// HTTP as a user's client sees it: names from the DNS the program wrote, TLS trusted via pebble.
+const resolver = new Resolver();
+function client(): Agent {
+    resolver.setServers([acme.dnsServer]);
+    return new Agent({
+        connect: {
+            ca: acme.issuingRoot,
+            lookup: (hostname, _opts, cb) => {
+                resolver.resolve4(hostname).then(
+                    (addrs) => cb(null, [{ address: addrs[0]!, family: 4 }]),
+                    (err: Error) => cb(err, []),
+                );
+            },
+        },
+    });
+}
+const get = (url: string, init: RequestInit = {}) => fetch(url, { ...init, dispatcher: http });
+
+async function tunnel<T>(fn: (base: string) => Promise<T>): Promise<T> {
+    const port = 18008 + Math.floor(Math.random() * 1000);
+    const ssh = spawn("ssh", [
+        "-N",
+        "-i",
+        host.keyPath,
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-L",
+        `127.0.0.1:${port}:127.0.0.1:8008`,
+        `root@${host.guestIp}`,
+    ]);
+    try {
+        const base = `http://127.0.0.1:${port}`;
+        for (let i = 0; i < 50; i++) {
+            try {
+                await fetch(`${base}/health`);
+                break;
+            } catch {
+                await new Promise((r) => setTimeout(r, 100));
+            }
+        }
+        return await fn(base);
+    } finally {
+        ssh.kill();
+    }
+}
+
+/** Shared-secret registration (HMAC-SHA1 over nonce, user, password, admin) on 127.0.0.1:8008. */
+async function registerWithSharedSecret(secret: string, username: string, password: string, admin: boolean) {
+    return tunnel(async (base) => {
+        const { nonce } = (await (await fetch(`${base}/_synapse/admin/v1/register`)).json()) as { nonce: string };
+        const mac = createHmac("sha1", secret)
+            .update([nonce, username, password, admin ? "admin" : "notadmin"].join("\0"))
+            .digest("hex");
+        const res = await fetch(`${base}/_synapse/admin/v1/register`, {
+            method: "POST",
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ nonce, username, password, admin, mac }),
+        });
+        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    });
+}
+
+/** The SDK logs every request at debug level; keep warnings and errors only. */
+const quiet = {
+    trace: () => undefined,
+    debug: () => undefined,
+    info: () => undefined,
+    warn: (...m: unknown[]) => console.warn(...m),
+    error: (...m: unknown[]) => console.error(...m),
+    getChild: () => quiet,
+};
+
+async function matrixClient(user: string, password: string) {
+    const sdk = await import("matrix-js-sdk");
+    const fetchFn = ((input: string, init?: RequestInit) =>
+        get(String(input), init)) as unknown as typeof globalThis.fetch;
+    const anon = sdk.createClient({ baseUrl: `https://${HS}`, fetchFn, logger: quiet });
+    const login = await anon.loginRequest({
+        type: "m.login.password",
+        identifier: { type: "m.id.user", user },
+        password,
+    });
+    return sdk.createClient({
+        baseUrl: `https://${HS}`,
+        fetchFn,
+        logger: quiet,
+        accessToken: login.access_token,
+        userId: login.user_id,
+        deviceId: login.device_id,
+    });
+}
+
+type MatrixClient = Awaited<ReturnType<typeof matrixClient>>;
+
+async function lastMessages(mx: MatrixClient, roomId: string): Promise<string[]> {
+    const sdk = await import("matrix-js-sdk");
+    const res = await mx.createMessagesRequest(roomId, null, 20, sdk.Direction.Backward);
+    return res.chunk.filter((e) => e.type === "m.room.message").map((e) => String(e.content.body));
+}
+
+function hostChecks() {
+    it("keeps the database in C collation and ctype", () => {
+        const r = onHost(
+            host,
+            `runuser -u postgres -- psql -qAt -c "SELECT datcollate, datctype, pg_encoding_to_char(encoding) FROM pg_database WHERE datname = 'synapse'"`,
+        );
+        assert.equal(r.stdout.trim(), "C|C|UTF8");
+    });
+    it("keeps the secrets file readable by root and matrix-synapse only", () => {
+        const r = onHost(host, "stat -c '%a %U %G' /etc/matrix-synapse/secrets.yaml");
+        assert.equal(r.stdout.trim(), "640 root matrix-synapse");
+        assert.equal(onHost(host, "runuser -u nobody -- cat /etc/matrix-synapse/secrets.yaml").code !== 0, true);
+    });
+    it("has Synapse and PostgreSQL listening on loopback only", () => {
+        const lines = onHost(host, "ss -Hltn").stdout.trim().split("\n");
+        const local = (port: number) => lines.map((l) => l.split(/\s+/)[3] ?? "").filter((a) => a.endsWith(`:${port}`));
+        assert.deepEqual(local(8008), ["127.0.0.1:8008"]);
+        assert.ok(local(5432).length > 0);
+        for (const a of local(5432)) assert.match(a, /^(127\.0\.0\.1|\[::1\]):5432$/);
+    });
+}
+
+function httpChecks() {
+    it("serves both well-known documents, exact, as JSON, with open CORS", async () => {
+        const server = await get(`https://${DOMAIN}/.well-known/matrix/server`);
+        assert.deepEqual(await server.json(), { "m.server": `${HS}:443` });
+        assert.equal(server.headers.get("content-type"), "application/json");
+        assert.equal(server.headers.get("access-control-allow-origin"), "*");
+        const clientDoc = await get(`https://${DOMAIN}/.well-known/matrix/client`);
+        assert.deepEqual(await clientDoc.json(), { "m.homeserver": { base_url: `https://${HS}` } });
+        assert.equal(clientDoc.headers.get("access-control-allow-origin"), "*");
+    });
+    it("proxies the client and federation APIs through nginx, and nothing else", async () => {
+        const versions = await get(`https://${HS}/_matrix/client/versions`);
+        assert.equal(versions.status, 200);
+        assert.ok(((await versions.json()) as { versions: string[] }).versions.length > 0);
+        const fed = await get(`https://${HS}/_matrix/federation/v1/version`);
+        assert.equal(((await fed.json()) as { server: { name: string } }).server.name, "Synapse");
+        assert.equal((await get(`https://${HS}/`)).status, 404);
+        assert.equal((await get(`https://${HS}/_synapse/admin/v1/register`)).status, 404);
+    });
+    it("serves Element with config.json pointing at the homeserver and its security headers", async () => {
+        const index = await get(`https://${EL}/`);
+        assert.equal(index.status, 200);
+        assert.match(await index.text(), /element 1\.12\.29/);
+        assert.equal(index.headers.get("x-frame-options"), "SAMEORIGIN");
+        assert.equal(index.headers.get("x-content-type-options"), "nosniff");
+        assert.equal(index.headers.get("content-security-policy"), "frame-ancestors 'self'");
+        const config = (await (await get(`https://${EL}/config.json`)).json()) as {
+            default_server_config: { "m.homeserver": { base_url: string; server_name: string } };
+        };
+        assert.deepEqual(config.default_server_config["m.homeserver"], {
+            base_url: `https://${HS}`,
+            server_name: DOMAIN,
+        });
+    });
+    it("has a certificate from pebble covering each name", async () => {
+        for (const name of [DOMAIN, HS, EL]) {
+            const sans = await new Promise<string>((resolve, reject) => {
+                const socket = tls.connect(
+                    { host: host.guestIp, port: 443, servername: name, ca: acme.issuingRoot },
+                    () => {
+                        const cert = socket.getPeerCertificate();
+                        socket.end();
+                        if (!socket.authorized) reject(new Error(String(socket.authorizationError)));
+                        else resolve(cert.subjectaltname ?? "");
+                    },
+                );
+                socket.on("error", reject);
+            });
+            assert.match(sans, new RegExp(`DNS:${name.replace(/\./g, "\\.")}(,|$)`));
+        }
+    });
+}
+
+describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
+    let first: EngineResult;
+    let secret: string;
+    const alicePassword = randomBytes(12).toString("hex");
+    let roomId: string;
+    const message = `hello from e2e ${Date.now()}`;
+
+    before(async () => {
+        rmSync(RUN, { recursive: true, force: true });
+        mkdirSync(RUN, { recursive: true });
+        await timed("rootfs (debootstrap or cache)", () => {
+            const r = spawnSync("bash", [path.join(__dirname, "host.sh"), "rootfs"], { stdio: "inherit" });
+            assert.equal(r.status, 0);
+        });
+        host = await timed("boot host", () => hostUp(RUN));
+        acme = await timed("start pebble + challtestsrv", () => startAcme(path.join(RUN, "acme"), host.hostIp));
+        const wheels = await timed("wheelhouse (pip wheel or cache)", () =>
+            buildWheelhouse(CACHE, SYNAPSE_VENV, DEFAULT_SYNAPSE_VERSION),
+        );
+        artifacts = await serveArtifacts(path.join(RUN, "artifacts"), host.hostIp, ELEMENT_VERSION, wheels);
+        http = client();
+        first = await timed("deploy (cold)", () => deploy(stackConfig()));
+        for (const [c, s] of componentTimes(first)) timings.push([`  deploy ${c}`, s]);
+        assert.equal(first.error, undefined, explainFailure(first));
+        secret = String(first.outputs.registrationSharedSecret);
+    });
+
+    after(async () => {
+        await artifacts?.stop();
+        acme?.stop();
+        hostDown(RUN);
+        console.log("\nphase durations:");
+        for (const [label, s] of timings) console.log(`  ${label.padEnd(40)} ${s.toFixed(1)} s`);
+    });
+
+    it("ran every step once, in the program's order", () => {
+        const commands = first.steps.filter((s) => s.type === "command:remote:Command");
+        assert.equal(commands.length, 14);
+        assert.ok(commands.every((s) => s.action === "create"));
+        const end = (n: string) => first.steps.find((s) => s.name === n)!.end;
+        const start = (n: string) => first.steps.find((s) => s.name === n)!.start;
+        assert.ok(start("nginx-certificate-homeserver") >= end("dns-homeserver-a"));
+        assert.ok(start("synapse-service") >= end("postgres-database"));
+        assert.ok(start("nginx-sites") >= end("synapse-service"));
+        assert.ok(start("element-site") >= end("nginx-sites"));
+    });
+
+    httpChecks();
+    hostChecks();
+
+    it("renews certificates (dry run) and has the reload hook", () => {
+        // A dry run without --server would switch to Let's Encrypt staging (README: renewal).
+        const r = onHost(
+            host,
+            `REQUESTS_CA_BUNDLE=/etc/matrix-pulumi/acme-ca.pem certbot renew --dry-run --no-random-sleep-on-renew -q --server ${acme.directoryUrl} && test -x /etc/letsencrypt/renewal-hooks/deploy/matrix-pulumi-reload-nginx && echo ok`,
+        );
+        assert.equal(r.stdout.trim(), "ok", r.stderr);
+    });
+
+    it("registers an admin with the shared secret, and a real client talks Matrix", async () => {
+        const reg = await timed("checks: register", () =>
+            registerWithSharedSecret(secret, "alice", alicePassword, true),
+        );
+        assert.equal(reg.status, 200, JSON.stringify(reg.body));
+        assert.equal(reg.body.user_id, `@alice:${DOMAIN}`);
+        const mx = await matrixClient("alice", alicePassword);
+        roomId = (await mx.createRoom({ name: "e2e" })).room_id;
+        await mx.sendTextMessage(roomId, message);
+        assert.ok((await lastMessages(mx, roomId)).includes(message));
+        const upload = await timed("checks: 20 MB upload", () =>
+            mx.uploadContent(Buffer.alloc(20 * 1024 * 1024, 7), { name: "e2e.bin", type: "application/octet-stream" }),
+        );
+        assert.match(upload.content_uri, new RegExp(`^mxc://${DOMAIN.replace(/\./g, "\\.")}/`));
+    });
+
+    describe("re-running every create script against the same host", () => {
+        let rerun: EngineResult;
+        before(async () => {
+            rerun = await timed("deploy (re-run all)", () => deploy(stackConfig(), "recreate"));
+            assert.equal(rerun.error, undefined, explainFailure(rerun));
+        });
+        it("ran all 14 scripts again and kept the secrets", () => {
+            assert.equal(
+                rerun.steps.filter((s) => s.type === "command:remote:Command" && s.action === "create").length,
+                14,
+            );
+            assert.equal(rerun.outputs.registrationSharedSecret, secret);
+        });
+        httpChecks();
+        hostChecks();
+        it("kept the user and the message", async () => {
+            const mx = await matrixClient("alice", alicePassword);
+            assert.ok((await lastMessages(mx, roomId)).includes(message));
+        });
+    });
+
+    describe("a config change: synapse.enableRegistration", () => {
+        let change: EngineResult;
+        let pidsBefore: string;
+        before(async () => {
+            pidsBefore = onHost(host, "systemctl show -p MainPID --value nginx postgresql@15-main").stdout;
+            change = await timed("deploy (enableRegistration)", () =>
+                deploy(stackConfig({ synapse: { enableRegistration: true } })),
+            );
+            assert.equal(change.error, undefined, explainFailure(change));
+            const ran = change.steps.filter((s) => s.action !== "same").map((s) => `${s.name} (${s.action})`);
+            console.log(`blast radius: ${ran.join(", ")}`);
+        });
+        it("re-ran only Synapse's config and restart steps", () => {
+            assert.deepEqual(
+                change.steps
+                    .filter((s) => s.action !== "same")
+                    .map((s) => s.name)
+                    .sort(),
+                ["synapse-config", "synapse-service"],
+            );
+        });
+        it("opened registration", async () => {
+            const url = `https://${HS}/_matrix/client/v3/register`;
+            const body = { username: "bob", password: randomBytes(12).toString("hex") };
+            const first401 = await get(url, { method: "POST", body: JSON.stringify(body) });
+            assert.equal(first401.status, 401);
+            const { session } = (await first401.json()) as { session: string };
+            const done = await get(url, {
+                method: "POST",
+                body: JSON.stringify({ ...body, auth: { type: "m.login.dummy", session } }),
+            });
+            assert.equal(done.status, 200, await done.clone().text());
+            assert.equal(((await done.json()) as { user_id: string }).user_id, `@bob:${DOMAIN}`);
+        });
+        it("left nginx and PostgreSQL running as they were", () => {
+            assert.equal(onHost(host, "systemctl show -p MainPID --value nginx postgresql@15-main").stdout, pidsBefore);
+        });
+    });
+
+    describe("an Element release with a wrong checksum", () => {
+        let bad: EngineResult;
+        before(async () => {
+            bad = await timed("deploy (bad sha256)", () =>
+                deploy(
+                    stackConfig({
+                        synapse: { enableRegistration: true },
+                        element: { version: "1.12.30", sha256: "0".repeat(64) },
+                    }),
+                ),
+            );
+        });
+        it("fails at the release step, saying nothing was extracted", () => {
+            assert.notEqual(bad.error, undefined);
+            const failed = bad.steps.filter((s) => s.action === "failed");
+            assert.deepEqual(
+                failed.map((s) => s.name),
+                ["element-release"],
+            );
+            assert.match(failed[0]!.error ?? "", /nothing was extracted/);
+        });
+        it("extracted nothing and kept serving the release in place", async () => {
+            assert.equal(
+                onHost(host, "test -e /var/www/element/releases/v1.12.30 && echo present || echo absent").stdout.trim(),
+                "absent",
+            );
+            assert.equal(
+                onHost(host, "readlink /var/www/element/current").stdout.trim(),
+                "/var/www/element/releases/v1.12.29",
+            );
+            assert.equal((await get(`https://${EL}/`)).status, 200);
+        });
+    });
+});

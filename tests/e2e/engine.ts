@@ -1,0 +1,258 @@
+// The e2e stand-in for the Pulumi engine: index.ts runs under Pulumi's mock runtime, and the
+// mocks act for real. Each remote.Command runs its script over SSH on the test host (with its
+// stdin), each RandomPassword draws crypto-random bytes, each Cloudflare DnsRecord becomes a
+// record in pebble-challtestsrv. Order comes from the program alone: under mocks a resource is
+// registered only once the ones it depends on have resolved.
+//
+// Like the engine it keeps a state file (resource → input digest, outputs): a later run reuses
+// the stored random values and runs a command only when its inputs changed ("update", or
+// "replace" when its triggers changed), or every create again with mode "recreate".
+//
+//   node --import tsx tests/e2e/engine.ts < request.json > result.json
+import { spawn } from "node:child_process";
+import { createHash, randomInt } from "node:crypto";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { runStack, secretValue, unwrapSecrets } from "../harness/stack";
+
+export interface EngineRequest {
+    config: Record<string, string>;
+    secretKeys: string[];
+    statePath: string;
+    mode: "apply" | "recreate";
+    /** pebble-challtestsrv's management URL, where DNS records are written. */
+    challtestsrv: string;
+}
+
+export type Action = "create" | "update" | "replace" | "same" | "failed";
+
+export interface StepRecord {
+    name: string;
+    type: string;
+    action: Action;
+    start: number;
+    end: number;
+    stdout?: string;
+    error?: string;
+}
+
+export interface EngineResult {
+    steps: StepRecord[];
+    outputs: Record<string, unknown>;
+    error?: string;
+}
+
+interface StateEntry {
+    type: string;
+    digest: string;
+    triggers: string;
+    delete?: string;
+    outputs: Record<string, unknown>;
+}
+
+interface State {
+    resources: Record<string, StateEntry>;
+}
+
+interface Connection {
+    host: string;
+    port?: number;
+    user?: string;
+    privateKey?: string;
+    hostKey?: string;
+}
+
+const digest = (v: unknown) => createHash("sha256").update(JSON.stringify(v)).digest("hex");
+
+function randomString(length: number, special: boolean): string {
+    const alphabet =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789" + (special ? "!@#$%&*()-_=+[]{}<>:?" : "");
+    return Array.from({ length }, () => alphabet[randomInt(alphabet.length)]).join("");
+}
+
+/** Runs `command` over SSH exactly as the command provider does: one exec request, stdin piped. */
+export function runRemote(
+    conn: Connection,
+    command: string,
+    stdin?: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+    const dir = mkdtempSync(path.join(tmpdir(), "matrix-ssh-"));
+    const key = path.join(dir, "key");
+    writeFileSync(key, conn.privateKey ?? "", { mode: 0o600 });
+    chmodSync(key, 0o600);
+    const knownHosts = path.join(dir, "known_hosts");
+    writeFileSync(knownHosts, conn.hostKey ? `${conn.host} ${conn.hostKey}\n` : "");
+    const args = [
+        "-q",
+        "-i",
+        key,
+        "-p",
+        String(conn.port ?? 22),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        `UserKnownHostsFile=${knownHosts}`,
+        "-o",
+        `StrictHostKeyChecking=${conn.hostKey ? "yes" : "no"}`,
+        "-o",
+        "ConnectTimeout=15",
+        "-o",
+        "ServerAliveInterval=15",
+        `${conn.user ?? "root"}@${conn.host}`,
+        "--",
+        command,
+    ];
+    return new Promise((resolve, reject) => {
+        const child = spawn("ssh", args, { stdio: ["pipe", "pipe", "pipe"] });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+        child.on("error", reject);
+        child.on("close", (code) => {
+            rmSync(dir, { recursive: true, force: true });
+            resolve({ code: code ?? 255, stdout, stderr });
+        });
+        child.stdin.end(stdin ?? "");
+    });
+}
+
+async function challtestsrv(base: string, op: string, body: unknown): Promise<void> {
+    const res = await fetch(`${base}/${op}`, { method: "POST", body: JSON.stringify(body) });
+    if (!res.ok) throw new Error(`challtestsrv ${op}: ${res.status} ${await res.text()}`);
+}
+
+async function main(): Promise<void> {
+    const request = JSON.parse(readFileSync(0, "utf8")) as EngineRequest;
+    const state: State = existsSync(request.statePath)
+        ? (JSON.parse(readFileSync(request.statePath, "utf8")) as State)
+        : { resources: {} };
+    const next: State = { resources: { ...state.resources } };
+    const steps: StepRecord[] = [];
+    const inflight: Promise<unknown>[] = [];
+    const project = "matrix";
+    const stack = "e2e";
+    const urnOf = (type: string, name: string) => `${type}::${name}`;
+
+    pulumi.runtime.setAllConfig(request.config, request.secretKeys);
+    await pulumi.runtime.setMocks(
+        {
+            newResource: (args) => {
+                // Components and the Stack are the engine's bookkeeping only.
+                if (!args.custom) return { id: `${args.name}-id`, state: args.inputs };
+                const work = (async () => {
+                    const inputs = unwrapSecrets(args.inputs) as Record<string, unknown>;
+                    const key = urnOf(args.type, args.name);
+                    const prev = state.resources[key];
+                    const d = digest(inputs);
+                    const triggers = digest(inputs.triggers ?? null);
+                    const step: StepRecord = {
+                        name: args.name,
+                        type: args.type,
+                        action: "same",
+                        start: Date.now(),
+                        end: 0,
+                    };
+                    const keep = (outputs: Record<string, unknown>, extra: Partial<StateEntry> = {}) => {
+                        next.resources[key] = { type: args.type, digest: d, triggers, outputs, ...extra };
+                    };
+                    try {
+                        if (args.type === "random:index/randomPassword:RandomPassword") {
+                            const result =
+                                prev && prev.digest === d
+                                    ? String(prev.outputs.result)
+                                    : randomString(Number(inputs.length ?? 16), inputs.special !== false);
+                            step.action = prev?.digest === d ? "same" : prev ? "replace" : "create";
+                            keep({ result });
+                            return { id: args.name, state: { ...args.inputs, result: secretValue(result) } };
+                        }
+                        if (args.type === "cloudflare:index/dnsRecord:DnsRecord") {
+                            const type = String(inputs.type);
+                            await challtestsrv(request.challtestsrv, type === "AAAA" ? "add-aaaa" : "add-a", {
+                                host: `${String(inputs.name)}.`,
+                                addresses: [String(inputs.content)],
+                            });
+                            step.action = prev?.digest === d ? "same" : prev ? "update" : "create";
+                            keep({});
+                            return { id: `${args.name}-id`, state: args.inputs };
+                        }
+                        if (args.type === "command:remote:Command") {
+                            const conn = inputs.connection as Connection;
+                            const unchanged = prev !== undefined && prev.digest === d && request.mode !== "recreate";
+                            if (unchanged) {
+                                step.action = "same";
+                                return { id: `${args.name}-id`, state: { ...args.inputs, ...prev.outputs } };
+                            }
+                            step.action = !prev ? "create" : prev.triggers !== triggers ? "replace" : "update";
+                            if (request.mode === "recreate") step.action = "create";
+                            const text = (v: unknown) => (typeof v === "string" ? v : undefined);
+                            const script =
+                                (step.action === "update" ? text(inputs.update) : undefined) ??
+                                text(inputs.create) ??
+                                "";
+                            const res = await runRemote(conn, script, inputs.stdin as string | undefined);
+                            step.stdout = res.stdout;
+                            if (res.code !== 0) {
+                                throw new Error(
+                                    `${args.name} exited ${res.code}:\n${res.stderr.trim().split("\n").slice(-25).join("\n")}`,
+                                );
+                            }
+                            if (step.action === "replace" && prev?.delete) await runRemote(conn, prev.delete);
+                            const outputs = { stdout: res.stdout, stderr: res.stderr };
+                            keep(outputs, { delete: typeof inputs.delete === "string" ? inputs.delete : undefined });
+                            return { id: `${args.name}-id`, state: { ...args.inputs, ...outputs } };
+                        }
+                        // Any other custom resource: echo, as a plain mock would.
+                        return { id: `${args.name}-id`, state: args.inputs };
+                    } catch (err) {
+                        step.action = "failed";
+                        step.error = err instanceof Error ? err.message : String(err);
+                        // A failed resource keeps its old state, as with the engine.
+                        if (prev) next.resources[key] = prev;
+                        else delete next.resources[key];
+                        throw err;
+                    } finally {
+                        step.end = Date.now();
+                        steps.push(step);
+                    }
+                })();
+                inflight.push(work.catch(() => undefined));
+                return work;
+            },
+            call: (args) => {
+                throw new Error(`unexpected invoke ${args.token}`);
+            },
+        },
+        project,
+        stack,
+        false,
+    );
+
+    const result: EngineResult = { steps, outputs: {} };
+    // A failed step rejects promises the program never awaits; the engine reports, not crashes.
+    process.on("unhandledRejection", (err) => {
+        result.error ??= err instanceof Error ? err.message : String(err);
+    });
+    try {
+        const outputs = await runStack();
+        result.outputs = Object.fromEntries(Object.entries(outputs).map(([k, o]) => [k, unwrapSecrets(o.value)]));
+    } catch (err) {
+        result.error = err instanceof Error ? err.message : String(err);
+    }
+    // Let steps already running finish, as the engine does before it reports the failure.
+    await Promise.all(inflight);
+    writeFileSync(request.statePath, JSON.stringify(next, null, 1), { mode: 0o600 });
+    process.stdout.write(JSON.stringify(result));
+}
+
+if (require.main === module) {
+    main().then(
+        () => process.exit(0),
+        (err: unknown) => {
+            process.stderr.write(String(err instanceof Error ? err.stack : err));
+            process.exit(1);
+        },
+    );
+}

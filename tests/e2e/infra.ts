@@ -1,0 +1,286 @@
+// What surrounds the e2e host on the test machine: Debian's pebble (ACME, validating HTTP-01 for
+// real) and pebble-challtestsrv (the DNS the program's records land in), a server for the
+// Element tarball, and the host itself (host.sh).
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import * as path from "node:path";
+import { Agent, fetch } from "undici";
+
+export interface Host {
+    hostIp: string;
+    guestIp: string;
+    hostKey: string;
+    privateKey: string;
+    keyPath: string;
+}
+
+function sh(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): string {
+    const res = spawnSync(cmd, args, { encoding: "utf8", env: { ...process.env, ...opts.env }, input: opts.input });
+    if (res.status !== 0)
+        throw new Error(`${cmd} ${args.join(" ")} failed (${res.status}):\n${res.stderr}${res.stdout}`);
+    return res.stdout;
+}
+
+const HOST_SH = path.join(__dirname, "host.sh");
+
+export function hostUp(runDir: string): Host {
+    sh("bash", [HOST_SH, "up", runDir]);
+    const env = Object.fromEntries(
+        readFileSync(path.join(runDir, "host.env"), "utf8")
+            .trim()
+            .split("\n")
+            .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+    ) as Record<string, string>;
+    return {
+        hostIp: env.HOST_IP!,
+        guestIp: env.GUEST_IP!,
+        hostKey: env.HOST_KEY!,
+        privateKey: readFileSync(path.join(runDir, "key"), "utf8"),
+        keyPath: path.join(runDir, "key"),
+    };
+}
+
+export function hostDown(runDir: string): void {
+    spawnSync("bash", [HOST_SH, "down", runDir], { stdio: "inherit" });
+}
+
+/** Run a shell command on the host as root, for checks (not part of the deployment). */
+export function onHost(host: Host, command: string, input?: string): { code: number; stdout: string; stderr: string } {
+    const res = spawnSync(
+        "ssh",
+        [
+            "-q",
+            "-i",
+            host.keyPath,
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            `root@${host.guestIp}`,
+            "--",
+            command,
+        ],
+        { encoding: "utf8", input },
+    );
+    return { code: res.status ?? 255, stdout: res.stdout, stderr: res.stderr };
+}
+
+export interface Acme {
+    directoryUrl: string;
+    /** CA of pebble's own listener certificate (what certbot must trust to talk to pebble). */
+    listenerCa: string;
+    /** The root pebble issues from (this start's). */
+    issuingRoot: string;
+    challtestsrv: string;
+    dnsServer: string;
+    stop(): void;
+}
+
+function waitForPort(url: string, dispatcher?: Agent): Promise<void> {
+    const deadline = Date.now() + 20_000;
+    const attempt = async (): Promise<void> => {
+        try {
+            await fetch(url, { dispatcher });
+        } catch (err) {
+            if (Date.now() > deadline) throw err;
+            await new Promise((r) => setTimeout(r, 200));
+            return attempt();
+        }
+    };
+    return attempt();
+}
+
+export async function startAcme(dir: string, listenIp: string): Promise<Acme> {
+    mkdirSync(dir, { recursive: true });
+    const f = (n: string) => path.join(dir, n);
+    sh("openssl", [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=pebble listener CA",
+        "-keyout",
+        f("ca.key"),
+        "-out",
+        f("ca.pem"),
+    ]);
+    sh("openssl", [
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=pebble",
+        "-keyout",
+        f("key.pem"),
+        "-out",
+        f("cert.csr"),
+    ]);
+    writeFileSync(f("cert.ext"), `subjectAltName=IP:${listenIp},IP:127.0.0.1,DNS:localhost\n`);
+    sh("openssl", [
+        "x509",
+        "-req",
+        "-in",
+        f("cert.csr"),
+        "-CA",
+        f("ca.pem"),
+        "-CAkey",
+        f("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        f("cert.ext"),
+        "-out",
+        f("cert.pem"),
+    ]);
+    writeFileSync(
+        f("pebble.json"),
+        JSON.stringify({
+            pebble: {
+                listenAddress: `${listenIp}:14000`,
+                managementListenAddress: `${listenIp}:15000`,
+                certificate: f("cert.pem"),
+                privateKey: f("key.pem"),
+                httpPort: 80,
+                tlsPort: 443,
+                ocspResponderURL: "",
+                externalAccountBindingRequired: false,
+            },
+        }),
+    );
+    const procs: ChildProcess[] = [];
+    const log = (name: string, p: ChildProcess) => {
+        const out: string[] = [];
+        p.stdout?.on("data", (d: Buffer) => out.push(d.toString()));
+        p.stderr?.on("data", (d: Buffer) => out.push(d.toString()));
+        p.on("exit", () => writeFileSync(f(`${name}.log`), out.join("")));
+        procs.push(p);
+    };
+    log(
+        "challtestsrv",
+        spawn("pebble-challtestsrv", [
+            "-dns01",
+            "127.0.0.1:8053",
+            "-management",
+            "127.0.0.1:8055",
+            "-http01",
+            "",
+            "-https01",
+            "",
+            "-tlsalpn01",
+            "",
+            "-defaultIPv4",
+            "",
+            "-defaultIPv6",
+            "",
+        ]),
+    );
+    log(
+        "pebble",
+        spawn("pebble", ["-config", f("pebble.json"), "-dnsserver", "127.0.0.1:8053"], {
+            // Real HTTP-01 validation (no PEBBLE_VA_ALWAYS_VALID); no artificial delays or nonce faults.
+            env: { ...process.env, PEBBLE_VA_NOSLEEP: "1", PEBBLE_WFE_NONCEREJECT: "0" },
+        }),
+    );
+    const listenerCa = readFileSync(f("ca.pem"), "utf8");
+    const trusting = new Agent({ connect: { ca: listenerCa } });
+    await waitForPort("http://127.0.0.1:8055/");
+    await waitForPort(`https://${listenIp}:14000/dir`, trusting);
+    const issuingRoot = await (await fetch(`https://${listenIp}:15000/roots/0`, { dispatcher: trusting })).text();
+    return {
+        directoryUrl: `https://${listenIp}:14000/dir`,
+        listenerCa,
+        issuingRoot,
+        challtestsrv: "http://127.0.0.1:8055",
+        dnsServer: "127.0.0.1:8053",
+        stop: () => procs.forEach((p) => p.kill()),
+    };
+}
+
+export interface Artifacts {
+    element: { version: string; url: string; sha256: string };
+    /** pip --find-links URL of the Synapse wheelhouse. */
+    wheelhouse: string;
+    stop(): Promise<void>;
+}
+
+/**
+ * Wheels for matrix-synapse[postgres] and its dependencies, built on the test machine (Debian 12,
+ * the host's Python 3.11) and cached: the host then installs with `pip --no-index --find-links`,
+ * the program's air-gapped path, since it cannot verify PyPI's TLS through this sandbox.
+ */
+export function buildWheelhouse(cache: string, venv: string, version: string): string {
+    const dir = path.join(cache, `wheels-${version}`);
+    if (existsSync(dir)) return dir;
+    const tmp = `${dir}.part`;
+    rmSync(tmp, { recursive: true, force: true });
+    sh(path.join(venv, "bin/pip"), [
+        "wheel",
+        "-q",
+        "--disable-pip-version-check",
+        "-w",
+        tmp,
+        `matrix-synapse[postgres]==${version}`,
+    ]);
+    renameSync(tmp, dir);
+    return dir;
+}
+
+/**
+ * Element's real tarball cannot be downloaded here: serve a small one with the release's
+ * layout (one top folder element-vX.Y.Z/ with index.html, config.sample.json, bundles/, i18n/),
+ * and the wheelhouse as a page of links.
+ */
+export async function serveArtifacts(
+    dir: string,
+    listenIp: string,
+    version: string,
+    wheelhouse: string,
+): Promise<Artifacts> {
+    const top = path.join(dir, `element-v${version}`);
+    mkdirSync(path.join(top, "bundles", "0123abcd"), { recursive: true });
+    mkdirSync(path.join(top, "i18n"), { recursive: true });
+    writeFileSync(path.join(top, "index.html"), `<!doctype html><title>Element</title><p>element ${version}</p>\n`);
+    writeFileSync(path.join(top, "config.sample.json"), JSON.stringify({ default_server_config: {} }));
+    writeFileSync(path.join(top, "bundles", "0123abcd", "bundle.js"), "console.log('element');\n");
+    writeFileSync(path.join(top, "i18n", "en_EN.json"), "{}\n");
+    writeFileSync(path.join(top, "version"), `${version}\n`);
+    const tarball = path.join(dir, `element-v${version}.tar.gz`);
+    sh("tar", ["-czf", tarball, "-C", dir, `element-v${version}`]);
+    const bytes = readFileSync(tarball);
+    const wheels = readdirSync(wheelhouse).filter((f) => f.endsWith(".whl"));
+    const server: Server = createServer((req, res) => {
+        const url = req.url ?? "";
+        if (url === `/element-v${version}.tar.gz`) {
+            res.writeHead(200, { "Content-Type": "application/gzip", "Content-Length": bytes.length });
+            res.end(bytes);
+        } else if (url === "/wheels/") {
+            res.writeHead(200, { "Content-Type": "text/html" });
+            res.end(wheels.map((w) => `<a href="${encodeURIComponent(w)}">${w}</a><br>`).join("\n"));
+        } else if (url.startsWith("/wheels/") && wheels.includes(decodeURIComponent(url.slice(8)))) {
+            res.writeHead(200, { "Content-Type": "application/octet-stream" });
+            res.end(readFileSync(path.join(wheelhouse, decodeURIComponent(url.slice(8)))));
+        } else {
+            res.writeHead(404).end();
+        }
+    });
+    await new Promise<void>((r) => server.listen(8099, listenIp, r));
+    return {
+        element: {
+            version,
+            url: `http://${listenIp}:8099/element-v${version}.tar.gz`,
+            sha256: createHash("sha256").update(bytes).digest("hex"),
+        },
+        wheelhouse: `http://${listenIp}:8099/wheels/`,
+        stop: () => new Promise((r) => server.close(() => r())),
+    };
+}
