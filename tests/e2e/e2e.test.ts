@@ -323,6 +323,20 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
         hostDown(RUN);
         console.log("\nphase durations:");
         for (const [label, s] of timings) console.log(`  ${label.padEnd(40)} ${s.toFixed(1)} s`);
+        // Nothing may outlive the run: no container, no link, no NAT rule, no pebble.
+        await new Promise((r) => setTimeout(r, 500));
+        const leftovers = [
+            spawnSync("ip", ["link", "show", "ve-matrix-e2e"]).status === 0 ? "link ve-matrix-e2e" : "",
+            /10\.231\.0\.0\/30/.test(
+                spawnSync("iptables", ["-t", "nat", "-S", "POSTROUTING"], { encoding: "utf8" }).stdout,
+            )
+                ? "NAT rule"
+                : "",
+            spawnSync("pgrep", ["-f", "systemd-nspawn .*-M matrix-e2e"]).status === 0 ? "systemd-nspawn" : "",
+            spawnSync("pgrep", ["-x", "pebble"]).status === 0 ? "pebble" : "",
+            spawnSync("pgrep", ["-x", "pebble-challtestsrv"]).status === 0 ? "pebble-challtestsrv" : "",
+        ].filter(Boolean);
+        assert.deepEqual(leftovers, [], `left behind: ${leftovers.join(", ")}`);
     });
 
     it("ran every step once, in the program's order", () => {
