@@ -19,6 +19,7 @@ import {
     hostUp,
     onHost,
     serveArtifacts,
+    sshTo,
     startAcme,
     type Acme,
     type Artifacts,
@@ -131,19 +132,9 @@ async function tunnel<T>(fn: (base: string) => Promise<T>): Promise<T> {
     const port = 18008 + Math.floor(Math.random() * 1000);
     const ssh = spawn("ssh", [
         "-N",
-        "-i",
-        host.keyPath,
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "ExitOnForwardFailure=yes",
         "-L",
         `127.0.0.1:${port}:127.0.0.1:8008`,
-        `root@${host.guestIp}`,
+        ...sshTo(host, "ExitOnForwardFailure=yes"),
     ]);
     try {
         const base = `http://127.0.0.1:${port}`;

@@ -46,26 +46,15 @@ export function hostDown(runDir: string): void {
     spawnSync("bash", [HOST_SH, "down", runDir], { stdio: "inherit" });
 }
 
+/** ssh arguments that reach the host as root with the test key (checks, tunnels). */
+export function sshTo(host: Host, ...options: string[]): string[] {
+    const o = ["BatchMode=yes", "StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", ...options];
+    return ["-q", "-i", host.keyPath, ...o.flatMap((x) => ["-o", x]), `root@${host.guestIp}`];
+}
+
 /** Run a shell command on the host as root, for checks (not part of the deployment). */
 export function onHost(host: Host, command: string, input?: string): { code: number; stdout: string; stderr: string } {
-    const res = spawnSync(
-        "ssh",
-        [
-            "-q",
-            "-i",
-            host.keyPath,
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            `root@${host.guestIp}`,
-            "--",
-            command,
-        ],
-        { encoding: "utf8", input },
-    );
+    const res = spawnSync("ssh", [...sshTo(host), "--", command], { encoding: "utf8", input });
     return { code: res.status ?? 255, stdout: res.stdout, stderr: res.stderr };
 }
 
