@@ -136,6 +136,21 @@ const postgresSchema = z.strictObject({
     user: sqlIdentifier.default("synapse"),
 });
 
+/** Secrets a stack may bring instead of generating them (moving an existing server, say). */
+export const PROVIDED_SECRETS = [
+    "registrationSharedSecret",
+    "macaroonSecretKey",
+    "formSecret",
+    "databasePassword",
+] as const;
+export type ProvidedSecret = (typeof PROVIDED_SECRETS)[number];
+
+const secretsSchema = z.strictObject(
+    Object.fromEntries(
+        PROVIDED_SECRETS.map((k) => [k, z.string({ error: "expected a non-empty string" }).min(1).optional()]),
+    ) as Record<ProvidedSecret, z.ZodOptional<z.ZodString>>,
+);
+
 const delegationSchema = z.enum(["apex", "external", "none"], {
     error: 'expected one of "apex", "external", "none"',
 });
@@ -154,6 +169,7 @@ const stackSchema = z.strictObject({
     synapse: synapseSchema.prefault({}),
     element: elementSchema,
     postgres: postgresSchema.prefault({}),
+    secrets: secretsSchema.optional(),
 });
 
 export type Delegation = z.infer<typeof delegationSchema>;
@@ -170,6 +186,8 @@ export interface StackConfig {
     synapse: z.infer<typeof synapseSchema>;
     element: z.infer<typeof elementSchema> & { url: string };
     postgres: z.infer<typeof postgresSchema>;
+    /** Which secrets the stack brings (their values are read as secret Outputs, never kept here). */
+    providedSecrets: Record<ProvidedSecret, boolean>;
 }
 
 /** Every problem with the stack configuration, in one message. */
@@ -222,7 +240,10 @@ function crossKeyProblems(v: Record<string, unknown>): string[] {
 }
 
 /** Keys that hold a JSON object, boolean or number; Pulumi hands every value over as a string. */
-const STRUCTURED_KEYS = new Set(["machine", "dns", "acme", "synapse", "element", "postgres"]);
+const STRUCTURED_KEYS = new Set(["machine", "dns", "acme", "synapse", "element", "postgres", "secrets"]);
+
+/** Keys whose values must be stored encrypted (`pulumi config set --secret`). */
+const SECRET_KEYS = ["sshPrivateKey", "secrets"];
 
 function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
     let v = root;
@@ -241,6 +262,8 @@ function keyName(path: readonly PropertyKey[]): string {
 export interface ParseOptions {
     /** Whether a Cloudflare API token is available (cloudflare:apiToken or CLOUDFLARE_API_TOKEN). */
     cloudflareToken: boolean;
+    /** Whether a config key (`matrix:...`) is stored as a secret. Default: every key is. */
+    isSecret?: (key: string) => boolean;
 }
 
 /**
@@ -283,6 +306,13 @@ export function parseStackConfig(raw: Record<string, string>, opts: ParseOptions
         }
     }
     problems.push(...crossKeyProblems(values));
+    for (const key of SECRET_KEYS) {
+        if (values[key] !== undefined && opts.isSecret && !opts.isSecret(`matrix:${key}`)) {
+            problems.push(
+                `matrix:${key}: is stored in plain text; set it again with pulumi config set --secret${key === "secrets" ? " --path matrix:secrets.<name>" : ` matrix:${key}`}`,
+            );
+        }
+    }
     if (values.dns !== undefined && !opts.cloudflareToken) {
         problems.push(
             "matrix:dns: needs a Cloudflare API token; set it with: pulumi config set --secret cloudflare:apiToken <token> (or remove matrix:dns to manage DNS elsewhere)",
@@ -290,9 +320,13 @@ export function parseStackConfig(raw: Record<string, string>, opts: ParseOptions
     }
     if (problems.length > 0 || !result.success) throw new ConfigError(problems);
     // The key itself is read again as a secret Output (loadSshPrivateKey); it is only checked here.
-    const { sshPrivateKey: _checkedOnly, ...c } = result.data;
+    const { sshPrivateKey: _checkedOnly, secrets, ...c } = result.data;
     return {
         ...c,
+        providedSecrets: Object.fromEntries(PROVIDED_SECRETS.map((k) => [k, secrets?.[k] !== undefined])) as Record<
+            ProvidedSecret,
+            boolean
+        >,
         homeserverHost: c.homeserverHost ?? defaultHomeserverHost(c.domain, c.delegation),
         elementHost: c.elementHost ?? `element.${c.domain}`,
         element: {
@@ -323,7 +357,16 @@ function requiredHint(path: readonly PropertyKey[]): string {
 export function loadStackConfig(): StackConfig {
     const raw = pulumi.runtime.allConfig();
     const cloudflareToken = Boolean(raw["cloudflare:apiToken"] || process.env.CLOUDFLARE_API_TOKEN);
-    return parseStackConfig(raw, { cloudflareToken });
+    // Not in the SDK's typings, but exported by its runtime.
+    const runtime = pulumi.runtime as unknown as { isConfigSecret?: (key: string) => boolean };
+    return parseStackConfig(raw, { cloudflareToken, isSecret: runtime.isConfigSecret });
+}
+
+/** A secret the stack brings (`matrix:secrets.<name>`), as a secret Output. */
+export function loadProvidedSecret(name: ProvidedSecret): pulumi.Output<string> {
+    return new pulumi.Config("matrix")
+        .requireSecretObject<Partial<Record<ProvidedSecret, string>>>("secrets")
+        .apply((s) => s[name] ?? "");
 }
 
 /** The SSH private key, as a secret Output (never part of StackConfig). */

@@ -6,13 +6,15 @@ import { ElementWeb } from "./components/elementWeb";
 import { NginxProxy } from "./components/nginxProxy";
 import { PostgresDatabase } from "./components/postgresDatabase";
 import { SynapseServer } from "./components/synapseServer";
-import { loadSshPrivateKey, loadStackConfig, publicHostnames } from "./config";
+import { loadProvidedSecret, loadSshPrivateKey, loadStackConfig, publicHostnames, type ProvidedSecret } from "./config";
 import type { Host } from "./lib/remote";
 import { registerAdminCommand } from "./render/outputs";
 import { wellKnownClient, wellKnownServer } from "./render/wellknown";
 
 const cfg = loadStackConfig(); // throws, naming every bad key, before any resource exists
 const names = publicHostnames(cfg);
+// Secrets the stack brings replace generated ones (no random provider needed for them).
+const provided = (name: ProvidedSecret) => (cfg.providedSecrets[name] ? loadProvidedSecret(name) : undefined);
 const ipv6 = cfg.machine.ipv6 !== undefined;
 
 const host: Host = {
@@ -42,6 +44,7 @@ const database = new PostgresDatabase("postgres", {
     host,
     database: cfg.postgres.database,
     user: cfg.postgres.user,
+    password: provided("databasePassword"),
 });
 
 const synapse = new SynapseServer("synapse", {
@@ -55,6 +58,11 @@ const synapse = new SynapseServer("synapse", {
     reportStats: cfg.synapse.reportStats,
     extraConfig: cfg.synapse.extraConfig,
     healthTimeoutSeconds: cfg.synapse.healthTimeoutSeconds,
+    secrets: {
+        registrationSharedSecret: provided("registrationSharedSecret"),
+        macaroonSecretKey: provided("macaroonSecretKey"),
+        formSecret: provided("formSecret"),
+    },
     database: {
         name: database.databaseName,
         user: database.userName,

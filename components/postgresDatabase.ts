@@ -10,6 +10,8 @@ export interface PostgresDatabaseArgs {
     database?: string;
     /** Role Synapse logs in as. Default: "synapse". */
     user?: string;
+    /** The role's password. Default: generated (`RandomPassword`, 40 letters and digits). */
+    password?: pulumi.Input<string>;
 }
 
 /**
@@ -37,13 +39,11 @@ export class PostgresDatabase extends pulumi.ComponentResource {
             { create: renderPostgresInstallScript({ user }) },
             { parent: this },
         );
-        const password = new random.RandomPassword(
-            `${name}-password`,
-            // Letters and digits only: the password lands in YAML and libpq settings.
-            { length: 40, special: false },
-            { parent: this },
+        this.password = pulumi.secret(
+            args.password ??
+                // Letters and digits only: the password lands in YAML and libpq settings.
+                new random.RandomPassword(`${name}-password`, { length: 40, special: false }, { parent: this }).result,
         );
-        this.password = pulumi.secret(password.result);
         const database = remoteStep(
             `${name}-database`,
             args.host,

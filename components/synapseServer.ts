@@ -36,6 +36,12 @@ export interface SynapseServerArgs {
     extraConfig?: pulumi.Input<Record<string, unknown>>;
     /** How long to wait for /health after a (re)start, in seconds. Default: 300. */
     healthTimeoutSeconds?: pulumi.Input<number>;
+    /** Secrets to use instead of generated ones (48 random letters and digits each). Default: generated. */
+    secrets?: {
+        registrationSharedSecret?: pulumi.Input<string>;
+        macaroonSecretKey?: pulumi.Input<string>;
+        formSecret?: pulumi.Input<string>;
+    };
     /** The database to use (from PostgresDatabase). */
     database: {
         name: pulumi.Input<string>;
@@ -58,13 +64,15 @@ export class SynapseServer extends pulumi.ComponentResource {
     constructor(name: string, args: SynapseServerArgs, opts?: pulumi.ComponentResourceOptions) {
         super("matrix:index:SynapseServer", name, {}, opts);
         const user = args.host.user;
-        const secret = (role: string) =>
+        const secret = (role: string, provided: pulumi.Input<string> | undefined) =>
             pulumi.secret(
-                new random.RandomPassword(`${name}-${role}`, { length: 48, special: false }, { parent: this }).result,
+                provided ??
+                    new random.RandomPassword(`${name}-${role}`, { length: 48, special: false }, { parent: this })
+                        .result,
             );
-        this.registrationSharedSecret = secret("registration-shared-secret");
-        const macaroonSecretKey = secret("macaroon-secret-key");
-        const formSecret = secret("form-secret");
+        this.registrationSharedSecret = secret("registration-shared-secret", args.secrets?.registrationSharedSecret);
+        const macaroonSecretKey = secret("macaroon-secret-key", args.secrets?.macaroonSecretKey);
+        const formSecret = secret("form-secret", args.secrets?.formSecret);
 
         const install = remoteStep(
             `${name}-install`,

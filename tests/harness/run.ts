@@ -31,7 +31,7 @@ export function baseConfig(overrides: Record<string, unknown> = {}): Record<stri
 
 export function runProgram(
     config: Record<string, string>,
-    opts: { preview?: boolean; loader?: "tsx" | "ts-node" } = {},
+    opts: { preview?: boolean; loader?: "tsx" | "ts-node"; plainKeys?: string[] } = {},
 ): ProgramResult {
     const root = path.resolve(__dirname, "../..");
     // ts-node (type-checking) is what the Pulumi CLI's Node.js host loads index.ts with.
@@ -40,7 +40,11 @@ export function runProgram(
         cwd: root,
         input: JSON.stringify({
             config,
-            secretKeys: ["matrix:sshPrivateKey", "cloudflare:apiToken"],
+            secretKeys: opts.plainKeys
+                ? ["matrix:sshPrivateKey", "cloudflare:apiToken", "matrix:secrets"].filter(
+                      (k) => !opts.plainKeys!.includes(k),
+                  )
+                : ["matrix:sshPrivateKey", "cloudflare:apiToken", "matrix:secrets"],
             preview: opts.preview ?? false,
         }),
         encoding: "utf8",

@@ -41,6 +41,13 @@ describe("stack config", () => {
         );
         assert.equal(c.dns, undefined);
         assert.ok(!("sshPrivateKey" in c), "the key stays out of the plain config object");
+        assert.ok(!("secrets" in c), "brought secrets stay out of it too");
+        assert.deepEqual(c.providedSecrets, {
+            registrationSharedSecret: false,
+            macaroonSecretKey: false,
+            formSecret: false,
+            databasePassword: false,
+        });
     });
 
     it("reads numbers and booleans that `pulumi config set --path` stored as strings", () => {
@@ -145,6 +152,12 @@ describe("stack config", () => {
             { "matrix:machine": { ipv4: "203.0.113.10", sshHostKey: "AAAA" } },
             /^matrix:machine\.sshHostKey: expected an OpenSSH public key line/,
         ],
+        [
+            "unknown secret",
+            { "matrix:secrets": { registrationSecret: "x" } },
+            /^matrix:secrets\.registrationSecret: unknown key/,
+        ],
+        ["empty secret", { "matrix:secrets": { formSecret: "" } }, /^matrix:secrets\.formSecret: /],
         [
             "bad postgres name",
             { "matrix:postgres": { database: "syn-apse" } },

@@ -272,6 +272,70 @@ describe("a stack without Cloudflare, delegating elsewhere", () => {
     });
 });
 
+describe("a stack that brings its own secrets and DNS (no random or Cloudflare provider)", () => {
+    const own = {
+        registrationSharedSecret: "ownRegistrationSecret-0123456789abcdef",
+        macaroonSecretKey: "ownMacaroonKey-0123456789abcdef",
+        formSecret: "ownFormSecret-0123456789abcdef",
+        databasePassword: "ownDatabasePassword-0123456789",
+    };
+    let result: ProgramResult;
+    before(() => {
+        result = runProgram(
+            baseConfig({ "matrix:dns": undefined, "cloudflare:apiToken": undefined, "matrix:secrets": own }),
+        );
+        assert.equal(result.error, undefined);
+    });
+
+    it("registers no random or Cloudflare resource", () => {
+        const types = new Set(result.resources.filter((r) => r.custom).map((r) => r.type));
+        assert.deepEqual([...types], [COMMAND]);
+    });
+
+    it("uses the stack's secrets, still as secrets, and only on stdin", () => {
+        assert.deepEqual(result.outputs.registrationSharedSecret, {
+            value: own.registrationSharedSecret,
+            secret: true,
+        });
+        const secretsFile = allStrings(byName(result, "synapse-secrets").inputs.stdin).join("");
+        for (const v of [own.registrationSharedSecret, own.macaroonSecretKey, own.formSecret, own.databasePassword]) {
+            assert.ok(secretsFile.includes(v));
+        }
+        for (const r of result.resources) {
+            const exposed = [
+                ...plainStrings(r.inputs),
+                ...(r.type === COMMAND ? allStrings(r.inputs.create) : []),
+            ].join("\n");
+            for (const v of Object.values(own)) assert.ok(!exposed.includes(v), `${r.name} exposes a secret`);
+        }
+    });
+
+    it("mixes brought and generated secrets", () => {
+        const mixed = runProgram(baseConfig({ "matrix:secrets": { databasePassword: own.databasePassword } }));
+        assert.equal(mixed.error, undefined);
+        assert.deepEqual(names(mixed, PASSWORD).sort(), [
+            "synapse-form-secret",
+            "synapse-macaroon-secret-key",
+            "synapse-registration-shared-secret",
+        ]);
+    });
+
+    it("refuses secrets stored in plain text, naming the fix", () => {
+        const plain = runProgram(baseConfig({ "matrix:secrets": own }), {
+            plainKeys: ["matrix:secrets", "matrix:sshPrivateKey"],
+        });
+        assert.match(
+            plain.error ?? "",
+            /matrix:secrets: is stored in plain text; set it again with pulumi config set --secret/,
+        );
+        assert.match(plain.error ?? "", /matrix:sshPrivateKey: is stored in plain text/);
+        assert.deepEqual(
+            plain.resources.filter((r) => r.custom),
+            [],
+        );
+    });
+});
+
 describe("delegation none", () => {
     it("serves the homeserver on the domain itself, with federation on 8448", () => {
         const result = runProgram(baseConfig({ "matrix:delegation": "none" }));
