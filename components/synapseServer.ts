@@ -153,6 +153,7 @@ export class SynapseServer extends pulumi.ComponentResource {
                             {
                                 revision: synapseRevision([version, f.homeserverConfig, f.logConfig, f.unit, digest]),
                                 healthTimeoutSeconds,
+                                version,
                             },
                             { user },
                         ),

@@ -12,6 +12,7 @@ export const SYNAPSE_PATHS = {
     signingKey: "/var/lib/matrix-synapse/signing.key",
     mediaStore: "/var/lib/matrix-synapse/media_store",
     unit: "/etc/systemd/system/matrix-synapse.service",
+    backups: "/var/backups/matrix-synapse",
 } as const;
 export const SYNAPSE_USER = "matrix-synapse";
 export const SYNAPSE_SERVICE = "matrix-synapse";
@@ -190,7 +191,16 @@ export function wheelhouseArgs(wheelhouse: string): string {
     return args.join(" ");
 }
 
-/** System user, directories, and a venv with the pinned matrix-synapse (skipped when already that version). */
+/** Where the backup taken before upgrading to `version` lands (the newest such file is reported). */
+function preUpgradeBackupGlob(version: string): string {
+    return `${SYNAPSE_PATHS.backups}/pre-upgrade-*-to-${version}-*.dump`;
+}
+
+/**
+ * System user, directories, and a venv with the pinned matrix-synapse (skipped when already that
+ * version). Before replacing another installed version it takes a `pg_dump -Fc` of the database
+ * (Synapse migrates the schema on its next start, and there is no way back without one).
+ */
 export function renderSynapseInstallScript(s: SynapseInstallSettings, opts: { user?: string } = {}): string {
     const p = SYNAPSE_PATHS;
     const py = `${p.venv}/bin/python`;
@@ -214,6 +224,16 @@ export function renderSynapseInstallScript(s: SynapseInstallSettings, opts: { us
             `[ -x ${shq(py)} ] || python3 -m venv ${shq(p.venv)}`,
             `current=$(${shq(py)} -c 'import synapse; print(synapse.__version__)' 2>/dev/null || true)`,
             `if [ "$current" != ${shq(s.version)} ]; then`,
+            // The database to save is the one the installed Synapse uses (its secrets file).
+            `  db=$(${shq(py)} -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["database"]["args"]["dbname"])' ${shq(p.secretsConfig)} 2>/dev/null || true)`,
+            `  if [ -n "$current" ] && [ -n "$db" ]; then`,
+            `    install -d -m 0700 -o root -g root ${shq(p.backups)}`,
+            `    backup=${shq(p.backups)}/pre-upgrade-"$current"-to-${shq(s.version)}-"$(date -u +%Y%m%dT%H%M%SZ)".dump`,
+            // One-time keys are large and useless once restored (Synapse's backup advice).
+            `    runuser -u postgres -- pg_dump -Fc --exclude-table-data e2e_one_time_keys_json "$db" > "$backup.part"`,
+            `    mv "$backup.part" "$backup"`,
+            `    echo "backup before upgrading from $current: $backup"`,
+            "  fi",
             `  ${shq(py)} -m pip install -q --disable-pip-version-check ${pipSource} ${shq(`matrix-synapse[postgres]==${s.version}`)}`,
             `  echo "matrix-synapse ${"$"}{current:-none} -> "${shq(s.version)}`,
             "fi",
@@ -259,7 +279,7 @@ export function renderSynapseSecretsScript(opts: { user?: string } = {}): string
  * hash of everything the running process reads: when it changes, the engine re-runs this.
  */
 export function renderSynapseServiceScript(
-    s: { revision: string; healthTimeoutSeconds: number },
+    s: { revision: string; healthTimeoutSeconds: number; version: string },
     opts: { user?: string } = {},
 ): string {
     const p = SYNAPSE_PATHS;
@@ -277,6 +297,9 @@ export function renderSynapseServiceScript(
             `  if [ "$(date +%s)" -ge "$deadline" ]; then`,
             `    echo "Synapse did not answer ${health} within ${s.healthTimeoutSeconds}s. Last journal lines:" >&2`,
             `    journalctl -u ${SYNAPSE_SERVICE} -n 40 --no-pager >&2 || true`,
+            // shellcheck disable=SC2012 (names are ours, no odd characters)
+            `    backup=$(ls -t ${preUpgradeBackupGlob(s.version)} 2>/dev/null | head -n 1 || true)`,
+            `    if [ -n "$backup" ]; then echo "The database as it was before this upgrade: $backup (README: Upgrades)" >&2; fi`,
             "    exit 1",
             "  fi",
             "  sleep 0.5",

@@ -34,6 +34,9 @@ const DOMAIN = "matrix-e2e.test";
 const HS = `matrix.${DOMAIN}`;
 const EL = `element.${DOMAIN}`;
 const ELEMENT_VERSION = "1.12.29";
+// The first deploy installs an older Synapse; a later phase upgrades to the program's default.
+const OLD_SYNAPSE = "1.162.0";
+const NEW_SYNAPSE = DEFAULT_SYNAPSE_VERSION;
 
 const timings: [string, number][] = [];
 async function timed<T>(label: string, fn: () => Promise<T> | T): Promise<T> {
@@ -59,7 +62,12 @@ function stackConfig(overrides: { synapse?: Record<string, unknown>; element?: R
         "matrix:dns": { zoneId: "0123456789abcdef0123456789abcdef" },
         "cloudflare:apiToken": "e2e-token-never-used",
         "matrix:acme": { email: "admin@matrix-e2e.test", directoryUrl: acme.directoryUrl, caBundle: acme.listenerCa },
-        "matrix:synapse": { healthTimeoutSeconds: 240, wheelhouse: artifacts.wheelhouse, ...overrides.synapse },
+        "matrix:synapse": {
+            healthTimeoutSeconds: 240,
+            wheelhouse: artifacts.wheelhouse,
+            version: OLD_SYNAPSE,
+            ...overrides.synapse,
+        },
         "matrix:element": { ...artifacts.element, ...overrides.element },
     };
     return Object.fromEntries(
@@ -298,7 +306,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
         host = await timed("boot host", () => hostUp(RUN));
         acme = await timed("start pebble + challtestsrv", () => startAcme(path.join(RUN, "acme"), host.hostIp));
         const wheels = await timed("wheelhouse (pip wheel or cache)", () =>
-            buildWheelhouse(CACHE, SYNAPSE_VENV, DEFAULT_SYNAPSE_VERSION),
+            buildWheelhouse(CACHE, SYNAPSE_VENV, [OLD_SYNAPSE, NEW_SYNAPSE]),
         );
         artifacts = await serveArtifacts(path.join(RUN, "artifacts"), host.hostIp, ELEMENT_VERSION, wheels);
         http = client();
@@ -430,13 +438,44 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
         });
     });
 
+    describe(`an upgrade: synapse.version ${OLD_SYNAPSE} → ${NEW_SYNAPSE}`, () => {
+        let upgrade: EngineResult;
+        before(async () => {
+            upgrade = await timed("deploy (upgrade Synapse)", () =>
+                deploy(stackConfig({ synapse: { enableRegistration: true, version: NEW_SYNAPSE } })),
+            );
+            assert.equal(upgrade.error, undefined, explainFailure(upgrade));
+        });
+        it("re-ran only the install and restart steps, backing up the database first", () => {
+            const ran = upgrade.steps.filter((s) => s.action !== "same");
+            assert.deepEqual(ran.map((s) => s.name).sort(), ["synapse-install", "synapse-service"]);
+            const install = ran.find((s) => s.name === "synapse-install")!.stdout ?? "";
+            const backup = /backup before upgrading from 1\.162\.0: (\S+\.dump)/.exec(install)?.[1];
+            assert.ok(backup, install);
+            assert.match(backup, new RegExp(`pre-upgrade-${OLD_SYNAPSE}-to-${NEW_SYNAPSE}-`));
+            const listing = onHost(host, `pg_restore --list ${backup} | grep -c 'TABLE DATA'`);
+            assert.ok(Number(listing.stdout.trim()) > 50, `a real dump: ${listing.stdout}${listing.stderr}`);
+            assert.equal(onHost(host, `stat -c '%a' /var/backups/matrix-synapse`).stdout.trim(), "700");
+        });
+        it("runs the new release", async () => {
+            const fed = (await (await get(`https://${HS}/_matrix/federation/v1/version`)).json()) as {
+                server: { version: string };
+            };
+            assert.equal(fed.server.version, NEW_SYNAPSE);
+        });
+        it("kept the users and the message", async () => {
+            const mx = await matrixClient("alice", alicePassword);
+            assert.ok((await lastMessages(mx, roomId)).includes(message));
+        });
+    });
+
     describe("an Element release with a wrong checksum", () => {
         let bad: EngineResult;
         before(async () => {
             bad = await timed("deploy (bad sha256)", () =>
                 deploy(
                     stackConfig({
-                        synapse: { enableRegistration: true },
+                        synapse: { enableRegistration: true, version: NEW_SYNAPSE },
                         element: { version: "1.12.30", sha256: "0".repeat(64) },
                     }),
                 ),

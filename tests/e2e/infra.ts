@@ -207,19 +207,15 @@ export interface Artifacts {
  * the host's Python 3.11) and cached: the host then installs with `pip --no-index --find-links`,
  * the program's air-gapped path, since it cannot verify PyPI's TLS through this sandbox.
  */
-export function buildWheelhouse(cache: string, venv: string, version: string): string {
-    const dir = path.join(cache, `wheels-${version}`);
+export function buildWheelhouse(cache: string, venv: string, versions: string[]): string {
+    const dir = path.join(cache, `wheels-${versions.join("-")}`);
     if (existsSync(dir)) return dir;
     const tmp = `${dir}.part`;
     rmSync(tmp, { recursive: true, force: true });
-    sh(path.join(venv, "bin/pip"), [
-        "wheel",
-        "-q",
-        "--disable-pip-version-check",
-        "-w",
-        tmp,
-        `matrix-synapse[postgres]==${version}`,
-    ]);
+    for (const version of versions) {
+        const pip = path.join(venv, "bin/pip");
+        sh(pip, ["wheel", "-q", "--disable-pip-version-check", "-w", tmp, `matrix-synapse[postgres]==${version}`]);
+    }
     renameSync(tmp, dir);
     return dir;
 }

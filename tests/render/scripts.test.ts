@@ -30,14 +30,17 @@ const scripts: Record<string, string> = {
     postgresInstall: renderPostgresInstallScript(),
     database: renderDatabaseScript({ database: "synapse", user: "synapse" }),
     synapseInstall: renderSynapseInstallScript({ version: "1.163.2" }),
-    synapseInstallWheelhouse: renderSynapseInstallScript({ version: "1.163.2", wheelhouse: "/srv/wheels dir" }),
+    synapseInstallWheelhouse: renderSynapseInstallScript({
+        version: "1.163.2",
+        wheelhouse: "/srv/wheels dir",
+    }),
     synapseInstallWheelhouseUrl: renderSynapseInstallScript({
         version: "1.163.2",
         wheelhouse: "http://10.0.0.1:8099/wheels/",
     }),
     synapseConfig: renderSynapseConfigScript({ homeserverConfig: "a: 1\n", logConfig: "b: '$x'\n", unit: "[Unit]\n" }),
     synapseSecrets: renderSynapseSecretsScript(),
-    synapseService: renderSynapseServiceScript({ revision: "abc", healthTimeoutSeconds: 60 }),
+    synapseService: renderSynapseServiceScript({ revision: "abc", healthTimeoutSeconds: 60, version: "1.163.2" }),
     nginxInstall: renderNginxInstallScript({
         hosts: ["a.example.org", "b.example.org"],
         ipv6: true,
