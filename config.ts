@@ -170,6 +170,7 @@ const stackSchema = z.strictObject({
     element: elementSchema,
     postgres: postgresSchema.prefault({}),
     secrets: secretsSchema.optional(),
+    purgeOnDestroy: bool().default(false),
 });
 
 export type Delegation = z.infer<typeof delegationSchema>;
@@ -186,6 +187,8 @@ export interface StackConfig {
     synapse: z.infer<typeof synapseSchema>;
     element: z.infer<typeof elementSchema> & { url: string };
     postgres: z.infer<typeof postgresSchema>;
+    /** `pulumi destroy` also deletes the database, media store, signing key and config. */
+    purgeOnDestroy: boolean;
     /** Which secrets the stack brings (their values are read as secret Outputs, never kept here). */
     providedSecrets: Record<ProvidedSecret, boolean>;
 }

@@ -45,6 +45,7 @@ const database = new PostgresDatabase("postgres", {
     database: cfg.postgres.database,
     user: cfg.postgres.user,
     password: provided("databasePassword"),
+    purgeOnDestroy: cfg.purgeOnDestroy,
 });
 
 const synapse = new SynapseServer("synapse", {
@@ -58,6 +59,7 @@ const synapse = new SynapseServer("synapse", {
     reportStats: cfg.synapse.reportStats,
     extraConfig: cfg.synapse.extraConfig,
     healthTimeoutSeconds: cfg.synapse.healthTimeoutSeconds,
+    purgeOnDestroy: cfg.purgeOnDestroy,
     secrets: {
         registrationSharedSecret: provided("registrationSharedSecret"),
         macaroonSecretKey: provided("macaroonSecretKey"),
@@ -101,6 +103,7 @@ const element = new ElementWeb(
         brand: cfg.element.brand,
         disableCustomUrls: cfg.element.disableCustomUrls,
         ipv6,
+        purgeOnDestroy: cfg.purgeOnDestroy,
     },
     { dependsOn: [proxy] },
 );

@@ -4,6 +4,7 @@ import {
     renderElementConfig,
     renderElementReleaseScript,
     renderElementSite,
+    renderElementSiteDeleteScript,
     renderElementSiteScript,
 } from "../render/element";
 
@@ -28,6 +29,8 @@ export interface ElementWebArgs {
     disableCustomUrls?: pulumi.Input<boolean>;
     /** Listen on IPv6 too. Default: false. */
     ipv6?: boolean;
+    /** On destroy, delete the releases too (the vhost always goes). Default: false. */
+    purgeOnDestroy?: boolean;
 }
 
 /**
@@ -57,6 +60,7 @@ export class ElementWeb extends pulumi.ComponentResource {
             `${name}-site`,
             args.host,
             {
+                delete: renderElementSiteDeleteScript({ purge: args.purgeOnDestroy ?? false }, { user }),
                 create: pulumi
                     .all([
                         args.version,

@@ -4,9 +4,11 @@ import {
     NGINX_PATHS,
     renderAcmeAccountScript,
     renderApexSite,
+    renderCertificateDeleteScript,
     renderCertificateScript,
     renderHomeserverSite,
     renderNginxInstallScript,
+    renderSitesDeleteScript,
     renderSitesScript,
 } from "../render/nginx";
 
@@ -77,6 +79,7 @@ export class NginxProxy extends pulumi.ComponentResource {
             `${name}-install`,
             args.host,
             {
+                delete: renderSitesDeleteScript([NGINX_PATHS.acmeSite], { user }),
                 create: pulumi
                     .all([hosts, args.acme.caBundle])
                     .apply(([h, acmeCaBundle]) => renderNginxInstallScript({ hosts: h, ipv6, acmeCaBundle }, { user })),
@@ -98,6 +101,7 @@ export class NginxProxy extends pulumi.ComponentResource {
                 `${name}-certificate-${role}`,
                 args.host,
                 {
+                    delete: pulumi.output(certificateHost).apply((h) => renderCertificateDeleteScript(h, { user })),
                     // The e-mail belongs to the account step; leaving it out here keeps an e-mail
                     // change from touching the certificates.
                     create: pulumi
@@ -135,7 +139,10 @@ export class NginxProxy extends pulumi.ComponentResource {
         const sitesStep = remoteStep(
             `${name}-sites`,
             args.host,
-            { create: sites },
+            {
+                create: sites,
+                delete: renderSitesDeleteScript([NGINX_PATHS.homeserverSite, NGINX_PATHS.apexSite], { user }),
+            },
             {
                 parent: this,
                 dependsOn: certificateSteps,

@@ -1,7 +1,12 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { remoteStep, type Host } from "../lib/remote";
-import { renderDatabaseScript, renderDatabaseSql, renderPostgresInstallScript } from "../render/postgres";
+import {
+    renderDatabaseDeleteScript,
+    renderDatabaseScript,
+    renderDatabaseSql,
+    renderPostgresInstallScript,
+} from "../render/postgres";
 
 export interface PostgresDatabaseArgs {
     /** The server and how to reach it. */
@@ -12,6 +17,8 @@ export interface PostgresDatabaseArgs {
     user?: string;
     /** The role's password. Default: generated (`RandomPassword`, 40 letters and digits). */
     password?: pulumi.Input<string>;
+    /** On destroy, drop the database and role. Default: false (they are kept). */
+    purgeOnDestroy?: boolean;
 }
 
 /**
@@ -49,6 +56,7 @@ export class PostgresDatabase extends pulumi.ComponentResource {
             args.host,
             {
                 create: renderDatabaseScript(settings, { user }),
+                delete: renderDatabaseDeleteScript({ ...settings, purge: args.purgeOnDestroy ?? false }, { user }),
                 stdin: this.password.apply((pw) => renderDatabaseSql(settings, pw)),
             },
             { parent: this, dependsOn: [install] },

@@ -9,6 +9,7 @@ import {
     renderSynapseConfigScript,
     renderSynapseInstallScript,
     renderSynapseSecretsScript,
+    renderSynapseServiceDeleteScript,
     renderSynapseServiceScript,
     renderSynapseUnit,
     synapseRevision,
@@ -42,6 +43,8 @@ export interface SynapseServerArgs {
         macaroonSecretKey?: pulumi.Input<string>;
         formSecret?: pulumi.Input<string>;
     };
+    /** On destroy, delete Synapse's data (media, signing key), config and venv. Default: false. */
+    purgeOnDestroy?: boolean;
     /** The database to use (from PostgresDatabase). */
     database: {
         name: pulumi.Input<string>;
@@ -146,6 +149,7 @@ export class SynapseServer extends pulumi.ComponentResource {
             `${name}-service`,
             args.host,
             {
+                delete: renderSynapseServiceDeleteScript({ purge: args.purgeOnDestroy ?? false }, { user }),
                 create: pulumi
                     .all([files, secretsDigest, args.version, args.healthTimeoutSeconds ?? 300])
                     .apply(([f, digest, version, healthTimeoutSeconds]) =>

@@ -134,3 +134,16 @@ export function renderElementSiteScript(
         opts,
     );
 }
+
+/** On destroy: Element's vhost goes; its files stay unless purged. */
+export function renderElementSiteDeleteScript(s: { purge: boolean }, opts: { user?: string } = {}): string {
+    const site = ELEMENT_PATHS.site;
+    return script(
+        [
+            `rm -f ${shq(`${NGINX_PATHS.sitesEnabled}/${site}`)} ${shq(`${NGINX_PATHS.sitesAvailable}/${site}`)}`,
+            ...(s.purge ? [`rm -rf ${shq(ELEMENT_PATHS.root)} ${shq(ELEMENT_PATHS.cache)}`] : []),
+            "if systemctl is-active --quiet nginx; then nginx -t -q && systemctl reload nginx; fi",
+        ],
+        opts,
+    );
+}

@@ -295,3 +295,27 @@ export function renderSitesScript(
         opts,
     );
 }
+
+/** On destroy: take the given sites away and reload; nginx itself stays (it may serve others). */
+export function renderSitesDeleteScript(names: string[], opts: { user?: string } = {}): string {
+    const P = NGINX_PATHS;
+    return script(
+        [
+            ...names.map((n) => `rm -f ${shq(`${P.sitesEnabled}/${n}`)} ${shq(`${P.sitesAvailable}/${n}`)}`),
+            "if systemctl is-active --quiet nginx; then nginx -t -q && systemctl reload nginx; fi",
+        ],
+        opts,
+    );
+}
+
+/** On destroy: the certificate goes with its name (renewing it would fail once DNS is gone). */
+export function renderCertificateDeleteScript(host: string, opts: { user?: string } = {}): string {
+    return script(
+        [
+            `exec 8>${CERTBOT_LOCK}`,
+            "flock -w 900 8",
+            `if [ -e ${shq(`/etc/letsencrypt/renewal/${host}.conf`)} ]; then certbot delete -n --cert-name ${shq(host)}; fi`,
+        ],
+        opts,
+    );
+}

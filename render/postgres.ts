@@ -95,3 +95,19 @@ export function renderDatabaseScript(s: DatabaseSettings, opts: { user?: string 
         opts,
     );
 }
+
+/** On destroy: the database and role stay unless `purge` (matrix:purgeOnDestroy). */
+export function renderDatabaseDeleteScript(
+    s: DatabaseSettings & { purge: boolean },
+    opts: { user?: string } = {},
+): string {
+    if (!s.purge) return script([`echo "kept database ${s.database}"`], opts);
+    return script(
+        [
+            `runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres -c ${shq(`DROP DATABASE IF EXISTS ${sqlIdent(s.database)} WITH (FORCE)`)}`,
+            `runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres -c ${shq(`DROP ROLE IF EXISTS ${sqlIdent(s.user)}`)}`,
+            `echo "dropped database ${s.database} and role ${s.user}"`,
+        ],
+        opts,
+    );
+}

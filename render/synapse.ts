@@ -314,3 +314,24 @@ export function renderSynapseServiceScript(
 export function synapseRevision(parts: string[]): string {
     return sha256(parts.join("\0"));
 }
+
+/**
+ * On destroy: stop and disable Synapse. Its data (database, media, signing key, config) stays
+ * unless `purge` (matrix:purgeOnDestroy) says otherwise; the database goes with PostgresDatabase.
+ */
+export function renderSynapseServiceDeleteScript(s: { purge: boolean }, opts: { user?: string } = {}): string {
+    const p = SYNAPSE_PATHS;
+    return script(
+        [
+            `systemctl disable --now ${SYNAPSE_SERVICE} 2>/dev/null || true`,
+            ...(s.purge
+                ? [
+                      `rm -rf ${[p.dataDir, p.configDir, p.venv, p.unit].map(shq).join(" ")}`,
+                      "systemctl daemon-reload",
+                      `echo "purged Synapse's data, config and venv"`,
+                  ]
+                : [`echo "kept ${p.dataDir} (media, signing key) and ${p.configDir}"`]),
+        ],
+        opts,
+    );
+}

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
     renderElementReleaseScript,
+    renderElementSiteDeleteScript,
     renderElementSiteScript,
     renderElementConfig,
     renderElementSite,
@@ -13,17 +14,31 @@ import {
     renderCertificateScript,
     renderHomeserverSite,
     renderNginxInstallScript,
+    renderCertificateDeleteScript,
+    renderSitesDeleteScript,
     renderSitesScript,
 } from "../../render/nginx";
-import { renderDatabaseScript, renderPostgresInstallScript } from "../../render/postgres";
+import { renderDatabaseDeleteScript, renderDatabaseScript, renderPostgresInstallScript } from "../../render/postgres";
 import { script, shq } from "../../render/shell";
 import {
     renderSynapseConfigScript,
     renderSynapseInstallScript,
     renderSynapseSecretsScript,
+    renderSynapseServiceDeleteScript,
     renderSynapseServiceScript,
 } from "../../render/synapse";
 import { run, scriptBody } from "./tools";
+
+const deleteScripts: Record<string, string> = {
+    sitesDelete: renderSitesDeleteScript(["matrix-homeserver.conf", "matrix-apex.conf"]),
+    certificateDelete: renderCertificateDeleteScript("a.example.org"),
+    synapseKeep: renderSynapseServiceDeleteScript({ purge: false }),
+    synapsePurge: renderSynapseServiceDeleteScript({ purge: true }),
+    databaseKeep: renderDatabaseDeleteScript({ database: "synapse", user: "synapse", purge: false }),
+    databasePurge: renderDatabaseDeleteScript({ database: "synapse", user: "synapse", purge: true }),
+    elementKeep: renderElementSiteDeleteScript({ purge: false }),
+    elementPurge: renderElementSiteDeleteScript({ purge: true }),
+};
 
 const acme = { email: "o'brien@example.org", directoryUrl: "https://127.0.0.1:14000/dir", caBundle: true };
 const scripts: Record<string, string> = {
@@ -80,7 +95,7 @@ const scripts: Record<string, string> = {
 };
 
 describe("remote scripts", () => {
-    for (const [name, command] of Object.entries(scripts)) {
+    for (const [name, command] of Object.entries({ ...scripts, ...deleteScripts })) {
         it(`${name} is valid bash and passes shellcheck`, () => {
             const body = scriptBody(command);
             assert.match(body, /^set -euo pipefail\n/);

@@ -185,6 +185,40 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         assert.deepEqual(result.outputs.dnsRecordsToCreate!.value, []);
     });
 
+    it("gives delete scripts only to what destroy takes away", () => {
+        const withDelete = result.resources.filter((r) => r.type === COMMAND && typeof r.inputs.delete === "string");
+        assert.deepEqual(withDelete.map((r) => r.name).sort(), [
+            "element-site",
+            "nginx-certificate-apex",
+            "nginx-certificate-element",
+            "nginx-certificate-homeserver",
+            "nginx-install",
+            "nginx-sites",
+            "postgres-database",
+            "synapse-service",
+        ]);
+        const del = (n: string) => String(byName(result, n).inputs.delete);
+        assert.match(del("synapse-service"), /systemctl disable --now matrix-synapse/);
+        assert.doesNotMatch(del("synapse-service"), /rm -rf/, "data is kept by default");
+        assert.doesNotMatch(del("postgres-database"), /DROP/, "the database is kept by default");
+        assert.match(del("nginx-certificate-element"), /certbot delete -n --cert-name \S*element\.example\.org/);
+    });
+
+    it("changes only the three delete scripts when purgeOnDestroy is set", () => {
+        const purging = runProgram(baseConfig({ "matrix:purgeOnDestroy": "true" }));
+        const before = new Map(result.resources.map((r) => [r.urn, JSON.stringify(r.inputs)]));
+        const changed = purging.resources.filter((r) => before.get(r.urn) !== JSON.stringify(r.inputs));
+        assert.deepEqual(changed.map((r) => r.name).sort(), ["element-site", "postgres-database", "synapse-service"]);
+        const del = (n: string) => String(byName(purging, n).inputs.delete);
+        assert.match(del("postgres-database"), /DROP DATABASE IF EXISTS/);
+        assert.match(del("synapse-service"), /rm -rf .*\/var\/lib\/matrix-synapse/);
+        for (const r of changed) {
+            const { delete: _d, ...rest } = r.inputs;
+            const { delete: _e, ...was } = byName(result, r.name).inputs;
+            assert.deepEqual(rest, was, `${r.name}: only its delete script differs`);
+        }
+    });
+
     it("loads the same way under ts-node, as the Pulumi CLI runs it", () => {
         const viaTsNode = runProgram(baseConfig(), { loader: "ts-node" });
         assert.equal(viaTsNode.error, undefined);
