@@ -37,6 +37,8 @@ const ELEMENT_VERSION = "1.12.29";
 // The first deploy installs an older Synapse; a later phase upgrades to the program's default.
 const OLD_SYNAPSE = "1.162.0";
 const NEW_SYNAPSE = DEFAULT_SYNAPSE_VERSION;
+/** The stack's settings after the config-change and upgrade phases. */
+const CURRENT = { synapse: { enableRegistration: true, version: NEW_SYNAPSE } };
 
 const timings: [string, number][] = [];
 async function timed<T>(label: string, fn: () => Promise<T> | T): Promise<T> {
@@ -54,7 +56,9 @@ let artifacts: Artifacts;
 let http: Agent;
 const statePath = path.join(RUN, "state.json");
 
-function stackConfig(overrides: { synapse?: Record<string, unknown>; element?: Record<string, unknown> } = {}) {
+function stackConfig(
+    overrides: { synapse?: Record<string, unknown>; element?: Record<string, unknown>; purgeOnDestroy?: boolean } = {},
+) {
     const values: Record<string, unknown> = {
         "matrix:domain": DOMAIN,
         "matrix:machine": { ipv4: host.guestIp, sshHostKey: host.hostKey },
@@ -69,6 +73,7 @@ function stackConfig(overrides: { synapse?: Record<string, unknown>; element?: R
             ...overrides.synapse,
         },
         "matrix:element": { ...artifacts.element, ...overrides.element },
+        ...(overrides.purgeOnDestroy ? { "matrix:purgeOnDestroy": "true" } : {}),
     };
     return Object.fromEntries(
         Object.entries(values).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]),
@@ -500,6 +505,78 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
                 "/var/www/element/releases/v1.12.29",
             );
             assert.equal((await get(`https://${EL}/`)).status, 200);
+        });
+    });
+    describe("destroy, keeping the data", () => {
+        let destroyed: EngineResult;
+        before(async () => {
+            destroyed = await timed("destroy (keep data)", () => deploy(stackConfig(CURRENT), "destroy"));
+            assert.equal(destroyed.error, undefined, explainFailure(destroyed));
+        });
+        it("deleted every resource, dependents first", () => {
+            assert.ok(destroyed.steps.every((s) => s.action === "delete"));
+            const order = destroyed.steps.map((s) => s.name);
+            assert.ok(order.indexOf("element-site") < order.indexOf("nginx-sites"));
+            assert.ok(order.indexOf("nginx-sites") < order.indexOf("synapse-service"));
+            assert.ok(order.indexOf("synapse-service") < order.indexOf("postgres-database"));
+        });
+        it("took away the DNS records, sites, certificates and the Synapse service", async () => {
+            await assert.rejects(resolver.resolve4(HS));
+            assert.equal(onHost(host, "ls /etc/nginx/sites-enabled | grep -c '^matrix-' || true").stdout.trim(), "0");
+            assert.equal(
+                onHost(host, `test -e /etc/letsencrypt/live/${HS} && echo yes || echo no`).stdout.trim(),
+                "no",
+            );
+            assert.equal(onHost(host, "systemctl is-active matrix-synapse || true").stdout.trim(), "inactive");
+            assert.equal(onHost(host, "systemctl is-enabled matrix-synapse || true").stdout.trim(), "disabled");
+            assert.equal(onHost(host, "systemctl is-active nginx postgresql@15-main").stdout.trim(), "active\nactive");
+        });
+        it("kept the database, the media store and the signing key", () => {
+            const db = onHost(
+                host,
+                `runuser -u postgres -- psql -qAt -c "SELECT count(*) FROM pg_database WHERE datname = 'synapse'"`,
+            );
+            assert.equal(db.stdout.trim(), "1");
+            assert.equal(onHost(host, "test -s /var/lib/matrix-synapse/signing.key && echo yes").stdout.trim(), "yes");
+            const media = onHost(host, "find /var/lib/matrix-synapse/media_store -type f -size +10M | wc -l");
+            assert.equal(media.stdout.trim(), "1", "the 20 MB upload");
+        });
+    });
+
+    describe("a new deploy onto the kept data", () => {
+        before(async () => {
+            const again = await timed("deploy (onto kept data)", () => deploy(stackConfig(CURRENT)));
+            assert.equal(again.error, undefined, explainFailure(again));
+        });
+        it("serves the same users and messages", async () => {
+            const mx = await matrixClient("alice", alicePassword);
+            assert.ok((await lastMessages(mx, roomId)).includes(message));
+        });
+    });
+
+    describe("destroy with purgeOnDestroy", () => {
+        before(async () => {
+            // As with the engine: the flag reaches the delete scripts through an update first.
+            const purging = { ...CURRENT, purgeOnDestroy: true };
+            const update = await timed("deploy (purgeOnDestroy)", () => deploy(stackConfig(purging)));
+            assert.equal(update.error, undefined, explainFailure(update));
+            const destroyed = await timed("destroy (purge)", () => deploy(stackConfig(purging), "destroy"));
+            assert.equal(destroyed.error, undefined, explainFailure(destroyed));
+        });
+        it("dropped the database and role and removed Synapse's data and Element", () => {
+            const db = onHost(
+                host,
+                `runuser -u postgres -- psql -qAt -c "SELECT count(*) FROM pg_database WHERE datname = 'synapse'"`,
+            );
+            assert.equal(db.stdout.trim(), "0");
+            const role = onHost(
+                host,
+                `runuser -u postgres -- psql -qAt -c "SELECT count(*) FROM pg_roles WHERE rolname = 'synapse'"`,
+            );
+            assert.equal(role.stdout.trim(), "0");
+            for (const p of ["/var/lib/matrix-synapse", "/etc/matrix-synapse", "/opt/synapse", "/var/www/element"]) {
+                assert.equal(onHost(host, `test -e ${p} && echo present || echo absent`).stdout.trim(), "absent", p);
+            }
         });
     });
 });

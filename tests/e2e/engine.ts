@@ -21,12 +21,13 @@ export interface EngineRequest {
     config: Record<string, string>;
     secretKeys: string[];
     statePath: string;
-    mode: "apply" | "recreate";
+    /** apply: like `pulumi up`; recreate: every create again; destroy: like `pulumi destroy`. */
+    mode: "apply" | "recreate" | "destroy";
     /** pebble-challtestsrv's management URL, where DNS records are written. */
     challtestsrv: string;
 }
 
-export type Action = "create" | "update" | "replace" | "same" | "failed";
+export type Action = "create" | "update" | "replace" | "same" | "delete" | "failed";
 
 export interface StepRecord {
     name: string;
@@ -46,9 +47,14 @@ export interface EngineResult {
 
 interface StateEntry {
     type: string;
+    name: string;
     digest: string;
     triggers: string;
+    /** Completion order: destroy goes backwards through it (dependents before dependencies). */
+    seq: number;
     delete?: string;
+    connection?: Connection;
+    record?: { name: string; type: string };
     outputs: Record<string, unknown>;
 }
 
@@ -135,6 +141,14 @@ async function main(): Promise<void> {
     const project = "matrix";
     const stack = "e2e";
     const urnOf = (type: string, name: string) => `${type}::${name}`;
+    let seq = 0;
+
+    if (request.mode === "destroy") {
+        await destroy(request, state, steps);
+        writeFileSync(request.statePath, JSON.stringify({ resources: {} }, null, 1), { mode: 0o600 });
+        process.stdout.write(JSON.stringify({ steps, outputs: {} } satisfies EngineResult));
+        return;
+    }
 
     pulumi.runtime.setAllConfig(request.config, request.secretKeys);
     await pulumi.runtime.setMocks(
@@ -156,7 +170,15 @@ async function main(): Promise<void> {
                         end: 0,
                     };
                     const keep = (outputs: Record<string, unknown>, extra: Partial<StateEntry> = {}) => {
-                        next.resources[key] = { type: args.type, digest: d, triggers, outputs, ...extra };
+                        next.resources[key] = {
+                            type: args.type,
+                            name: args.name,
+                            digest: d,
+                            triggers,
+                            seq: ++seq,
+                            outputs,
+                            ...extra,
+                        };
                     };
                     try {
                         if (args.type === "random:index/randomPassword:RandomPassword") {
@@ -175,7 +197,7 @@ async function main(): Promise<void> {
                                 addresses: [String(inputs.content)],
                             });
                             step.action = prev?.digest === d ? "same" : prev ? "update" : "create";
-                            keep({});
+                            keep({}, { record: { name: String(inputs.name), type } });
                             return { id: `${args.name}-id`, state: args.inputs };
                         }
                         if (args.type === "command:remote:Command") {
@@ -183,6 +205,7 @@ async function main(): Promise<void> {
                             const unchanged = prev !== undefined && prev.digest === d && request.mode !== "recreate";
                             if (unchanged) {
                                 step.action = "same";
+                                next.resources[key] = { ...prev, seq: ++seq };
                                 return { id: `${args.name}-id`, state: { ...args.inputs, ...prev.outputs } };
                             }
                             step.action = !prev ? "create" : prev.triggers !== triggers ? "replace" : "update";
@@ -201,7 +224,10 @@ async function main(): Promise<void> {
                             }
                             if (step.action === "replace" && prev?.delete) await runRemote(conn, prev.delete);
                             const outputs = { stdout: res.stdout, stderr: res.stderr };
-                            keep(outputs, { delete: typeof inputs.delete === "string" ? inputs.delete : undefined });
+                            keep(outputs, {
+                                delete: typeof inputs.delete === "string" ? inputs.delete : undefined,
+                                connection: conn,
+                            });
                             return { id: `${args.name}-id`, state: { ...args.inputs, ...outputs } };
                         }
                         // Any other custom resource: echo, as a plain mock would.
@@ -245,6 +271,29 @@ async function main(): Promise<void> {
     await Promise.all(inflight);
     writeFileSync(request.statePath, JSON.stringify(next, null, 1), { mode: 0o600 });
     process.stdout.write(JSON.stringify(result));
+}
+
+/** Like `pulumi destroy`: every resource in state, dependents first, each deleted once. */
+async function destroy(request: EngineRequest, state: State, steps: StepRecord[]): Promise<void> {
+    const entries = Object.values(state.resources).sort((a, b) => b.seq - a.seq);
+    for (const e of entries) {
+        const step: StepRecord = { name: e.name, type: e.type, action: "delete", start: Date.now(), end: 0 };
+        if (e.type === "command:remote:Command" && e.delete && e.connection) {
+            const res = await runRemote(e.connection, e.delete);
+            step.stdout = res.stdout;
+            if (res.code !== 0) {
+                step.action = "failed";
+                step.error = `${e.name} delete exited ${res.code}: ${res.stderr}`;
+            }
+        } else if (e.record) {
+            await challtestsrv(request.challtestsrv, e.record.type === "AAAA" ? "clear-aaaa" : "clear-a", {
+                host: `${e.record.name}.`,
+            });
+        }
+        step.end = Date.now();
+        steps.push(step);
+        if (step.action === "failed") throw new Error(step.error);
+    }
 }
 
 if (require.main === module) {
