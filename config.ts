@@ -136,6 +136,14 @@ const postgresSchema = z.strictObject({
     user: sqlIdentifier.default("synapse"),
 });
 
+const userSchema = z.strictObject({
+    /** Matrix localpart: @<name>:<domain>. */
+    name: z.string().regex(/^[a-z0-9._-]{1,64}$/, {
+        error: "expected a localpart of lower-case letters, digits, '.', '_' or '-' (at most 64)",
+    }),
+    admin: bool().default(false),
+});
+
 /** Secrets a stack may bring instead of generating them (moving an existing server, say). */
 export const PROVIDED_SECRETS = [
     "registrationSharedSecret",
@@ -171,6 +179,10 @@ const stackSchema = z.strictObject({
     postgres: postgresSchema.prefault({}),
     secrets: secretsSchema.optional(),
     purgeOnDestroy: bool().default(false),
+    users: z
+        .array(userSchema, { error: 'expected a list such as [{"name": "alice", "admin": true}]' })
+        .refine((u) => new Set(u.map((x) => x.name)).size === u.length, { error: "names must be unique" })
+        .default([]),
 });
 
 export type Delegation = z.infer<typeof delegationSchema>;
@@ -187,6 +199,8 @@ export interface StackConfig {
     synapse: z.infer<typeof synapseSchema>;
     element: z.infer<typeof elementSchema> & { url: string };
     postgres: z.infer<typeof postgresSchema>;
+    /** Accounts the program creates once each (README: Users). */
+    users: z.infer<typeof userSchema>[];
     /** `pulumi destroy` also deletes the database, media store, signing key and config. */
     purgeOnDestroy: boolean;
     /** Which secrets the stack brings (their values are read as secret Outputs, never kept here). */
@@ -243,7 +257,7 @@ function crossKeyProblems(v: Record<string, unknown>): string[] {
 }
 
 /** Keys that hold a JSON object, boolean or number; Pulumi hands every value over as a string. */
-const STRUCTURED_KEYS = new Set(["machine", "dns", "acme", "synapse", "element", "postgres", "secrets"]);
+const STRUCTURED_KEYS = new Set(["machine", "dns", "acme", "synapse", "element", "postgres", "secrets", "users"]);
 
 /** Keys whose values must be stored encrypted (`pulumi config set --secret`). */
 const SECRET_KEYS = ["sshPrivateKey", "secrets"];

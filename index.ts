@@ -3,6 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { DnsRecords } from "./components/dnsRecords";
 import { ElementWeb } from "./components/elementWeb";
+import { MatrixUsers } from "./components/matrixUsers";
 import { NginxProxy } from "./components/nginxProxy";
 import { PostgresDatabase } from "./components/postgresDatabase";
 import { SynapseServer } from "./components/synapseServer";
@@ -73,6 +74,11 @@ const synapse = new SynapseServer("synapse", {
     },
 });
 
+const users =
+    cfg.users.length > 0
+        ? new MatrixUsers("users", { host, users: cfg.users, synapseUrl: synapse.localUrl })
+        : undefined;
+
 const proxy = new NginxProxy("nginx", {
     host,
     domain: cfg.domain,
@@ -125,4 +131,6 @@ export const dnsRecordsToCreate = dns
           ...(cfg.machine.ipv6 ? [`${name} AAAA ${cfg.machine.ipv6}`] : []),
       ]);
 export const registrationSharedSecret = synapse.registrationSharedSecret;
+/** Initial passwords of matrix:users (secret); accounts that already existed kept theirs. */
+export const userPasswords = users ? users.passwords : pulumi.secret({});
 export const firstAdminCommand = pulumi.output(registerAdminCommand(cfg.machine));

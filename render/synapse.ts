@@ -335,3 +335,18 @@ export function renderSynapseServiceDeleteScript(s: { purge: boolean }, opts: { 
         opts,
     );
 }
+
+/**
+ * Create one account once, with the shared secret from secrets.yaml and the password from stdin
+ * (neither in argv). An existing account is left as it is (`--exists-ok`), password included.
+ */
+export function renderUserScript(u: { name: string; admin: boolean }, opts: { user?: string } = {}): string {
+    const p = SYNAPSE_PATHS;
+    return script(
+        [
+            `${shq(`${p.venv}/bin/register_new_matrix_user`)} -c ${shq(p.secretsConfig)} --exists-ok -u ${shq(u.name)} \\`,
+            `  --password-file /dev/stdin ${u.admin ? "--admin" : "--no-admin"} http://${SYNAPSE_LISTEN.address}:${SYNAPSE_LISTEN.port}`,
+        ],
+        opts,
+    );
+}

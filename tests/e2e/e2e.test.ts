@@ -38,7 +38,10 @@ const ELEMENT_VERSION = "1.12.29";
 const OLD_SYNAPSE = "1.162.0";
 const NEW_SYNAPSE = DEFAULT_SYNAPSE_VERSION;
 /** The stack's settings after the config-change and upgrade phases. */
-const CURRENT = { synapse: { enableRegistration: true, version: NEW_SYNAPSE } };
+const CURRENT = {
+    synapse: { enableRegistration: true, version: NEW_SYNAPSE },
+    users: [{ name: "carol", admin: true }, { name: "dave" }],
+};
 
 const timings: [string, number][] = [];
 async function timed<T>(label: string, fn: () => Promise<T> | T): Promise<T> {
@@ -57,7 +60,12 @@ let http: Agent;
 const statePath = path.join(RUN, "state.json");
 
 function stackConfig(
-    overrides: { synapse?: Record<string, unknown>; element?: Record<string, unknown>; purgeOnDestroy?: boolean } = {},
+    overrides: {
+        synapse?: Record<string, unknown>;
+        element?: Record<string, unknown>;
+        purgeOnDestroy?: boolean;
+        users?: unknown[];
+    } = {},
 ) {
     const values: Record<string, unknown> = {
         "matrix:domain": DOMAIN,
@@ -74,6 +82,7 @@ function stackConfig(
         },
         "matrix:element": { ...artifacts.element, ...overrides.element },
         ...(overrides.purgeOnDestroy ? { "matrix:purgeOnDestroy": "true" } : {}),
+        ...(overrides.users ? { "matrix:users": overrides.users } : {}),
     };
     return Object.fromEntries(
         Object.entries(values).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]),
@@ -474,16 +483,53 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
         });
     });
 
+    describe("declared users (matrix:users)", () => {
+        let added: EngineResult;
+        before(async () => {
+            added = await timed("deploy (add users)", () => deploy(stackConfig(CURRENT)));
+            assert.equal(added.error, undefined, explainFailure(added));
+        });
+        it("ran only the new accounts' steps", () => {
+            const ran = added.steps.filter((s) => s.action !== "same").map((s) => s.name);
+            assert.deepEqual(ran.sort(), ["users-carol", "users-carol-password", "users-dave", "users-dave-password"]);
+        });
+        it("created accounts that log in with their output passwords, carol as admin", async () => {
+            const passwords = added.outputs.userPasswords as Record<string, string>;
+            const carol = await matrixClient("carol", passwords.carol!);
+            assert.equal(carol.getUserId(), `@carol:${DOMAIN}`);
+            const dave = await matrixClient("dave", passwords.dave!);
+            assert.equal(dave.getUserId(), `@dave:${DOMAIN}`);
+            const isAdmin = async (user: string) =>
+                (
+                    await get(`https://${HS}/_synapse/admin/v1/users/@${user}:${DOMAIN}/admin`, {
+                        headers: { Authorization: `Bearer ${carol.getAccessToken()}` },
+                    })
+                ).status;
+            // The admin API is not proxied at all; ask Synapse itself through the tunnel.
+            assert.equal(await isAdmin("carol"), 404);
+            const admin = await tunnel(async (base) => {
+                const res = await fetch(`${base}/_synapse/admin/v1/users/@carol:${DOMAIN}/admin`, {
+                    headers: { Authorization: `Bearer ${carol.getAccessToken()}` },
+                });
+                return (await res.json()) as { admin: boolean };
+            });
+            assert.equal(admin.admin, true);
+        });
+        it("does nothing on the next apply", async () => {
+            const again = await deploy(stackConfig(CURRENT));
+            assert.equal(again.error, undefined);
+            assert.deepEqual(
+                again.steps.filter((s) => s.action !== "same").map((s) => s.name),
+                [],
+            );
+        });
+    });
+
     describe("an Element release with a wrong checksum", () => {
         let bad: EngineResult;
         before(async () => {
             bad = await timed("deploy (bad sha256)", () =>
-                deploy(
-                    stackConfig({
-                        synapse: { enableRegistration: true, version: NEW_SYNAPSE },
-                        element: { version: "1.12.30", sha256: "0".repeat(64) },
-                    }),
-                ),
+                deploy(stackConfig({ ...CURRENT, element: { version: "1.12.30", sha256: "0".repeat(64) } })),
             );
         });
         it("fails at the release step, saying nothing was extracted", () => {

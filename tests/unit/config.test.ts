@@ -152,6 +152,9 @@ describe("stack config", () => {
             { "matrix:machine": { ipv4: "203.0.113.10", sshHostKey: "AAAA" } },
             /^matrix:machine\.sshHostKey: expected an OpenSSH public key line/,
         ],
+        ["duplicate users", { "matrix:users": [{ name: "a" }, { name: "a" }] }, /^matrix:users: names must be unique/],
+        ["bad user name", { "matrix:users": [{ name: "Alice" }] }, /^matrix:users\.0\.name: expected a localpart/],
+        ["users not a list", { "matrix:users": { name: "a" } }, /^matrix:users: expected a list/],
         [
             "unknown secret",
             { "matrix:secrets": { registrationSecret: "x" } },

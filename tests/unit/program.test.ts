@@ -370,6 +370,38 @@ describe("a stack that brings its own secrets and DNS (no random or Cloudflare p
     });
 });
 
+describe("declared users", () => {
+    it("creates each account once, after Synapse is healthy, its password a secret on stdin", () => {
+        const result = runProgram(baseConfig({ "matrix:users": [{ name: "alice", admin: true }, { name: "bob" }] }));
+        assert.equal(result.error, undefined);
+        assert.ok(names(result).includes("users"));
+        for (const name of ["alice", "bob"]) {
+            const step = byName(result, `users-${name}`);
+            assert.ok(isSecretValue(step.inputs.stdin));
+            assert.equal(allStrings(step.inputs.stdin)[0], mockRandom(`users-${name}-password`, 32));
+            assert.ok(dependsOn(result, `users-${name}`, "synapse-service"));
+            assert.ok(
+                !allStrings(step.inputs.create)
+                    .join()
+                    .includes(mockRandom(`users-${name}-password`, 32)),
+            );
+        }
+        assert.match(String(byName(result, "users-alice").inputs.create), /--exists-ok -u '\\''alice'\\''/);
+        assert.match(String(byName(result, "users-alice").inputs.create), /--admin/);
+        assert.match(String(byName(result, "users-bob").inputs.create), /--no-admin/);
+        assert.deepEqual(result.outputs.userPasswords, {
+            value: { alice: mockRandom("users-alice-password", 32), bob: mockRandom("users-bob-password", 32) },
+            secret: true,
+        });
+    });
+
+    it("adds no component when there are none", () => {
+        const result = runProgram(baseConfig());
+        assert.ok(!names(result).includes("users"));
+        assert.deepEqual(result.outputs.userPasswords, { value: {}, secret: true });
+    });
+});
+
 describe("delegation none", () => {
     it("serves the homeserver on the domain itself, with federation on 8448", () => {
         const result = runProgram(baseConfig({ "matrix:delegation": "none" }));
