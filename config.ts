@@ -136,6 +136,19 @@ const postgresSchema = z.strictObject({
     user: sqlIdentifier.default("synapse"),
 });
 
+const backupSchema = z.strictObject({
+    /** systemd OnCalendar expression. */
+    schedule: z
+        .string()
+        .regex(/^[A-Za-z0-9 ,:*./~+-]{1,100}$/, {
+            error: 'expected a systemd OnCalendar expression such as "daily" or "*-*-* 03:30"',
+        })
+        .default("daily"),
+    retention: int("expected a whole number of backups to keep, from 1 to 365")
+        .refine((n) => n >= 1 && n <= 365, { error: "expected a whole number of backups to keep, from 1 to 365" })
+        .default(7),
+});
+
 const userSchema = z.strictObject({
     /** Matrix localpart: @<name>:<domain>. */
     name: z.string().regex(/^[a-z0-9._-]{1,64}$/, {
@@ -179,6 +192,7 @@ const stackSchema = z.strictObject({
     postgres: postgresSchema.prefault({}),
     secrets: secretsSchema.optional(),
     purgeOnDestroy: bool().default(false),
+    backup: backupSchema.prefault({}),
     users: z
         .array(userSchema, { error: 'expected a list such as [{"name": "alice", "admin": true}]' })
         .refine((u) => new Set(u.map((x) => x.name)).size === u.length, { error: "names must be unique" })
@@ -199,6 +213,8 @@ export interface StackConfig {
     synapse: z.infer<typeof synapseSchema>;
     element: z.infer<typeof elementSchema> & { url: string };
     postgres: z.infer<typeof postgresSchema>;
+    /** Scheduled backups (README: Backups). */
+    backup: z.infer<typeof backupSchema>;
     /** Accounts the program creates once each (README: Users). */
     users: z.infer<typeof userSchema>[];
     /** `pulumi destroy` also deletes the database, media store, signing key and config. */
@@ -257,7 +273,17 @@ function crossKeyProblems(v: Record<string, unknown>): string[] {
 }
 
 /** Keys that hold a JSON object, boolean or number; Pulumi hands every value over as a string. */
-const STRUCTURED_KEYS = new Set(["machine", "dns", "acme", "synapse", "element", "postgres", "secrets", "users"]);
+const STRUCTURED_KEYS = new Set([
+    "machine",
+    "dns",
+    "acme",
+    "synapse",
+    "element",
+    "postgres",
+    "secrets",
+    "users",
+    "backup",
+]);
 
 /** Keys whose values must be stored encrypted (`pulumi config set --secret`). */
 const SECRET_KEYS = ["sshPrivateKey", "secrets"];

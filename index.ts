@@ -6,6 +6,7 @@ import { ElementWeb } from "./components/elementWeb";
 import { MatrixUsers } from "./components/matrixUsers";
 import { NginxProxy } from "./components/nginxProxy";
 import { PostgresDatabase } from "./components/postgresDatabase";
+import { SynapseBackups } from "./components/synapseBackups";
 import { SynapseServer } from "./components/synapseServer";
 import { loadProvidedSecret, loadSshPrivateKey, loadStackConfig, publicHostnames, type ProvidedSecret } from "./config";
 import type { Host } from "./lib/remote";
@@ -72,6 +73,13 @@ const synapse = new SynapseServer("synapse", {
         password: database.password,
         address: database.address,
     },
+});
+
+new SynapseBackups("backup", {
+    host,
+    schedule: cfg.backup.schedule,
+    retention: cfg.backup.retention,
+    synapseUrl: synapse.localUrl,
 });
 
 const users =

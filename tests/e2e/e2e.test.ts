@@ -40,6 +40,7 @@ const NEW_SYNAPSE = DEFAULT_SYNAPSE_VERSION;
 /** The stack's settings after the config-change and upgrade phases. */
 const CURRENT = {
     synapse: { enableRegistration: true, version: NEW_SYNAPSE },
+    backup: { retention: 2 },
     users: [{ name: "carol", admin: true }, { name: "dave" }],
 };
 
@@ -65,6 +66,7 @@ function stackConfig(
         element?: Record<string, unknown>;
         purgeOnDestroy?: boolean;
         users?: unknown[];
+        backup?: Record<string, unknown>;
     } = {},
 ) {
     const values: Record<string, unknown> = {
@@ -83,6 +85,7 @@ function stackConfig(
         "matrix:element": { ...artifacts.element, ...overrides.element },
         ...(overrides.purgeOnDestroy ? { "matrix:purgeOnDestroy": "true" } : {}),
         ...(overrides.users ? { "matrix:users": overrides.users } : {}),
+        ...(overrides.backup ? { "matrix:backup": overrides.backup } : {}),
     };
     return Object.fromEntries(
         Object.entries(values).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]),
@@ -354,7 +357,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
 
     it("ran every step once, in the program's order", () => {
         const commands = first.steps.filter((s) => s.type === "command:remote:Command");
-        assert.equal(commands.length, 14);
+        assert.equal(commands.length, 15);
         assert.ok(commands.every((s) => s.action === "create"));
         const end = (n: string) => first.steps.find((s) => s.name === n)!.end;
         const start = (n: string) => first.steps.find((s) => s.name === n)!.start;
@@ -398,10 +401,10 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
             rerun = await timed("deploy (re-run all)", () => deploy(stackConfig(), "recreate"));
             assert.equal(rerun.error, undefined, explainFailure(rerun));
         });
-        it("ran all 14 scripts again and kept the secrets", () => {
+        it("ran all 15 scripts again and kept the secrets", () => {
             assert.equal(
                 rerun.steps.filter((s) => s.type === "command:remote:Command" && s.action === "create").length,
-                14,
+                15,
             );
             assert.equal(rerun.outputs.registrationSharedSecret, secret);
         });
@@ -478,6 +481,65 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
             assert.equal(fed.server.version, NEW_SYNAPSE);
         });
         it("kept the users and the message", async () => {
+            const mx = await matrixClient("alice", alicePassword);
+            assert.ok((await lastMessages(mx, roomId)).includes(message));
+        });
+    });
+
+    describe("backups (matrix:backup)", () => {
+        let applied: EngineResult;
+        let newest: string;
+        before(async () => {
+            const { users: _later, ...withoutUsers } = CURRENT;
+            applied = await timed("deploy (backup retention)", () => deploy(stackConfig(withoutUsers)));
+            assert.equal(applied.error, undefined, explainFailure(applied));
+        });
+        it("changed only the backup timer step", () => {
+            assert.deepEqual(
+                applied.steps.filter((s) => s.action !== "same").map((s) => s.name),
+                ["backup-timer"],
+            );
+            assert.equal(onHost(host, "systemctl is-enabled matrix-synapse-backup.timer").stdout.trim(), "enabled");
+        });
+        it("backs up database, signing key and media, keeping the newest two", async () => {
+            for (let i = 0; i < 3; i++) {
+                const run = onHost(
+                    host,
+                    "systemctl start matrix-synapse-backup.service && journalctl -u matrix-synapse-backup -n 1 -o cat",
+                );
+                assert.equal(run.code, 0, run.stderr);
+                await new Promise((r) => setTimeout(r, 1100)); // folder names have one-second resolution
+            }
+            const folders = onHost(host, "find /var/backups/matrix-synapse -mindepth 1 -maxdepth 1 -type d | sort")
+                .stdout.trim()
+                .split("\n");
+            assert.equal(folders.length, 2, folders.join(" "));
+            newest = folders[1]!;
+            const files = onHost(
+                host,
+                `cd ${newest} && stat -c '%n %a' database.dump signing.key media_store.tar`,
+            ).stdout.trim();
+            assert.equal(files, "database.dump 600\nsigning.key 600\nmedia_store.tar 600");
+            assert.match(onHost(host, `tar -tf ${newest}/media_store.tar | wc -l`).stdout.trim(), /^[1-9]/);
+            assert.match(
+                onHost(host, "ls /var/backups/matrix-synapse").stdout,
+                /pre-upgrade-1\.162\.0-to-/,
+                "kept pre-upgrade dump",
+            );
+        });
+        it("restores: drop the database, restore, the user logs in and the message is there", async () => {
+            const drop = onHost(
+                host,
+                "systemctl stop matrix-synapse && runuser -u postgres -- dropdb --force synapse && echo dropped",
+            );
+            assert.equal(drop.stdout.trim(), "dropped", drop.stderr);
+            const restore = await timed("checks: restore", () => onHost(host, `matrix-synapse-restore ${newest}`));
+            assert.equal(restore.code, 0, restore.stderr);
+            const locale = onHost(
+                host,
+                `runuser -u postgres -- psql -qAt -c "SELECT datcollate, datctype FROM pg_database WHERE datname = 'synapse'"`,
+            );
+            assert.equal(locale.stdout.trim(), "C|C");
             const mx = await matrixClient("alice", alicePassword);
             assert.ok((await lastMessages(mx, roomId)).includes(message));
         });

@@ -27,9 +27,17 @@ import {
     renderSynapseServiceDeleteScript,
     renderSynapseServiceScript,
 } from "../../render/synapse";
+import {
+    renderBackupCommand,
+    renderBackupDeleteScript,
+    renderBackupScript,
+    renderRestoreCommand,
+} from "../../render/backup";
 import { run, scriptBody } from "./tools";
 
 const deleteScripts: Record<string, string> = {
+    backupInstall: renderBackupScript({ schedule: "*-*-* 03:30", retention: 3 }),
+    backupDelete: renderBackupDeleteScript(),
     sitesDelete: renderSitesDeleteScript(["matrix-homeserver.conf", "matrix-apex.conf"]),
     certificateDelete: renderCertificateDeleteScript("a.example.org"),
     synapseKeep: renderSynapseServiceDeleteScript({ purge: false }),
@@ -93,6 +101,20 @@ const scripts: Record<string, string> = {
         site: renderElementSite({ elementHost: "e.example.org", ipv6: false }),
     }),
 };
+
+describe("installed commands", () => {
+    const files: Record<string, string> = {
+        "matrix-synapse-backup": renderBackupCommand({ retention: 7 }),
+        "matrix-synapse-restore": renderRestoreCommand(),
+    };
+    for (const [name, text] of Object.entries(files)) {
+        it(`${name} is valid bash and passes shellcheck`, () => {
+            assert.equal(run("bash", ["-n"], text).status, 0);
+            const lint = run("shellcheck", ["--shell=bash", "--severity=warning", "-"], text);
+            assert.equal(lint.status, 0, lint.stdout);
+        });
+    }
+});
 
 describe("remote scripts", () => {
     for (const [name, command] of Object.entries({ ...scripts, ...deleteScripts })) {

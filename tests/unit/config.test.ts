@@ -152,6 +152,12 @@ describe("stack config", () => {
             { "matrix:machine": { ipv4: "203.0.113.10", sshHostKey: "AAAA" } },
             /^matrix:machine\.sshHostKey: expected an OpenSSH public key line/,
         ],
+        [
+            "bad backup schedule",
+            { "matrix:backup": { schedule: "daily; rm -rf /" } },
+            /^matrix:backup\.schedule: expected a systemd OnCalendar/,
+        ],
+        ["zero retention", { "matrix:backup": { retention: 0 } }, /^matrix:backup\.retention: expected a whole number/],
         ["duplicate users", { "matrix:users": [{ name: "a" }, { name: "a" }] }, /^matrix:users: names must be unique/],
         ["bad user name", { "matrix:users": [{ name: "Alice" }] }, /^matrix:users\.0\.name: expected a localpart/],
         ["users not a list", { "matrix:users": { name: "a" } }, /^matrix:users: expected a list/],

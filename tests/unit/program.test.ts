@@ -26,13 +26,14 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         assert.equal(result.error, undefined);
     });
 
-    it("creates the five components with their type tokens", () => {
+    it("creates the five components (and the backup timer) with their type tokens", () => {
         const components = result.resources.filter((r) => !r.custom && r.type.startsWith("matrix:"));
         assert.deepEqual(components.map((r) => `${r.type} ${r.name}`).sort(), [
             "matrix:index:DnsRecords dns",
             "matrix:index:ElementWeb element",
             "matrix:index:NginxProxy nginx",
             "matrix:index:PostgresDatabase postgres",
+            "matrix:index:SynapseBackups backup",
             "matrix:index:SynapseServer synapse",
         ]);
     });
@@ -65,6 +66,7 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
 
     it("has the remote steps of each component", () => {
         assert.deepEqual(names(result, COMMAND).sort(), [
+            "backup-timer",
             "element-release",
             "element-site",
             "nginx-acme-account",
@@ -188,6 +190,7 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
     it("gives delete scripts only to what destroy takes away", () => {
         const withDelete = result.resources.filter((r) => r.type === COMMAND && typeof r.inputs.delete === "string");
         assert.deepEqual(withDelete.map((r) => r.name).sort(), [
+            "backup-timer",
             "element-site",
             "nginx-certificate-apex",
             "nginx-certificate-element",
@@ -249,6 +252,7 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         ],
         ["synapse.version", { "matrix:synapse": { version: "1.162.0" } }, ["synapse-install", "synapse-service"]],
         ["acme.email", { "matrix:acme": { email: "ops@example.org" } }, ["nginx-acme-account"]],
+        ["backup.retention", { "matrix:backup": { retention: 14 } }, ["backup-timer"]],
         [
             "element.version",
             { "matrix:element": { version: "1.12.30", sha256: "a".repeat(64) } },
