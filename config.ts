@@ -104,7 +104,7 @@ const acmeSchema = z.strictObject({
 
 const synapseSchema = z.strictObject({
     version: z
-        .string()
+        .string({ error: 'expected a matrix-synapse release as a string, such as "1.163.2"' })
         .regex(/^[0-9]+\.[0-9]+\.[0-9]+(rc[0-9]+)?$/, {
             error: 'expected a matrix-synapse release such as "1.163.2" (no leading "v")',
         })
@@ -120,12 +120,16 @@ const synapseSchema = z.strictObject({
 });
 
 const elementSchema = z.strictObject({
-    version: z.string().regex(/^[0-9]+\.[0-9]+\.[0-9]+(-rc\.[0-9]+)?$/, {
-        error: 'expected an Element Web release such as "1.12.29" (no leading "v")',
-    }),
-    sha256: z.string().regex(/^[0-9a-f]{64}$/, {
-        error: "expected the SHA-256 of the release tarball: 64 lower-case hex digits",
-    }),
+    version: z
+        .string({ error: 'expected an Element Web release as a string, such as "1.12.29"' })
+        .regex(/^[0-9]+\.[0-9]+\.[0-9]+(-rc\.[0-9]+)?$/, {
+            error: 'expected an Element Web release such as "1.12.29" (no leading "v")',
+        }),
+    sha256: z
+        .string({ error: "expected the SHA-256 of the tarball as a string (quote it in YAML)" })
+        .regex(/^[0-9a-f]{64}$/, {
+            error: "expected the SHA-256 of the release tarball: 64 lower-case hex digits",
+        }),
     url: z.url({ protocol: /^https?$/, error: "expected an http(s):// URL of the release tarball" }).optional(),
     brand: z.string().min(1).default("Element"),
     disableCustomUrls: bool().default(false),

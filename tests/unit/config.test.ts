@@ -1,6 +1,9 @@
 // The config schema on its own (pure): defaults, coercion of `config set --path` strings, and
 // the checks across keys.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import { parse as parseYaml } from "yaml";
 import { describe, it } from "node:test";
 import { ConfigError, LETSENCRYPT_PRODUCTION, parseStackConfig, publicHostnames } from "../../config";
 import { baseConfig } from "../harness/run";
@@ -48,6 +51,22 @@ describe("stack config", () => {
             formSecret: false,
             databasePassword: false,
         });
+    });
+
+    it("accepts the documented example stack, Pulumi.dev.yaml (once its secret is set)", () => {
+        const file = path.resolve(__dirname, "../../Pulumi.dev.yaml");
+        const doc = parseYaml(readFileSync(file, "utf8")) as { config: Record<string, unknown> };
+        const raw = Object.fromEntries(
+            Object.entries(doc.config).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]),
+        );
+        assert.throws(() => parseStackConfig(raw, { cloudflareToken: true }), /matrix:sshPrivateKey: required/);
+        const c = parseStackConfig(
+            { ...raw, "matrix:sshPrivateKey": baseConfig()["matrix:sshPrivateKey"]! },
+            { cloudflareToken: true },
+        );
+        assert.equal(c.acme.directoryUrl, "https://acme-staging-v02.api.letsencrypt.org/directory");
+        assert.deepEqual(c.users, [{ name: "alice", admin: true }]);
+        assert.deepEqual(c.backup, { schedule: "*-*-* 03:30", retention: 7 });
     });
 
     it("reads numbers and booleans that `pulumi config set --path` stored as strings", () => {
@@ -161,6 +180,11 @@ describe("stack config", () => {
         ["duplicate users", { "matrix:users": [{ name: "a" }, { name: "a" }] }, /^matrix:users: names must be unique/],
         ["bad user name", { "matrix:users": [{ name: "Alice" }] }, /^matrix:users\.0\.name: expected a localpart/],
         ["users not a list", { "matrix:users": { name: "a" } }, /^matrix:users: expected a list/],
+        [
+            "sha256 given as a number",
+            { "matrix:element": { version: "1.12.29", sha256: 0 } },
+            /^matrix:element\.sha256: expected the SHA-256 of the tarball as a string \(quote it in YAML\)/,
+        ],
         [
             "unknown secret",
             { "matrix:secrets": { registrationSecret: "x" } },
