@@ -153,9 +153,12 @@ const backupSchema = z.strictObject({
         .default(7),
 });
 
+/** Localparts the program creates: lower-case letters, digits, '.', '_', '-'. */
+export const USER_NAME = /^[a-z0-9._-]{1,64}$/;
+
 const userSchema = z.strictObject({
     /** Matrix localpart: @<name>:<domain>. */
-    name: z.string().regex(/^[a-z0-9._-]{1,64}$/, {
+    name: z.string().regex(USER_NAME, {
         error: "expected a localpart of lower-case letters, digits, '.', '_' or '-' (at most 64)",
     }),
     admin: bool().default(false),

@@ -4,7 +4,7 @@
 // (tests/e2e/engine.ts). Needs root. Run with `npm run test:e2e`.
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { createHmac, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { Resolver } from "node:dns/promises";
 import { mkdirSync, rmSync } from "node:fs";
 import * as path from "node:path";
@@ -13,13 +13,14 @@ import { after, before, describe, it } from "node:test";
 import { Agent, fetch, type RequestInit } from "undici";
 import type { EngineRequest, EngineResult } from "./engine";
 import { DEFAULT_SYNAPSE_VERSION } from "../../config";
+import { registerUser, withTunnel, type SshTarget } from "../../lib/registerUser";
+import { registerFromStack } from "../../scripts/register-user";
 import {
     buildWheelhouse,
     hostDown,
     hostUp,
     onHost,
     serveArtifacts,
-    sshTo,
     startAcme,
     type Acme,
     type Artifacts,
@@ -153,45 +154,14 @@ function client(): Agent {
 }
 const get = (url: string, init: RequestInit = {}) => fetch(url, { ...init, dispatcher: http });
 
-async function tunnel<T>(fn: (base: string) => Promise<T>): Promise<T> {
-    const port = 18008 + Math.floor(Math.random() * 1000);
-    const ssh = spawn("ssh", [
-        "-N",
-        "-L",
-        `127.0.0.1:${port}:127.0.0.1:8008`,
-        ...sshTo(host, "ExitOnForwardFailure=yes"),
-    ]);
-    try {
-        const base = `http://127.0.0.1:${port}`;
-        for (let i = 0; i < 50; i++) {
-            try {
-                await fetch(`${base}/health`);
-                break;
-            } catch {
-                await new Promise((r) => setTimeout(r, 100));
-            }
-        }
-        return await fn(base);
-    } finally {
-        ssh.kill();
-    }
-}
-
-/** Shared-secret registration (HMAC-SHA1 over nonce, user, password, admin) on 127.0.0.1:8008. */
-async function registerWithSharedSecret(secret: string, username: string, password: string, admin: boolean) {
-    return tunnel(async (base) => {
-        const { nonce } = (await (await fetch(`${base}/_synapse/admin/v1/register`)).json()) as { nonce: string };
-        const mac = createHmac("sha1", secret)
-            .update([nonce, username, password, admin ? "admin" : "notadmin"].join("\0"))
-            .digest("hex");
-        const res = await fetch(`${base}/_synapse/admin/v1/register`, {
-            method: "POST",
-            headers: { "Content-Type": "application/json" },
-            body: JSON.stringify({ nonce, username, password, admin, mac }),
-        });
-        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-    });
-}
+/** The host as `npm run register-user` reaches it (lib/registerUser.ts): SSH with the pinned key. */
+const target = (): SshTarget => ({
+    ipv4: host.guestIp,
+    sshPort: 22,
+    sshUser: "root",
+    sshHostKey: host.hostKey,
+    privateKey: host.privateKey,
+});
 
 /** The SDK logs every request at debug level; keep warnings and errors only. */
 const quiet = {
@@ -380,11 +350,10 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
     });
 
     it("registers an admin with the shared secret, and a real client talks Matrix", async () => {
-        const reg = await timed("checks: register", () =>
-            registerWithSharedSecret(secret, "alice", alicePassword, true),
+        const userId = await timed("checks: register", () =>
+            registerUser(target(), secret, { name: "alice", password: alicePassword, admin: true }),
         );
-        assert.equal(reg.status, 200, JSON.stringify(reg.body));
-        assert.equal(reg.body.user_id, `@alice:${DOMAIN}`);
+        assert.equal(userId, `@alice:${DOMAIN}`);
         const mx = await matrixClient("alice", alicePassword);
         roomId = (await mx.createRoom({ name: "e2e" })).room_id;
         await mx.sendTextMessage(roomId, message);
@@ -569,13 +538,22 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
                 ).status;
             // The admin API is not proxied at all; ask Synapse itself through the tunnel.
             assert.equal(await isAdmin("carol"), 404);
-            const admin = await tunnel(async (base) => {
+            const admin = await withTunnel(target(), async (base) => {
                 const res = await fetch(`${base}/_synapse/admin/v1/users/@carol:${DOMAIN}/admin`, {
                     headers: { Authorization: `Bearer ${carol.getAccessToken()}` },
                 });
                 return (await res.json()) as { admin: boolean };
             });
             assert.equal(admin.admin, true);
+        });
+        it("registers a one-off account with npm run register-user, once", async () => {
+            const reader = () => ({ config: () => stackConfig(CURRENT), registrationSharedSecret: () => secret });
+            const { userId, password } = await registerFromStack(["erin"], reader);
+            assert.equal(userId, `@erin:${DOMAIN}`);
+            const erin = await matrixClient("erin", password!);
+            assert.equal(erin.getUserId(), `@erin:${DOMAIN}`);
+            await assert.rejects(registerFromStack(["erin"], reader), /M_USER_IN_USE/);
+            await assert.rejects(registerFromStack(["Erin!"], reader), /usage: npm run register-user/);
         });
         it("does nothing on the next apply", async () => {
             const again = await deploy(stackConfig(CURRENT));

@@ -1,0 +1,118 @@
+// One-off account registration through Synapse's shared-secret admin API, which nginx does not
+// expose: an SSH tunnel to 127.0.0.1:8008 on the host, then nonce + HMAC-SHA1 (Synapse's
+// /_synapse/admin/v1/register). Used by `npm run register-user` and by the e2e suite.
+import { spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { SYNAPSE_LISTEN } from "../render/synapse";
+
+export interface SshTarget {
+    ipv4: string;
+    sshPort: number;
+    sshUser: string;
+    /** Pinned host key ("ssh-ed25519 AAAA..."); without it the first key seen is accepted. */
+    sshHostKey?: string;
+    privateKey: string;
+}
+
+export interface Registration {
+    name: string;
+    password: string;
+    admin: boolean;
+}
+
+/** The MAC Synapse expects: HMAC-SHA1(secret) over nonce, user, password, admin, NUL-separated. */
+export function registrationMac(secret: string, nonce: string, r: Registration): string {
+    return createHmac("sha1", secret)
+        .update([nonce, r.name, r.password, r.admin ? "admin" : "notadmin"].join("\0"))
+        .digest("hex");
+}
+
+function freePort(): Promise<number> {
+    return new Promise((resolve, reject) => {
+        const server = createServer();
+        server.listen(0, "127.0.0.1", () => {
+            const address = server.address();
+            server.close(() =>
+                typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
+            );
+        });
+    });
+}
+
+/** Run `fn` with a local URL that reaches Synapse's loopback listener on the host. */
+export async function withTunnel<T>(target: SshTarget, fn: (baseUrl: string) => Promise<T>): Promise<T> {
+    const dir = mkdtempSync(path.join(tmpdir(), "matrix-tunnel-"));
+    const key = path.join(dir, "key");
+    writeFileSync(key, target.privateKey.endsWith("\n") ? target.privateKey : `${target.privateKey}\n`, {
+        mode: 0o600,
+    });
+    const knownHosts = path.join(dir, "known_hosts");
+    writeFileSync(knownHosts, target.sshHostKey ? `${target.ipv4} ${target.sshHostKey}\n` : "");
+    const port = await freePort();
+    const ssh = spawn("ssh", [
+        "-N",
+        "-i",
+        key,
+        "-p",
+        String(target.sshPort),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-o",
+        `UserKnownHostsFile=${knownHosts}`,
+        "-o",
+        `StrictHostKeyChecking=${target.sshHostKey ? "yes" : "accept-new"}`,
+        "-L",
+        `127.0.0.1:${port}:${SYNAPSE_LISTEN.address}:${SYNAPSE_LISTEN.port}`,
+        `${target.sshUser}@${target.ipv4}`,
+    ]);
+    let stderr = "";
+    ssh.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const base = `http://127.0.0.1:${port}`;
+    try {
+        const deadline = Date.now() + 20_000;
+        for (;;) {
+            try {
+                await fetch(`${base}/health`);
+                break;
+            } catch (err) {
+                if (ssh.exitCode !== null || Date.now() > deadline) {
+                    throw new Error(`no SSH tunnel to ${target.ipv4}: ${stderr.trim() || String(err)}`);
+                }
+                await new Promise((r) => setTimeout(r, 100));
+            }
+        }
+        return await fn(base);
+    } finally {
+        ssh.kill();
+        rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+/** Register one account; returns its user ID. Throws with Synapse's error (e.g. M_USER_IN_USE). */
+export async function registerUser(target: SshTarget, sharedSecret: string, r: Registration): Promise<string> {
+    return withTunnel(target, async (base) => {
+        const url = `${base}/_synapse/admin/v1/register`;
+        const { nonce } = (await (await fetch(url)).json()) as { nonce: string };
+        const res = await fetch(url, {
+            method: "POST",
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({
+                nonce,
+                username: r.name,
+                password: r.password,
+                admin: r.admin,
+                mac: registrationMac(sharedSecret, nonce, r),
+            }),
+        });
+        const body = (await res.json()) as { user_id?: string; errcode?: string; error?: string };
+        if (!res.ok || !body.user_id)
+            throw new Error(`registration refused: ${body.errcode ?? res.status} ${body.error ?? ""}`);
+        return body.user_id;
+    });
+}
