@@ -3,11 +3,9 @@
 // /_synapse/admin/v1/register). Used by `npm run register-user` and by the e2e suite.
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import * as path from "node:path";
 import { SYNAPSE_LISTEN } from "../render/synapse";
+import { sshArgs } from "./ssh";
 
 export interface SshTarget {
     ipv4: string;
@@ -45,31 +43,22 @@ function freePort(): Promise<number> {
 
 /** Run `fn` with a local URL that reaches Synapse's loopback listener on the host. */
 export async function withTunnel<T>(target: SshTarget, fn: (baseUrl: string) => Promise<T>): Promise<T> {
-    const dir = mkdtempSync(path.join(tmpdir(), "matrix-tunnel-"));
-    const key = path.join(dir, "key");
-    writeFileSync(key, target.privateKey.endsWith("\n") ? target.privateKey : `${target.privateKey}\n`, {
-        mode: 0o600,
-    });
-    const knownHosts = path.join(dir, "known_hosts");
-    writeFileSync(knownHosts, target.sshHostKey ? `${target.ipv4} ${target.sshHostKey}\n` : "");
     const port = await freePort();
+    const ssh$ = sshArgs(
+        {
+            host: target.ipv4,
+            port: target.sshPort,
+            user: target.sshUser,
+            privateKey: target.privateKey,
+            hostKey: target.sshHostKey,
+        },
+        "ExitOnForwardFailure=yes",
+    );
     const ssh = spawn("ssh", [
         "-N",
-        "-i",
-        key,
-        "-p",
-        String(target.sshPort),
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "ExitOnForwardFailure=yes",
-        "-o",
-        `UserKnownHostsFile=${knownHosts}`,
-        "-o",
-        `StrictHostKeyChecking=${target.sshHostKey ? "yes" : "accept-new"}`,
         "-L",
         `127.0.0.1:${port}:${SYNAPSE_LISTEN.address}:${SYNAPSE_LISTEN.port}`,
-        `${target.sshUser}@${target.ipv4}`,
+        ...ssh$.args,
     ]);
     let stderr = "";
     ssh.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
@@ -90,7 +79,7 @@ export async function withTunnel<T>(target: SshTarget, fn: (baseUrl: string) => 
         return await fn(base);
     } finally {
         ssh.kill();
-        rmSync(dir, { recursive: true, force: true });
+        ssh$.cleanup();
     }
 }
 

@@ -1,6 +1,6 @@
 // Scheduled backups of a homeserver's state, and the command that restores one.
 import { ensureDir, script, shq, writeFile } from "./shell";
-import { SYNAPSE_LISTEN, SYNAPSE_PATHS, SYNAPSE_SERVICE, SYNAPSE_USER } from "./synapse";
+import { secretsDatabaseArg, SYNAPSE_LISTEN, SYNAPSE_PATHS, SYNAPSE_SERVICE, SYNAPSE_USER } from "./synapse";
 
 export const BACKUP_PATHS = {
     backupCommand: "/usr/local/sbin/matrix-synapse-backup",
@@ -8,11 +8,6 @@ export const BACKUP_PATHS = {
     service: "/etc/systemd/system/matrix-synapse-backup.service",
     timer: "/etc/systemd/system/matrix-synapse-backup.timer",
 } as const;
-
-/** Reads one database setting from secrets.yaml with the venv's PyYAML (the file Synapse uses). */
-function dbSetting(key: "dbname" | "user"): string {
-    return `$(${SYNAPSE_PATHS.venv}/bin/python -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["database"]["args"][sys.argv[2]])' ${SYNAPSE_PATHS.secretsConfig} ${key})`;
-}
 
 /**
  * One backup: a folder <UTC time>/ with database.dump (pg_dump -Fc, one-time keys left out, as
@@ -30,7 +25,7 @@ export function renderBackupCommand(s: { retention: number }): string {
         'tmp="$dir.part"',
         'install -d -m 0700 "$dest"',
         'rm -rf "$tmp" && mkdir "$tmp"',
-        `db=${dbSetting("dbname")}`,
+        `db=$(${secretsDatabaseArg("dbname")})`,
         'runuser -u postgres -- pg_dump -Fc --exclude-table-data e2e_one_time_keys_json "$db" > "$tmp/database.dump"',
         `cp -p ${p.signingKey} "$tmp/signing.key"`,
         `tar -C ${p.dataDir} -cf "$tmp/media_store.tar" media_store`,
@@ -53,8 +48,8 @@ export function renderRestoreCommand(): string {
         "for f in database.dump signing.key media_store.tar; do",
         '  [ -f "$src/$f" ] || { echo "$src has no $f: not a backup folder" >&2; exit 1; }',
         "done",
-        `db=${dbSetting("dbname")}`,
-        `role=${dbSetting("user")}`,
+        `db=$(${secretsDatabaseArg("dbname")})`,
+        `role=$(${secretsDatabaseArg("user")})`,
         `systemctl stop ${SYNAPSE_SERVICE}`,
         // psql variables quote the names; the locale is the only one Synapse accepts.
         'runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v db="$db" -v role="$role" -d postgres <<\'SQL\'',

@@ -191,6 +191,13 @@ export function wheelhouseArgs(wheelhouse: string): string {
     return args.join(" ");
 }
 
+/** A command that prints one `database.args` setting from secrets.yaml (the database Synapse uses). */
+export function secretsDatabaseArg(key: "dbname" | "user"): string {
+    const py = `${SYNAPSE_PATHS.venv}/bin/python`;
+    const read = `import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["database"]["args"][sys.argv[2]])`;
+    return `${shq(py)} -c ${shq(read)} ${shq(SYNAPSE_PATHS.secretsConfig)} ${key}`;
+}
+
 /** Where the backup taken before upgrading to `version` lands (the newest such file is reported). */
 function preUpgradeBackupGlob(version: string): string {
     return `${SYNAPSE_PATHS.backups}/pre-upgrade-*-to-${version}-*.dump`;
@@ -225,7 +232,7 @@ export function renderSynapseInstallScript(s: SynapseInstallSettings, opts: { us
             `current=$(${shq(py)} -c 'import synapse; print(synapse.__version__)' 2>/dev/null || true)`,
             `if [ "$current" != ${shq(s.version)} ]; then`,
             // The database to save is the one the installed Synapse uses (its secrets file).
-            `  db=$(${shq(py)} -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["database"]["args"]["dbname"])' ${shq(p.secretsConfig)} 2>/dev/null || true)`,
+            `  db=$(${secretsDatabaseArg("dbname")} 2>/dev/null || true)`,
             `  if [ -n "$current" ] && [ -n "$db" ]; then`,
             `    install -d -m 0700 -o root -g root ${shq(p.backups)}`,
             `    backup=${shq(p.backups)}/pre-upgrade-"$current"-to-${shq(s.version)}-"$(date -u +%Y%m%dT%H%M%SZ)".dump`,

@@ -11,10 +11,9 @@
 //   node --import tsx tests/e2e/engine.ts < request.json > result.json
 import { spawn } from "node:child_process";
 import { createHash, randomInt } from "node:crypto";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import * as path from "node:path";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
+import { sshArgs, type SshConnection } from "../../lib/ssh";
 import { runStack, secretValue, unwrapSecrets } from "../harness/stack";
 
 export interface EngineRequest {
@@ -62,13 +61,7 @@ interface State {
     resources: Record<string, StateEntry>;
 }
 
-interface Connection {
-    host: string;
-    port?: number;
-    user?: string;
-    privateKey?: string;
-    hostKey?: string;
-}
+type Connection = SshConnection;
 
 const digest = (v: unknown) => createHash("sha256").update(JSON.stringify(v)).digest("hex");
 
@@ -84,32 +77,8 @@ export function runRemote(
     command: string,
     stdin?: string,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-    const dir = mkdtempSync(path.join(tmpdir(), "matrix-ssh-"));
-    const key = path.join(dir, "key");
-    writeFileSync(key, conn.privateKey ?? "", { mode: 0o600 });
-    chmodSync(key, 0o600);
-    const knownHosts = path.join(dir, "known_hosts");
-    writeFileSync(knownHosts, conn.hostKey ? `${conn.host} ${conn.hostKey}\n` : "");
-    const args = [
-        "-q",
-        "-i",
-        key,
-        "-p",
-        String(conn.port ?? 22),
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        `UserKnownHostsFile=${knownHosts}`,
-        "-o",
-        `StrictHostKeyChecking=${conn.hostKey ? "yes" : "no"}`,
-        "-o",
-        "ConnectTimeout=15",
-        "-o",
-        "ServerAliveInterval=15",
-        `${conn.user ?? "root"}@${conn.host}`,
-        "--",
-        command,
-    ];
+    const ssh = sshArgs(conn, "ConnectTimeout=15", "ServerAliveInterval=15");
+    const args = ["-q", ...ssh.args, "--", command];
     return new Promise((resolve, reject) => {
         const child = spawn("ssh", args, { stdio: ["pipe", "pipe", "pipe"] });
         let stdout = "";
@@ -118,7 +87,7 @@ export function runRemote(
         child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
         child.on("error", reject);
         child.on("close", (code) => {
-            rmSync(dir, { recursive: true, force: true });
+            ssh.cleanup();
             resolve({ code: code ?? 255, stdout, stderr });
         });
         child.stdin.end(stdin ?? "");

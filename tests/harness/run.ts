@@ -2,11 +2,11 @@
 import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 import type { ProgramResult, RecordedResource } from "./program";
+import { SECRET_SIG, SECRET_SIG_KEY } from "./stack";
 
 export type { ProgramResult, RecordedResource };
 export { mockRandom } from "./program";
 
-const SECRET_SIG = "4dabf18193072939515e22adb298388d";
 export const TEST_SSH_KEY =
     "-----BEGIN OPENSSH PRIVATE KEY-----\nTESTKEYMATERIALdoNotLeakThisAnywhere0123456789\n-----END OPENSSH PRIVATE KEY-----";
 
@@ -86,7 +86,7 @@ export function dependsOn(result: ProgramResult, from: string, to: string): bool
 }
 
 export function isSecretValue(v: unknown): v is { value: unknown } {
-    return typeof v === "object" && v !== null && (v as Record<string, unknown>)[SECRET_SIG] !== undefined;
+    return typeof v === "object" && v !== null && (v as Record<string, unknown>)[SECRET_SIG_KEY] === SECRET_SIG;
 }
 
 /** Every string in a value that is not inside a secret wrapper. */

@@ -30,12 +30,16 @@ export async function runStack(): Promise<Record<string, StackOutput>> {
     return outputs;
 }
 
+/** Pulumi's wire form of a secret: {[SECRET_SIG_KEY]: SECRET_SIG, value}. */
+export const SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d";
+export const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
+
 /** Secret values arrive in mock inputs wrapped as {sig: secretSig, value}. */
 export function unwrapSecrets(v: unknown): unknown {
     if (Array.isArray(v)) return v.map(unwrapSecrets);
     if (v && typeof v === "object") {
         const o = v as Record<string, unknown>;
-        if (o["4dabf18193072939515e22adb298388d"] === "1b47061264138c4ac30d75fd1eb44270") return unwrapSecrets(o.value);
+        if (o[SECRET_SIG_KEY] === SECRET_SIG) return unwrapSecrets(o.value);
         return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, unwrapSecrets(x)]));
     }
     return v;
@@ -43,5 +47,5 @@ export function unwrapSecrets(v: unknown): unknown {
 
 /** A value the mock returns as secret state. */
 export function secretValue(value: unknown): Record<string, unknown> {
-    return { "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", value };
+    return { [SECRET_SIG_KEY]: SECRET_SIG, value };
 }

@@ -1,0 +1,35 @@
+// SSH to the server as the stack's connection describes it: a private key and, when pinned, the
+// host key, each in a temporary file; shared by the register-user tunnel and the e2e engine.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+
+export interface SshConnection {
+    host: string;
+    port?: number;
+    user?: string;
+    privateKey?: string;
+    /** Pinned host key ("ssh-ed25519 AAAA..."); without it the first key seen is accepted. */
+    hostKey?: string;
+}
+
+/** ssh arguments up to and including user@host; `cleanup` removes the key files. */
+export function sshArgs(c: SshConnection, ...options: string[]): { args: string[]; cleanup(): void } {
+    const dir = mkdtempSync(path.join(tmpdir(), "matrix-ssh-"));
+    const key = path.join(dir, "key");
+    const pem = c.privateKey ?? "";
+    // OpenSSH refuses a key file without its final newline.
+    writeFileSync(key, pem.endsWith("\n") ? pem : `${pem}\n`, { mode: 0o600 });
+    const knownHosts = path.join(dir, "known_hosts");
+    writeFileSync(knownHosts, c.hostKey ? `${c.host} ${c.hostKey}\n` : "");
+    const o = [
+        "BatchMode=yes",
+        `UserKnownHostsFile=${knownHosts}`,
+        `StrictHostKeyChecking=${c.hostKey ? "yes" : "accept-new"}`,
+        ...options,
+    ];
+    return {
+        args: ["-i", key, "-p", String(c.port ?? 22), ...o.flatMap((x) => ["-o", x]), `${c.user ?? "root"}@${c.host}`],
+        cleanup: () => rmSync(dir, { recursive: true, force: true }),
+    };
+}
