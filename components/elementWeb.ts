@@ -1,6 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
-import { remoteStep, type Host } from "../lib/remote";
+import { filesRevision, remoteFile, remoteStep, type Host } from "../lib/remote";
 import {
+    elementFiles,
+    ELEMENT_FILE_MODE,
     renderElementConfig,
     renderElementReleaseScript,
     renderElementSite,
@@ -56,32 +58,49 @@ export class ElementWeb extends pulumi.ComponentResource {
             },
             { parent: this },
         );
+        // config.json and the vhost are resources `pulumi refresh` can read back (drift).
+        const paths = pulumi.output(args.version).apply(elementFiles);
+        const config = remoteFile(
+            `${name}-config-json`,
+            args.host,
+            {
+                path: paths.config,
+                content: pulumi
+                    .all([
+                        args.serverName,
+                        args.homeserverHost,
+                        args.brand ?? "Element",
+                        args.disableCustomUrls ?? false,
+                    ])
+                    .apply(([serverName, homeserverHost, brand, disableCustomUrls]) =>
+                        renderElementConfig({ serverName, homeserverHost, brand, disableCustomUrls }),
+                    ),
+                ...ELEMENT_FILE_MODE,
+            },
+            { parent: this, dependsOn: [release] },
+        );
+        const siteFile = remoteFile(
+            `${name}-vhost`,
+            args.host,
+            {
+                path: paths.site,
+                content: pulumi
+                    .output(args.elementHost)
+                    .apply((elementHost) => renderElementSite({ elementHost, ipv6 })),
+                ...ELEMENT_FILE_MODE,
+            },
+            { parent: this, dependsOn: [release] },
+        );
         const site = remoteStep(
             `${name}-site`,
             args.host,
             {
                 delete: renderElementSiteDeleteScript({ purge: args.purgeOnDestroy ?? false }, { user }),
                 create: pulumi
-                    .all([
-                        args.version,
-                        args.elementHost,
-                        args.serverName,
-                        args.homeserverHost,
-                        args.brand ?? "Element",
-                        args.disableCustomUrls ?? false,
-                    ])
-                    .apply(([version, elementHost, serverName, homeserverHost, brand, disableCustomUrls]) =>
-                        renderElementSiteScript(
-                            {
-                                version,
-                                config: renderElementConfig({ serverName, homeserverHost, brand, disableCustomUrls }),
-                                site: renderElementSite({ elementHost, ipv6 }),
-                            },
-                            { user },
-                        ),
-                    ),
+                    .all([args.version, filesRevision([siteFile])])
+                    .apply(([version, revision]) => renderElementSiteScript({ version, revision }, { user })),
             },
-            { parent: this, dependsOn: [release] },
+            { parent: this, dependsOn: [release, config] },
         );
         this.url = pulumi.all([site.stdout, args.elementHost]).apply(([, host]) => `https://${host}`);
         this.registerOutputs({ url: this.url });

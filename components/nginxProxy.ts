@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { remoteStep, type Host } from "../lib/remote";
+import { filesRevision, remoteFile, remoteStep, type Host } from "../lib/remote";
 import {
     NGINX_PATHS,
     renderAcmeAccountScript,
@@ -10,6 +10,7 @@ import {
     renderNginxInstallScript,
     renderSitesDeleteScript,
     renderSitesScript,
+    SITE_FILE_MODE,
 } from "../render/nginx";
 
 /** The names that get a certificate; `apex` only when this nginx serves the apex. */
@@ -118,35 +119,61 @@ export class NginxProxy extends pulumi.ComponentResource {
             return step;
         });
 
-        const sites = pulumi
-            .all([args.domain, args.homeserverHost, args.maxUploadSize ?? "50M", args.upstream])
-            .apply(([domain, homeserverHost, maxUploadSize, upstream]) => {
-                const files: Record<string, string> = {
-                    [NGINX_PATHS.homeserverSite]: renderHomeserverSite({
-                        homeserverHost,
-                        upstream,
-                        maxUploadSize,
-                        ipv6,
-                        federationPort: args.delegation === "none",
-                    }),
-                };
-                if (args.delegation === "apex") {
-                    files[NGINX_PATHS.apexSite] = renderApexSite({ domain, homeserverHost, ipv6 });
-                }
-                const absent = args.delegation === "apex" ? [] : [NGINX_PATHS.apexSite];
-                return renderSitesScript(files, absent, { user });
-            });
+        // Each vhost file is a resource `pulumi refresh` can read back (drift); enabled once every
+        // certificate it names is on the host.
+        const siteFile = (role: string, site: string, content: pulumi.Input<string>) =>
+            remoteFile(
+                `${name}-${role}-vhost`,
+                args.host,
+                { path: `${NGINX_PATHS.sitesAvailable}/${site}`, content, ...SITE_FILE_MODE },
+                { parent: this, dependsOn: certificateSteps },
+            );
+        const siteFiles = [
+            siteFile(
+                "homeserver",
+                NGINX_PATHS.homeserverSite,
+                pulumi
+                    .all([args.homeserverHost, args.maxUploadSize ?? "50M", args.upstream])
+                    .apply(([homeserverHost, maxUploadSize, upstream]) =>
+                        renderHomeserverSite({
+                            homeserverHost,
+                            upstream,
+                            maxUploadSize,
+                            ipv6,
+                            federationPort: args.delegation === "none",
+                        }),
+                    ),
+            ),
+            ...(args.delegation === "apex"
+                ? [
+                      siteFile(
+                          "apex",
+                          NGINX_PATHS.apexSite,
+                          pulumi
+                              .all([args.domain, args.homeserverHost])
+                              .apply(([domain, homeserverHost]) => renderApexSite({ domain, homeserverHost, ipv6 })),
+                      ),
+                  ]
+                : []),
+        ];
+        const enabled = [NGINX_PATHS.homeserverSite, ...(args.delegation === "apex" ? [NGINX_PATHS.apexSite] : [])];
         const sitesStep = remoteStep(
             `${name}-sites`,
             args.host,
             {
-                create: sites,
+                create: filesRevision(siteFiles).apply((revision) =>
+                    renderSitesScript(
+                        {
+                            enabled,
+                            absent: args.delegation === "apex" ? [] : [NGINX_PATHS.apexSite],
+                            revision,
+                        },
+                        { user },
+                    ),
+                ),
                 delete: renderSitesDeleteScript([NGINX_PATHS.homeserverSite, NGINX_PATHS.apexSite], { user }),
             },
-            {
-                parent: this,
-                dependsOn: certificateSteps,
-            },
+            { parent: this, dependsOn: certificateSteps },
         );
 
         this.sitesReady = sitesStep.stdout.apply(() => "ready");

@@ -1,19 +1,18 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import { remoteStep, type Host } from "../lib/remote";
-import { sha256 } from "../render/shell";
+import { filesRevision, remoteFile, remoteStep, type Host } from "../lib/remote";
 import {
     renderHomeserverConfig,
     renderLogConfig,
     renderSecretsConfig,
-    renderSynapseConfigScript,
     renderSynapseInstallScript,
-    renderSynapseSecretsScript,
     renderSynapseServiceDeleteScript,
     renderSynapseServiceScript,
     renderSynapseUnit,
     synapseRevision,
+    SYNAPSE_FILE_MODES,
     SYNAPSE_LISTEN,
+    SYNAPSE_PATHS,
 } from "../render/synapse";
 
 export interface SynapseServerArgs {
@@ -109,12 +108,17 @@ export class SynapseServer extends pulumi.ComponentResource {
                 logConfig: renderLogConfig(),
                 unit: renderSynapseUnit(),
             }));
-        const config = remoteStep(
-            `${name}-config`,
-            args.host,
-            { create: files.apply((f) => renderSynapseConfigScript(f, { user })) },
-            { parent: this, dependsOn: [install] },
-        );
+        // Each file Synapse reads is a resource `pulumi refresh` can read back (drift).
+        const file = (role: keyof typeof SYNAPSE_FILE_MODES, resourceName: string, content: pulumi.Input<string>) =>
+            remoteFile(
+                `${name}-${resourceName}`,
+                args.host,
+                { path: SYNAPSE_PATHS[role], content, ...SYNAPSE_FILE_MODES[role] },
+                { parent: this, dependsOn: [install] },
+            );
+        const homeserverConfig = file("homeserverConfig", "homeserver-yaml", files.homeserverConfig);
+        const logConfig = file("logConfig", "log-yaml", files.logConfig);
+        const unit = file("unit", "unit", files.unit);
 
         const secretsFile = pulumi
             .all([
@@ -134,36 +138,27 @@ export class SynapseServer extends pulumi.ComponentResource {
                     database: { name: dbName, user: dbUser, password: dbPassword, ...address },
                 }),
             );
-        const secrets = remoteStep(
-            `${name}-secrets`,
-            args.host,
-            { create: renderSynapseSecretsScript({ user }), stdin: secretsFile },
-            { parent: this, dependsOn: [install] },
-        );
+        const secrets = file("secretsConfig", "secrets-yaml", secretsFile);
 
-        // The restart revision covers every file the process reads. The secrets file enters only
-        // as a SHA-256 over all of it, which includes 48-character random keys: nothing of any
-        // one secret can be recovered from it, so the digest may be shown in plain text.
-        const secretsDigest = pulumi.unsecret(secretsFile.apply(sha256));
         const service = remoteStep(
             `${name}-service`,
             args.host,
             {
                 delete: renderSynapseServiceDeleteScript({ purge: args.purgeOnDestroy ?? false }, { user }),
                 create: pulumi
-                    .all([files, secretsDigest, args.version, args.healthTimeoutSeconds ?? 300])
-                    .apply(([f, digest, version, healthTimeoutSeconds]) =>
+                    .all([
+                        filesRevision([homeserverConfig, logConfig, secrets, unit]),
+                        args.version,
+                        args.healthTimeoutSeconds ?? 300,
+                    ])
+                    .apply(([files, version, healthTimeoutSeconds]) =>
                         renderSynapseServiceScript(
-                            {
-                                revision: synapseRevision([version, f.homeserverConfig, f.logConfig, f.unit, digest]),
-                                healthTimeoutSeconds,
-                                version,
-                            },
+                            { revision: synapseRevision([version, files]), healthTimeoutSeconds, version },
                             { user },
                         ),
                     ),
             },
-            { parent: this, dependsOn: [install, config, secrets] },
+            { parent: this, dependsOn: [install] },
         );
 
         this.localUrl = service.stdout.apply(() => `http://${SYNAPSE_LISTEN.address}:${SYNAPSE_LISTEN.port}`);

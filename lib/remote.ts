@@ -1,7 +1,9 @@
-// The one place remote commands are made: the shared SSH connection and the defaults every
-// command gets.
+// The one place remote commands and managed files are made: the shared SSH connection and the
+// defaults every command gets.
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import type { FileMode } from "../render/shell";
+import { ManagedFile } from "./managedFile";
 
 /** How the program reaches the server. */
 export interface Host {
@@ -46,4 +48,31 @@ export function remoteStep(
             additionalSecretOutputs: step.stdin !== undefined ? ["stdout", "stderr"] : undefined,
         },
     );
+}
+
+/** A file on the server that `pulumi refresh` reads back (lib/managedFile.ts), as a child of `parent`. */
+export function remoteFile(
+    name: string,
+    host: Host,
+    file: { path: pulumi.Input<string>; content: pulumi.Input<string> } & FileMode,
+    opts: pulumi.CustomResourceOptions,
+): ManagedFile {
+    const connection = pulumi.output(host.connection).apply((c) => ({
+        host: c.host,
+        port: c.port,
+        user: c.user,
+        privateKey: c.privateKey,
+        hostKey: c.hostKey,
+    }));
+    return new ManagedFile(name, { connection, ...file }, opts);
+}
+
+/**
+ * What a restart/reload step takes from the files its service reads: each one's digest and write
+ * generation, so both a config change and a restored hand edit re-run the step.
+ */
+export function filesRevision(files: ManagedFile[]): pulumi.Output<string> {
+    return pulumi
+        .all(files.map((f) => pulumi.all([f.path, f.sha256, f.generation])))
+        .apply((parts) => parts.map(([path, digest, generation]) => `${path}:${digest}:${generation}`).join("\n"));
 }

@@ -1,6 +1,6 @@
 // Element Web: config.json, its vhost, and the download/verify/extract/switch scripts.
 import { block, tlsServerHead, NGINX_PATHS } from "./nginx";
-import { aptInstall, ensureDir, script, shq, writeFile } from "./shell";
+import { aptInstall, ensureDir, script, sha256, shq } from "./shell";
 
 export const ELEMENT_PATHS = {
     root: "/var/www/element",
@@ -113,20 +113,31 @@ export function renderElementReleaseScript(s: ElementReleaseSettings, opts: { us
     );
 }
 
-/** config.json into the release folder, switch `current` to it, install the vhost, reload nginx. */
+/** Where config.json and the vhost live (ManagedFile resources write them), and their mode. */
+export function elementFiles(version: string): { config: string; site: string } {
+    return {
+        config: `${elementReleaseDir(version)}/config.json`,
+        site: `${NGINX_PATHS.sitesAvailable}/${ELEMENT_PATHS.site}`,
+    };
+}
+export const ELEMENT_FILE_MODE = { mode: "0644", owner: "root", group: "root" } as const;
+
+/**
+ * Switch `current` to the release (config.json already in it), enable the vhost, reload nginx.
+ * `revision` covers the vhost file's digest and write generation (config.json is read by
+ * browsers, not nginx: restoring it needs no reload).
+ */
 export function renderElementSiteScript(
-    s: { version: string; config: string; site: string },
+    s: { version: string; revision: string },
     opts: { user?: string } = {},
 ): string {
     const dir = elementReleaseDir(s.version);
-    const site = `${NGINX_PATHS.sitesAvailable}/${ELEMENT_PATHS.site}`;
-    const file = { mode: "0644", owner: "root", group: "root" };
+    const site = elementFiles(s.version).site;
     return script(
         [
-            ...writeFile(`${dir}/config.json`, s.config, file),
+            `# revision ${sha256(s.revision)}`,
             `ln -sfn ${shq(dir)} ${shq(ELEMENT_PATHS.root + "/.current.tmp")}`,
             `mv -T ${shq(ELEMENT_PATHS.root + "/.current.tmp")} ${shq(ELEMENT_PATHS.current)}`,
-            ...writeFile(site, s.site, file),
             `ln -sfn ${shq(site)} ${shq(`${NGINX_PATHS.sitesEnabled}/${ELEMENT_PATHS.site}`)}`,
             "nginx -t -q",
             "systemctl reload nginx",

@@ -1,6 +1,6 @@
 // nginx: the port-80 ACME/redirect server, shared TLS settings, the apex and homeserver vhosts,
 // and the certbot steps. Blocks are built from small functions that return lines.
-import { aptInstall, ensureDir, script, shq, writeFile } from "./shell";
+import { aptInstall, ensureDir, script, sha256, shq, writeFile } from "./shell";
 import { wellKnownClient, wellKnownServer } from "./wellknown";
 
 export const NGINX_PATHS = {
@@ -269,26 +269,28 @@ export function renderCertificateScript(
     );
 }
 
+/** Mode and owner of the vhost files (ManagedFile resources write them into sites-available). */
+export const SITE_FILE_MODE = { mode: "0644", owner: "root", group: "root" } as const;
+
 /**
- * Install TLS sites (file name → content), remove the ones this stack no longer serves
- * (`absent`), test the whole config, reload nginx.
+ * Enable the TLS sites whose files are in sites-available, remove the ones this stack no longer
+ * serves (`absent`), test the whole config, reload nginx. `revision` covers the site files'
+ * digests and write generations: a changed or restored file re-runs this (a reload, no restart).
  */
 export function renderSitesScript(
-    sites: Record<string, string>,
-    absent: string[] = [],
+    s: { enabled: string[]; absent: string[]; revision: string },
     opts: { user?: string } = {},
 ): string {
     const P = NGINX_PATHS;
-    const root = { mode: "0644", owner: "root", group: "root" };
     return script(
         [
-            ...Object.entries(sites)
-                .sort(([a], [b]) => a.localeCompare(b))
-                .flatMap(([name, content]) => [
-                    ...writeFile(`${P.sitesAvailable}/${name}`, content, root),
-                    `ln -sfn ${shq(`${P.sitesAvailable}/${name}`)} ${shq(`${P.sitesEnabled}/${name}`)}`,
-                ]),
-            ...absent.map((name) => `rm -f ${shq(`${P.sitesEnabled}/${name}`)} ${shq(`${P.sitesAvailable}/${name}`)}`),
+            `# revision ${sha256(s.revision)}`,
+            ...[...s.enabled]
+                .sort()
+                .map((name) => `ln -sfn ${shq(`${P.sitesAvailable}/${name}`)} ${shq(`${P.sitesEnabled}/${name}`)}`),
+            ...s.absent.map(
+                (name) => `rm -f ${shq(`${P.sitesEnabled}/${name}`)} ${shq(`${P.sitesAvailable}/${name}`)}`,
+            ),
             "nginx -t -q",
             "systemctl reload nginx",
         ],

@@ -1,6 +1,6 @@
 // Synapse: homeserver.yaml (no secrets), the secrets file, log config, systemd unit, scripts.
 import { stringify } from "yaml";
-import { aptInstall, ensureDir, script, sha256, shq, writeFile, writeFileFromStdin } from "./shell";
+import { aptInstall, ensureDir, script, sha256, shq } from "./shell";
 
 export const SYNAPSE_PATHS = {
     venv: "/opt/synapse",
@@ -249,41 +249,18 @@ export function renderSynapseInstallScript(s: SynapseInstallSettings, opts: { us
     );
 }
 
-/** homeserver.yaml, log config, unit; generates the signing key once (never replaced). */
-export function renderSynapseConfigScript(
-    files: { homeserverConfig: string; logConfig: string; unit: string },
-    opts: { user?: string } = {},
-): string {
-    const p = SYNAPSE_PATHS;
-    return script(
-        [
-            ...writeFile(p.homeserverConfig, files.homeserverConfig, { mode: "0640", ...ROOT_SYNAPSE }),
-            ...writeFile(p.logConfig, files.logConfig, { mode: "0640", ...ROOT_SYNAPSE }),
-            ...writeFile(p.unit, files.unit, { mode: "0644", owner: "root", group: "root" }),
-            `if [ ! -s ${shq(p.signingKey)} ]; then`,
-            `  (umask 077 && runuser -u ${SYNAPSE_USER} -- ${shq(`${p.venv}/bin/generate_signing_key`)} -o ${shq(p.signingKey)})`,
-            `  echo "generated "${shq(p.signingKey)}`,
-            "fi",
-            "systemctl daemon-reload",
-        ],
-        opts,
-    );
-}
-
-/** The secrets file from stdin. */
-export function renderSynapseSecretsScript(opts: { user?: string } = {}): string {
-    return script(
-        [
-            "# secrets.yaml arrives on stdin",
-            ...writeFileFromStdin(SYNAPSE_PATHS.secretsConfig, { mode: "0640", ...ROOT_SYNAPSE }),
-        ],
-        opts,
-    );
-}
+/** Mode and owner of each file Synapse reads (ManagedFile resources write them). */
+export const SYNAPSE_FILE_MODES = {
+    homeserverConfig: { mode: "0640", ...ROOT_SYNAPSE },
+    logConfig: { mode: "0640", ...ROOT_SYNAPSE },
+    secretsConfig: { mode: "0640", ...ROOT_SYNAPSE },
+    unit: { mode: "0644", owner: "root", group: "root" },
+} as const;
 
 /**
- * Check the config with Synapse's own loader, (re)start, wait for /health. `revision` is a
- * hash of everything the running process reads: when it changes, the engine re-runs this.
+ * Generate the signing key once (never replaced), load the unit, check the config with Synapse's
+ * own loader, (re)start, wait for /health. `revision` is a hash of everything the running
+ * process reads (each file's digest and write generation): when it changes, the engine re-runs this.
  */
 export function renderSynapseServiceScript(
     s: { revision: string; healthTimeoutSeconds: number; version: string },
@@ -294,6 +271,11 @@ export function renderSynapseServiceScript(
     return script(
         [
             `# revision ${s.revision}`,
+            `if [ ! -s ${shq(p.signingKey)} ]; then`,
+            `  (umask 077 && runuser -u ${SYNAPSE_USER} -- ${shq(`${p.venv}/bin/generate_signing_key`)} -o ${shq(p.signingKey)})`,
+            `  echo "generated "${shq(p.signingKey)}`,
+            "fi",
+            "systemctl daemon-reload",
             `if ! out=$(runuser -u ${SYNAPSE_USER} -- ${shq(`${p.venv}/bin/python`)} -m synapse.config -c ${shq(p.homeserverConfig)} -c ${shq(p.secretsConfig)} 2>&1); then`,
             '  echo "Synapse rejects its configuration:" >&2; echo "$out" | tail -n 20 >&2; exit 1',
             "fi",

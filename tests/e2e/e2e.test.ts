@@ -28,6 +28,7 @@ import {
 } from "./infra";
 
 const ROOT = path.resolve(__dirname, "../..");
+const MANAGED_FILE = "pulumi-nodejs:dynamic/matrix:ManagedFile";
 const CACHE = process.env.E2E_CACHE ?? path.join(ROOT, ".cache/e2e");
 const RUN = path.join(CACHE, "run");
 const SYNAPSE_VENV = process.env.SYNAPSE_VENV ?? path.join(ROOT, ".cache/synapse-venv");
@@ -94,12 +95,18 @@ function stackConfig(
 }
 
 /** Runs the engine in its own process; async, so this process keeps serving the artifacts. */
-function deploy(config: Record<string, string>, mode: EngineRequest["mode"] = "apply"): Promise<EngineResult> {
+function deploy(
+    config: Record<string, string>,
+    mode: EngineRequest["mode"] = "apply",
+    opts: { refresh?: boolean } = {},
+): Promise<EngineResult> {
     const request: EngineRequest = {
         config,
         secretKeys: ["matrix:sshPrivateKey", "cloudflare:apiToken"],
         statePath,
         mode,
+        // Pulumi.yaml sets `refresh: always`: every run reads the managed files back first.
+        refresh: opts.refresh ?? true,
         challtestsrv: acme.challtestsrv,
     };
     const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "engine.ts")], { cwd: ROOT });
@@ -327,12 +334,17 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
 
     it("ran every step once, in the program's order", () => {
         const commands = first.steps.filter((s) => s.type === "command:remote:Command");
-        assert.equal(commands.length, 15);
+        assert.equal(commands.length, 13);
         assert.ok(commands.every((s) => s.action === "create"));
+        const files = first.steps.filter((s) => s.type === MANAGED_FILE);
+        assert.equal(files.length, 8);
+        assert.ok(files.every((s) => s.action === "create"));
         const end = (n: string) => first.steps.find((s) => s.name === n)!.end;
         const start = (n: string) => first.steps.find((s) => s.name === n)!.start;
         assert.ok(start("nginx-certificate-homeserver") >= end("dns-homeserver-a"));
         assert.ok(start("synapse-service") >= end("postgres-database"));
+        assert.ok(start("synapse-service") >= end("synapse-secrets-yaml"));
+        assert.ok(start("nginx-sites") >= end("nginx-homeserver-vhost"));
         assert.ok(start("nginx-sites") >= end("synapse-service"));
         assert.ok(start("element-site") >= end("nginx-sites"));
     });
@@ -370,11 +382,12 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
             rerun = await timed("deploy (re-run all)", () => deploy(stackConfig(), "recreate"));
             assert.equal(rerun.error, undefined, explainFailure(rerun));
         });
-        it("ran all 15 scripts again and kept the secrets", () => {
+        it("ran all 13 scripts and wrote all 8 files again, and kept the secrets", () => {
             assert.equal(
                 rerun.steps.filter((s) => s.type === "command:remote:Command" && s.action === "create").length,
-                15,
+                13,
             );
+            assert.equal(rerun.steps.filter((s) => s.type === MANAGED_FILE && s.action === "create").length, 8);
             assert.equal(rerun.outputs.registrationSharedSecret, secret);
         });
         httpChecks();
@@ -403,7 +416,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
                     .filter((s) => s.action !== "same")
                     .map((s) => s.name)
                     .sort(),
-                ["synapse-config", "synapse-service"],
+                ["synapse-homeserver-yaml", "synapse-service"],
             );
         });
         it("opened registration", async () => {
@@ -452,6 +465,109 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
         it("kept the users and the message", async () => {
             const mx = await matrixClient("alice", alicePassword);
             assert.ok((await lastMessages(mx, roomId)).includes(message));
+        });
+    });
+
+    describe("drift: files edited by hand on the host", () => {
+        const upgraded = () => stackConfig({ synapse: { enableRegistration: true, version: NEW_SYNAPSE } });
+        const edited = [
+            "element-config-json",
+            "nginx-homeserver-vhost",
+            "synapse-homeserver-yaml",
+            "synapse-secrets-yaml",
+        ];
+        const pids = () => ({
+            synapse: onHost(host, "systemctl show -p MainPID --value matrix-synapse").stdout.trim(),
+            nginx: onHost(host, "systemctl show -p MainPID --value nginx").stdout.trim(),
+            nginxWorkers: onHost(host, "pgrep -d, -P $(systemctl show -p MainPID --value nginx)").stdout.trim(),
+            postgres: onHost(host, "systemctl show -p MainPID --value postgresql@15-main").stdout.trim(),
+        });
+        const digests = () =>
+            onHost(
+                host,
+                "sha256sum /etc/matrix-synapse/*.yaml /etc/nginx/sites-available/matrix-*.conf /var/www/element/current/config.json /etc/systemd/system/matrix-synapse.service",
+            ).stdout;
+        let clean: string;
+        let editedDigests: string;
+        let pidsEdited: ReturnType<typeof pids>;
+        let preview: EngineResult;
+        let afterPreview: { digests: string; secretsMode: string };
+        let withoutRefresh: EngineResult;
+        let restored: EngineResult;
+        before(async () => {
+            clean = digests();
+            const edit = onHost(
+                host,
+                [
+                    "sed -i 's/^enable_registration: true$/enable_registration: false/' /etc/matrix-synapse/homeserver.yaml",
+                    "chmod 0644 /etc/matrix-synapse/secrets.yaml",
+                    "echo '# hand edit' >> /etc/nginx/sites-available/matrix-homeserver.conf",
+                    `sed -i 's/"brand": "Element"/"brand": "Hand edited"/' /var/www/element/current/config.json`,
+                    // The edit takes effect, as a hand edit would: Synapse restarted, registration closed.
+                    "systemctl restart matrix-synapse",
+                    "until curl -fsS http://127.0.0.1:8008/health >/dev/null 2>&1; do sleep 0.3; done",
+                ].join(" && "),
+            );
+            assert.equal(edit.code, 0, edit.stderr);
+            pidsEdited = pids();
+            editedDigests = digests();
+            preview = await timed("preview --refresh (drift)", () => deploy(upgraded(), "preview"));
+            assert.equal(preview.error, undefined, explainFailure(preview));
+            afterPreview = {
+                digests: digests(),
+                secretsMode: onHost(host, "stat -c %a /etc/matrix-synapse/secrets.yaml").stdout,
+            };
+            withoutRefresh = await deploy(upgraded(), "apply", { refresh: false });
+            assert.equal(withoutRefresh.error, undefined, explainFailure(withoutRefresh));
+            restored = await timed("up --refresh (drift)", () => deploy(upgraded()));
+            assert.equal(restored.error, undefined, explainFailure(restored));
+            const ran = restored.steps.filter((s) => s.action !== "same").map((s) => `${s.name} (${s.action})`);
+            console.log(`drift repaired: ${ran.join(", ")}`);
+        });
+        it("preview --refresh names each edited file, what differs, and changes nothing", () => {
+            const files = preview.steps.filter((s) => s.type === MANAGED_FILE);
+            assert.deepEqual(
+                files
+                    .filter((s) => s.action === "update")
+                    .map((s) => s.name)
+                    .sort(),
+                edited,
+            );
+            const refreshed = Object.fromEntries(files.map((s) => [s.name, s.refreshed ?? []]));
+            assert.deepEqual(refreshed["synapse-homeserver-yaml"], ["sha256"]);
+            assert.deepEqual(refreshed["synapse-secrets-yaml"], ["mode"]);
+            assert.deepEqual(refreshed["synapse-unit"], []);
+            assert.match(afterPreview.secretsMode, /^644/);
+            assert.notEqual(editedDigests, clean);
+            assert.equal(afterPreview.digests, editedDigests, "the preview wrote nothing");
+        });
+        it("without a refresh, Pulumi's state still matches the program: nothing runs", () => {
+            assert.deepEqual(
+                withoutRefresh.steps.filter((s) => s.action !== "same").map((s) => s.name),
+                [],
+            );
+        });
+        it("up --refresh rewrites exactly the edited files, then restarts Synapse and reloads nginx", () => {
+            const ran = restored.steps.filter((s) => s.action !== "same");
+            assert.deepEqual(ran.map((s) => s.name).sort(), [...edited, "nginx-sites", "synapse-service"].sort());
+            assert.equal(digests(), clean);
+            assert.equal(
+                onHost(host, "stat -c '%a %U %G' /etc/matrix-synapse/secrets.yaml").stdout.trim(),
+                "640 root matrix-synapse",
+            );
+        });
+        it("restarted only Synapse; nginx reloaded (new workers, same master); PostgreSQL untouched", () => {
+            const after = pids();
+            assert.notEqual(after.synapse, pidsEdited.synapse);
+            assert.equal(after.nginx, pidsEdited.nginx);
+            assert.notEqual(after.nginxWorkers, pidsEdited.nginxWorkers);
+            assert.equal(after.postgres, pidsEdited.postgres);
+        });
+        it("serves the restored settings", async () => {
+            const res = await get(`https://${HS}/_matrix/client/v3/register`, { method: "POST", body: "{}" });
+            assert.equal(res.status, 401, "registration is open again (401 asks for auth)");
+            const config = (await (await get(`https://${EL}/config.json`)).json()) as { brand: string };
+            assert.equal(config.brand, "Element");
         });
     });
 

@@ -20,8 +20,13 @@ export interface EngineRequest {
     config: Record<string, string>;
     secretKeys: string[];
     statePath: string;
-    /** apply: like `pulumi up`; recreate: every create again; destroy: like `pulumi destroy`. */
-    mode: "apply" | "recreate" | "destroy";
+    /**
+     * apply: like `pulumi up`; recreate: every create again; destroy: like `pulumi destroy`;
+     * preview: like `pulumi preview` (reports actions, changes nothing).
+     */
+    mode: "apply" | "recreate" | "destroy" | "preview";
+    /** Read each dynamic resource back first, like `--refresh`. */
+    refresh?: boolean;
     /** pebble-challtestsrv's management URL, where DNS records are written. */
     challtestsrv: string;
 }
@@ -36,6 +41,8 @@ export interface StepRecord {
     end: number;
     stdout?: string;
     error?: string;
+    /** With refresh: the outputs whose value `read` found different from the state's. */
+    refreshed?: string[];
 }
 
 export interface EngineResult {
@@ -54,6 +61,8 @@ interface StateEntry {
     delete?: string;
     connection?: Connection;
     record?: { name: string; type: string };
+    /** The provider's ID (dynamic resources). */
+    id?: string;
     outputs: Record<string, unknown>;
 }
 
@@ -94,6 +103,22 @@ export function runRemote(
     });
 }
 
+type DynamicProvider = Required<
+    Pick<pulumi.dynamic.ResourceProvider, "create" | "read" | "diff" | "update" | "delete">
+>;
+const providers = new Map<string, DynamicProvider>();
+
+/** The provider behind a dynamic resource, from its `__provider` text, as the engine's host loads it. */
+function dynamicProvider(text: string): DynamicProvider {
+    let p = providers.get(text);
+    if (!p) {
+        const requireFromString = require("require-from-string") as (code: string) => { handler(): DynamicProvider };
+        p = requireFromString(text).handler();
+        providers.set(text, p);
+    }
+    return p;
+}
+
 async function challtestsrv(base: string, op: string, body: unknown): Promise<void> {
     const res = await fetch(`${base}/${op}`, { method: "POST", body: JSON.stringify(body) });
     if (!res.ok) throw new Error(`challtestsrv ${op}: ${res.status} ${await res.text()}`);
@@ -115,7 +140,9 @@ async function main(): Promise<void> {
     if (request.mode === "destroy") {
         await destroy(request, state, steps);
         writeFileSync(request.statePath, JSON.stringify({ resources: {} }, null, 1), { mode: 0o600 });
-        process.stdout.write(JSON.stringify({ steps, outputs: {} } satisfies EngineResult));
+        await new Promise((resolve) =>
+            process.stdout.write(JSON.stringify({ steps, outputs: {} } satisfies EngineResult), resolve),
+        );
         return;
     }
 
@@ -169,9 +196,46 @@ async function main(): Promise<void> {
                             keep({}, { record: { name: String(inputs.name), type } });
                             return { id: `${args.name}-id`, state: args.inputs };
                         }
+                        if (args.type.startsWith("pulumi-nodejs:dynamic")) {
+                            const provider = dynamicProvider(String(inputs.__provider));
+                            let olds = prev?.outputs;
+                            if (prev && olds && (request.refresh || request.mode === "preview")) {
+                                const read = await provider.read(prev.id!, olds);
+                                const found = (read.props ?? {}) as Record<string, unknown>;
+                                step.refreshed = Object.keys(found).filter(
+                                    (k) => JSON.stringify(found[k]) !== JSON.stringify(olds![k]),
+                                );
+                                olds = found;
+                            }
+                            let id = prev?.id ?? "";
+                            let outs: Record<string, unknown>;
+                            if (!prev || !olds || request.mode === "recreate") {
+                                step.action = "create";
+                                if (request.mode === "preview") return { id: "", state: args.inputs };
+                                const r = await provider.create(inputs);
+                                id = r.id;
+                                outs = r.outs as Record<string, unknown>;
+                            } else if ((await provider.diff(id, olds, inputs)).changes) {
+                                step.action = "update";
+                                outs =
+                                    request.mode === "preview"
+                                        ? olds
+                                        : ((await provider.update(id, olds, inputs)).outs as Record<string, unknown>);
+                            } else {
+                                outs = olds;
+                            }
+                            outs = { ...outs, __provider: inputs.__provider };
+                            keep(outs, { id });
+                            return { id, state: { ...args.inputs, ...outs } };
+                        }
                         if (args.type === "command:remote:Command") {
                             const conn = inputs.connection as Connection;
                             const unchanged = prev !== undefined && prev.digest === d && request.mode !== "recreate";
+                            if (request.mode === "preview") {
+                                step.action = !prev ? "create" : unchanged ? "same" : "update";
+                                if (prev) next.resources[key] = { ...prev, seq: ++seq };
+                                return { id: `${args.name}-id`, state: { ...args.inputs, ...prev?.outputs } };
+                            }
                             if (unchanged) {
                                 step.action = "same";
                                 next.resources[key] = { ...prev, seq: ++seq };
@@ -238,8 +302,9 @@ async function main(): Promise<void> {
     }
     // Let steps already running finish, as the engine does before it reports the failure.
     await Promise.all(inflight);
-    writeFileSync(request.statePath, JSON.stringify(next, null, 1), { mode: 0o600 });
-    process.stdout.write(JSON.stringify(result));
+    if (request.mode !== "preview") writeFileSync(request.statePath, JSON.stringify(next, null, 1), { mode: 0o600 });
+    // Flushed before the caller's process.exit (a pipe takes 64 kB at a time).
+    await new Promise((resolve) => process.stdout.write(JSON.stringify(result), resolve));
 }
 
 /** Like `pulumi destroy`: every resource in state, dependents first, each deleted once. */
@@ -254,6 +319,8 @@ async function destroy(request: EngineRequest, state: State, steps: StepRecord[]
                 step.action = "failed";
                 step.error = `${e.name} delete exited ${res.code}: ${res.stderr}`;
             }
+        } else if (e.type.startsWith("pulumi-nodejs:dynamic") && e.id !== undefined) {
+            await dynamicProvider(String(e.outputs.__provider)).delete(e.id, e.outputs);
         } else if (e.record) {
             await challtestsrv(request.challtestsrv, e.record.type === "AAAA" ? "clear-aaaa" : "clear-a", {
                 host: `${e.record.name}.`,

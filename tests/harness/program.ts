@@ -110,7 +110,8 @@ async function main(): Promise<void> {
         result.error = err instanceof Error ? err.message : String(err);
     }
     result.resources = [...resources.values()].sort((a, b) => a.urn.localeCompare(b.urn));
-    process.stdout.write(JSON.stringify(result));
+    // Flushed before the caller's process.exit (a pipe takes 64 kB at a time).
+    await new Promise((resolve) => process.stdout.write(JSON.stringify(result), resolve));
 }
 
 if (require.main === module) {

@@ -48,6 +48,8 @@ export function runProgram(
             preview: opts.preview ?? false,
         }),
         encoding: "utf8",
+        // Each ManagedFile carries its serialized provider (tens of kB).
+        maxBuffer: 64 * 1024 * 1024,
         env: { ...process.env, CLOUDFLARE_API_TOKEN: "" },
     });
     // A program that throws leaves the Stack's promises open, and Pulumi's exit hook says so

@@ -5,14 +5,10 @@ import {
     renderElementReleaseScript,
     renderElementSiteDeleteScript,
     renderElementSiteScript,
-    renderElementConfig,
-    renderElementSite,
 } from "../../render/element";
 import {
     renderAcmeAccountScript,
-    renderApexSite,
     renderCertificateScript,
-    renderHomeserverSite,
     renderNginxInstallScript,
     renderCertificateDeleteScript,
     renderSitesDeleteScript,
@@ -21,9 +17,7 @@ import {
 import { renderDatabaseDeleteScript, renderDatabaseScript, renderPostgresInstallScript } from "../../render/postgres";
 import { script, shq } from "../../render/shell";
 import {
-    renderSynapseConfigScript,
     renderSynapseInstallScript,
-    renderSynapseSecretsScript,
     renderSynapseServiceDeleteScript,
     renderSynapseServiceScript,
 } from "../../render/synapse";
@@ -33,6 +27,7 @@ import {
     renderBackupScript,
     renderRestoreCommand,
 } from "../../render/backup";
+import { renderReadScript, renderWriteScript } from "../../lib/managedFile";
 import { run, scriptBody } from "./tools";
 
 const deleteScripts: Record<string, string> = {
@@ -61,8 +56,8 @@ const scripts: Record<string, string> = {
         version: "1.163.2",
         wheelhouse: "http://10.0.0.1:8099/wheels/",
     }),
-    synapseConfig: renderSynapseConfigScript({ homeserverConfig: "a: 1\n", logConfig: "b: '$x'\n", unit: "[Unit]\n" }),
-    synapseSecrets: renderSynapseSecretsScript(),
+    managedFileWrite: renderWriteScript({ path: "/etc/x y/it's.yaml", mode: "0640", owner: "root", group: "adm" }),
+    managedFileRead: renderReadScript("/etc/x y/it's.yaml"),
     synapseService: renderSynapseServiceScript({ revision: "abc", healthTimeoutSeconds: 60, version: "1.163.2" }),
     nginxInstall: renderNginxInstallScript({
         hosts: ["a.example.org", "b.example.org"],
@@ -72,34 +67,17 @@ const scripts: Record<string, string> = {
     nginxInstallNoCa: renderNginxInstallScript({ hosts: ["a.example.org"], ipv6: false }),
     acmeAccount: renderAcmeAccountScript(acme),
     certificate: renderCertificateScript({ ...acme, host: "a.example.org" }),
-    sites: renderSitesScript(
-        {
-            "matrix-apex.conf": renderApexSite({ domain: "example.org", homeserverHost: "m.example.org", ipv6: true }),
-            "matrix-homeserver.conf": renderHomeserverSite({
-                homeserverHost: "m.example.org",
-                upstream: "http://127.0.0.1:8008",
-                maxUploadSize: "50M",
-                ipv6: false,
-                federationPort: false,
-            }),
-        },
-        ["old.conf"],
-    ),
+    sites: renderSitesScript({
+        enabled: ["matrix-homeserver.conf", "matrix-apex.conf"],
+        absent: ["old.conf"],
+        revision: "/etc/nginx/sites-available/matrix-homeserver.conf:abc:1",
+    }),
     elementRelease: renderElementReleaseScript({
         version: "1.12.29",
         url: "https://x.example/e.tgz",
         sha256: "a".repeat(64),
     }),
-    elementSite: renderElementSiteScript({
-        version: "1.12.29",
-        config: renderElementConfig({
-            serverName: "example.org",
-            homeserverHost: "m.example.org",
-            brand: "E",
-            disableCustomUrls: false,
-        }),
-        site: renderElementSite({ elementHost: "e.example.org", ipv6: false }),
-    }),
+    elementSite: renderElementSiteScript({ version: "1.12.29", revision: "x:abc:2" }),
 };
 
 describe("installed commands", () => {

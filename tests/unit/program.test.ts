@@ -1,5 +1,6 @@
 // The program under Pulumi's mocks: what it creates, in which order, and what it keeps secret.
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { before, describe, it } from "node:test";
 import {
     allStrings,
@@ -18,6 +19,7 @@ import {
 const COMMAND = "command:remote:Command";
 const RECORD = "cloudflare:index/dnsRecord:DnsRecord";
 const PASSWORD = "random:index/randomPassword:RandomPassword";
+const FILE = "pulumi-nodejs:dynamic/matrix:ManagedFile";
 
 describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
     let result: ProgramResult;
@@ -77,9 +79,7 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
             "nginx-sites",
             "postgres-database",
             "postgres-install",
-            "synapse-config",
             "synapse-install",
-            "synapse-secrets",
             "synapse-service",
         ]);
         assert.deepEqual(names(result, PASSWORD).sort(), [
@@ -88,6 +88,47 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
             "synapse-macaroon-secret-key",
             "synapse-registration-shared-secret",
         ]);
+    });
+
+    it("makes every file a service reads a ManagedFile (drift), with its path, mode and owner", () => {
+        const files = result.resources.filter((r) => r.type === FILE);
+        assert.deepEqual(
+            files
+                .map((r) => [r.name, plainStrings(r.inputs.path)[0], r.inputs.mode, r.inputs.owner, r.inputs.group])
+                .sort(),
+            [
+                ["element-config-json", "/var/www/element/releases/v1.12.29/config.json", "0644", "root", "root"],
+                ["element-vhost", "/etc/nginx/sites-available/matrix-element.conf", "0644", "root", "root"],
+                ["nginx-apex-vhost", "/etc/nginx/sites-available/matrix-apex.conf", "0644", "root", "root"],
+                ["nginx-homeserver-vhost", "/etc/nginx/sites-available/matrix-homeserver.conf", "0644", "root", "root"],
+                ["synapse-homeserver-yaml", "/etc/matrix-synapse/homeserver.yaml", "0640", "root", "matrix-synapse"],
+                ["synapse-log-yaml", "/etc/matrix-synapse/log.yaml", "0640", "root", "matrix-synapse"],
+                ["synapse-secrets-yaml", "/etc/matrix-synapse/secrets.yaml", "0640", "root", "matrix-synapse"],
+                ["synapse-unit", "/etc/systemd/system/matrix-synapse.service", "0644", "root", "root"],
+            ],
+        );
+        for (const f of files) {
+            assert.equal(typeof f.inputs.__provider, "string", `${f.name} carries its serialized provider`);
+            assert.equal(
+                plainStrings(f.inputs.sha256)[0],
+                createHash("sha256").update(allStrings(f.inputs.content)[0]!).digest("hex"),
+                `${f.name}: sha256 is the content's`,
+            );
+        }
+    });
+
+    it("restarts Synapse on its files' revisions and reloads nginx on the vhosts' only", () => {
+        for (const f of ["synapse-homeserver-yaml", "synapse-log-yaml", "synapse-secrets-yaml", "synapse-unit"]) {
+            assert.ok(
+                byName(result, "synapse-service").dependencies.some((d) => d.endsWith(`::${f}`)),
+                f,
+            );
+        }
+        assert.ok(byName(result, "nginx-sites").dependencies.some((d) => d.endsWith("::nginx-homeserver-vhost")));
+        assert.ok(byName(result, "element-site").dependencies.some((d) => d.endsWith("::element-vhost")));
+        // config.json is read by browsers: it orders the switch but is not part of its revision.
+        assert.doesNotMatch(String(byName(result, "element-site").inputs.create), /config\.json/);
+        assert.ok(!byName(result, "nginx-sites").dependencies.some((d) => d.includes("::synapse-")));
     });
 
     it("requests each certificate only after its DNS records exist", () => {
@@ -105,10 +146,12 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
 
     it("chains database → Synapse → proxy → Element", () => {
         assert.ok(dependsOn(result, "postgres-database", "postgres-install"));
-        assert.ok(dependsOn(result, "synapse-secrets", "postgres-database"));
+        assert.ok(dependsOn(result, "synapse-secrets-yaml", "postgres-database"));
+        assert.ok(dependsOn(result, "synapse-secrets-yaml", "synapse-install"));
         assert.ok(dependsOn(result, "synapse-service", "postgres-database"));
-        assert.ok(dependsOn(result, "synapse-service", "synapse-config"));
-        assert.ok(dependsOn(result, "synapse-service", "synapse-secrets"));
+        assert.ok(dependsOn(result, "synapse-service", "synapse-homeserver-yaml"));
+        assert.ok(dependsOn(result, "synapse-service", "synapse-secrets-yaml"));
+        assert.ok(dependsOn(result, "nginx-homeserver-vhost", "nginx-certificate-homeserver"));
         assert.ok(dependsOn(result, "nginx-sites", "synapse-service"));
         assert.ok(dependsOn(result, "nginx-sites", "nginx-certificate-homeserver"));
         assert.ok(dependsOn(result, "element-site", "nginx-sites"));
@@ -132,17 +175,18 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
 
     it("delivers secrets on stdin, marked secret, and the SSH key only inside a secret connection", () => {
         const fedSecrets = result.resources.filter((r) => r.type === COMMAND && r.inputs.stdin !== undefined);
-        assert.deepEqual(fedSecrets.map((r) => r.name).sort(), ["postgres-database", "synapse-secrets"]);
+        assert.deepEqual(fedSecrets.map((r) => r.name).sort(), ["postgres-database"]);
         for (const r of fedSecrets) {
             assert.ok(isSecretValue(r.inputs.stdin), `${r.name} stdin is secret`);
             assert.equal(r.inputs.logging, "stderr", `${r.name} does not log stdout`);
         }
+        const secretsFile = byName(result, "synapse-secrets-yaml").inputs;
+        assert.ok(isSecretValue(secretsFile.content), "secrets.yaml content is secret");
         assert.ok(
-            allStrings(byName(result, "synapse-secrets").inputs.stdin)
-                .join()
-                .includes(mockRandom("synapse-registration-shared-secret", 48)),
+            allStrings(secretsFile.content).join().includes(mockRandom("synapse-registration-shared-secret", 48)),
         );
-        for (const r of result.resources.filter((r) => r.type === COMMAND)) {
+        assert.ok(!isSecretValue(byName(result, "synapse-homeserver-yaml").inputs.content), "homeserver.yaml is plain");
+        for (const r of result.resources.filter((r) => r.type === COMMAND || r.type === FILE)) {
             assert.ok(isSecretValue(r.inputs.connection), `${r.name} connection is secret`);
             assert.equal((r.inputs.connection as { value: { privateKey: string } }).value.privateKey, TEST_SSH_KEY);
         }
@@ -225,9 +269,14 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
     it("loads the same way under ts-node, as the Pulumi CLI runs it", () => {
         const viaTsNode = runProgram(baseConfig(), { loader: "ts-node" });
         assert.equal(viaTsNode.error, undefined);
+        // The serialized provider is the transpiler's text; the dynamic provider host ignores it in diffs.
+        const inputs = (r: ProgramResult["resources"][number]) => {
+            const { __provider: _p, ...rest } = r.inputs;
+            return rest;
+        };
         assert.deepEqual(
-            viaTsNode.resources.map((r) => [r.urn, r.inputs]),
-            result.resources.map((r) => [r.urn, r.inputs]),
+            viaTsNode.resources.map((r) => [r.urn, inputs(r)]),
+            result.resources.map((r) => [r.urn, inputs(r)]),
         );
     });
 
@@ -243,12 +292,12 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         [
             "synapse.enableRegistration",
             { "matrix:synapse": { enableRegistration: true } },
-            ["synapse-config", "synapse-service"],
+            ["synapse-homeserver-yaml", "synapse-service"],
         ],
         [
             "synapse.maxUploadSize",
             { "matrix:synapse": { maxUploadSize: "100M" } },
-            ["nginx-sites", "synapse-config", "synapse-service"],
+            ["nginx-homeserver-vhost", "nginx-sites", "synapse-homeserver-yaml", "synapse-service"],
         ],
         ["synapse.version", { "matrix:synapse": { version: "1.162.0" } }, ["synapse-install", "synapse-service"]],
         ["acme.email", { "matrix:acme": { email: "ops@example.org" } }, ["nginx-acme-account"]],
@@ -256,7 +305,7 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         [
             "element.version",
             { "matrix:element": { version: "1.12.30", sha256: "a".repeat(64) } },
-            ["element-release", "element-site"],
+            ["element-config-json", "element-release", "element-site"],
         ],
     ];
     for (const [key, overrides, expected] of blastRadius) {
@@ -327,7 +376,7 @@ describe("a stack that brings its own secrets and DNS (no random or Cloudflare p
 
     it("registers no random or Cloudflare resource", () => {
         const types = new Set(result.resources.filter((r) => r.custom).map((r) => r.type));
-        assert.deepEqual([...types], [COMMAND]);
+        assert.deepEqual([...types].sort(), [COMMAND, FILE]);
     });
 
     it("uses the stack's secrets, still as secrets, and only on stdin", () => {
@@ -335,7 +384,7 @@ describe("a stack that brings its own secrets and DNS (no random or Cloudflare p
             value: own.registrationSharedSecret,
             secret: true,
         });
-        const secretsFile = allStrings(byName(result, "synapse-secrets").inputs.stdin).join("");
+        const secretsFile = allStrings(byName(result, "synapse-secrets-yaml").inputs.content).join("");
         for (const v of [own.registrationSharedSecret, own.macaroonSecretKey, own.formSecret, own.databasePassword]) {
             assert.ok(secretsFile.includes(v));
         }
@@ -417,12 +466,7 @@ describe("delegation none", () => {
             "dns-homeserver-a",
             "dns-homeserver-aaaa",
         ]);
-        const sites = Buffer.from(
-            /printf '\\''%s'\\'' '\\''([A-Za-z0-9+/=]+)'\\''/.exec(
-                String(byName(result, "nginx-sites").inputs.create),
-            )![1]!,
-            "base64",
-        ).toString();
+        const sites = String(byName(result, "nginx-homeserver-vhost").inputs.content);
         assert.match(sites, /listen 8448 ssl/);
     });
 });
