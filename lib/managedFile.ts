@@ -6,10 +6,9 @@
 //
 // The engine runs the provider from a serialized copy of `managedFileProvider` (Pulumi's closure
 // serialization), so the provider uses only Node built-ins and the small helpers below.
-import { spawn } from "node:child_process";
 import * as pulumi from "@pulumi/pulumi";
 import { script, sha256, writeFileFromStdin, type FileMode } from "../render/shell";
-import { sshArgs, type SshConnection } from "./ssh";
+import { sshExec, type SshConnection } from "./ssh";
 
 /** What the provider is given (inputs) — the content itself is never kept as an output. */
 export interface ManagedFileInputs extends FileMode {
@@ -80,29 +79,11 @@ export function parseReadOutput(path: string, out: string): Omit<ManagedFileStat
 
 /** One command over SSH with `stdin`; rejects with stderr's tail when it fails. */
 async function ssh(conn: SshConnection, command: string, stdin: string): Promise<string> {
-    const s = sshArgs(conn, "ConnectTimeout=15", "ServerAliveInterval=15");
-    try {
-        return await new Promise<string>((resolve, reject) => {
-            const child = spawn("ssh", ["-q", ...s.args, "--", command], { stdio: ["pipe", "pipe", "pipe"] });
-            let stdout = "";
-            let stderr = "";
-            child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-            child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-            child.on("error", reject);
-            child.on("close", (code) =>
-                code === 0
-                    ? resolve(stdout)
-                    : reject(
-                          new Error(
-                              `ssh ${conn.host} exited ${code}: ${stderr.trim().split("\n").slice(-10).join("\n")}`,
-                          ),
-                      ),
-            );
-            child.stdin.end(stdin);
-        });
-    } finally {
-        s.cleanup();
+    const res = await sshExec(conn, command, stdin);
+    if (res.code !== 0) {
+        throw new Error(`ssh ${conn.host} exited ${res.code}: ${res.stderr.trim().split("\n").slice(-10).join("\n")}`);
     }
+    return res.stdout;
 }
 
 async function readRemote(inputs: {

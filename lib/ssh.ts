@@ -1,5 +1,7 @@
 // SSH to the server as the stack's connection describes it: a private key and, when pinned, the
-// host key, each in a temporary file; shared by the register-user tunnel and the e2e engine.
+// host key, each in a temporary file; shared by the register-user tunnel, ManagedFile's provider
+// and the e2e engine.
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -32,4 +34,29 @@ export function sshArgs(c: SshConnection, ...options: string[]): { args: string[
         args: ["-i", key, "-p", String(c.port ?? 22), ...o.flatMap((x) => ["-o", x]), `${c.user ?? "root"}@${c.host}`],
         cleanup: () => rmSync(dir, { recursive: true, force: true }),
     };
+}
+
+/** One command over SSH (one exec request, `stdin` piped), as the command provider runs it. */
+export function sshExec(
+    c: SshConnection,
+    command: string,
+    stdin = "",
+): Promise<{ code: number; stdout: string; stderr: string }> {
+    const ssh = sshArgs(c, "ConnectTimeout=15", "ServerAliveInterval=15");
+    return new Promise((resolve, reject) => {
+        const child = spawn("ssh", ["-q", ...ssh.args, "--", command], { stdio: ["pipe", "pipe", "pipe"] });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+        child.on("error", (err) => {
+            ssh.cleanup();
+            reject(err);
+        });
+        child.on("close", (code) => {
+            ssh.cleanup();
+            resolve({ code: code ?? 255, stdout, stderr });
+        });
+        child.stdin.end(stdin);
+    });
 }

@@ -9,11 +9,10 @@
 // "replace" when its triggers changed), or every create again with mode "recreate".
 //
 //   node --import tsx tests/e2e/engine.ts < request.json > result.json
-import { spawn } from "node:child_process";
 import { createHash, randomInt } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
-import { sshArgs, type SshConnection } from "../../lib/ssh";
+import { sshExec, type SshConnection } from "../../lib/ssh";
 import { runStack, secretValue, unwrapSecrets } from "../harness/stack";
 
 export interface EngineRequest {
@@ -78,29 +77,6 @@ function randomString(length: number, special: boolean): string {
     const alphabet =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789" + (special ? "!@#$%&*()-_=+[]{}<>:?" : "");
     return Array.from({ length }, () => alphabet[randomInt(alphabet.length)]).join("");
-}
-
-/** Runs `command` over SSH exactly as the command provider does: one exec request, stdin piped. */
-export function runRemote(
-    conn: Connection,
-    command: string,
-    stdin?: string,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-    const ssh = sshArgs(conn, "ConnectTimeout=15", "ServerAliveInterval=15");
-    const args = ["-q", ...ssh.args, "--", command];
-    return new Promise((resolve, reject) => {
-        const child = spawn("ssh", args, { stdio: ["pipe", "pipe", "pipe"] });
-        let stdout = "";
-        let stderr = "";
-        child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-        child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-        child.on("error", reject);
-        child.on("close", (code) => {
-            ssh.cleanup();
-            resolve({ code: code ?? 255, stdout, stderr });
-        });
-        child.stdin.end(stdin ?? "");
-    });
 }
 
 type DynamicProvider = Required<
@@ -248,14 +224,14 @@ async function main(): Promise<void> {
                                 (step.action === "update" ? text(inputs.update) : undefined) ??
                                 text(inputs.create) ??
                                 "";
-                            const res = await runRemote(conn, script, inputs.stdin as string | undefined);
+                            const res = await sshExec(conn, script, inputs.stdin as string | undefined);
                             step.stdout = res.stdout;
                             if (res.code !== 0) {
                                 throw new Error(
                                     `${args.name} exited ${res.code}:\n${res.stderr.trim().split("\n").slice(-25).join("\n")}`,
                                 );
                             }
-                            if (step.action === "replace" && prev?.delete) await runRemote(conn, prev.delete);
+                            if (step.action === "replace" && prev?.delete) await sshExec(conn, prev.delete);
                             const outputs = { stdout: res.stdout, stderr: res.stderr };
                             keep(outputs, {
                                 delete: typeof inputs.delete === "string" ? inputs.delete : undefined,
@@ -313,7 +289,7 @@ async function destroy(request: EngineRequest, state: State, steps: StepRecord[]
     for (const e of entries) {
         const step: StepRecord = { name: e.name, type: e.type, action: "delete", start: Date.now(), end: 0 };
         if (e.type === "command:remote:Command" && e.delete && e.connection) {
-            const res = await runRemote(e.connection, e.delete);
+            const res = await sshExec(e.connection, e.delete);
             step.stdout = res.stdout;
             if (res.code !== 0) {
                 step.action = "failed";
