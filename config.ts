@@ -153,6 +153,17 @@ const backupSchema = z.strictObject({
         .default(7),
 });
 
+const tcpPort = int("expected a TCP port number from 1 to 65535").refine((p) => p >= 1 && p <= 65535, {
+    error: "expected a TCP port number from 1 to 65535",
+});
+
+const firewallSchema = z.strictObject({
+    /** Manage an nftables firewall that lets in only SSH, 80, 443 (8448 with delegation "none"). */
+    enabled: bool().default(true),
+    /** More inbound TCP ports to let in (other services on the host). */
+    allowTcpPorts: z.array(tcpPort, { error: "expected a list of TCP port numbers such as [8080]" }).default([]),
+});
+
 /** Localparts the program creates: lower-case letters, digits, '.', '_', '-'. */
 export const USER_NAME = /^[a-z0-9._-]{1,64}$/;
 
@@ -200,6 +211,7 @@ const stackSchema = z.strictObject({
     secrets: secretsSchema.optional(),
     purgeOnDestroy: bool().default(false),
     backup: backupSchema.prefault({}),
+    firewall: firewallSchema.prefault({}),
     users: z
         .array(userSchema, { error: 'expected a list such as [{"name": "alice", "admin": true}]' })
         .refine((u) => new Set(u.map((x) => x.name)).size === u.length, { error: "names must be unique" })
@@ -222,6 +234,8 @@ export interface StackConfig {
     postgres: z.infer<typeof postgresSchema>;
     /** Scheduled backups (README: Backups). */
     backup: z.infer<typeof backupSchema>;
+    /** The host firewall (README: Firewall). */
+    firewall: z.infer<typeof firewallSchema>;
     /** Accounts the program creates once each (README: Users). */
     users: z.infer<typeof userSchema>[];
     /** `pulumi destroy` also deletes the database, media store, signing key and config. */
@@ -290,6 +304,7 @@ const STRUCTURED_KEYS = new Set([
     "secrets",
     "users",
     "backup",
+    "firewall",
 ]);
 
 /** Keys whose values must be stored encrypted (`pulumi config set --secret`). */
@@ -433,4 +448,10 @@ export function publicHostnames(c: StackConfig): {
     const certificates = { homeserver: c.homeserverHost, element: c.elementHost, ...apex };
     const dnsRecords = { homeserver: c.homeserverHost, element: c.elementHost, ...(c.dns?.manageApex ? apex : {}) };
     return { certificates, dnsRecords };
+}
+
+/** Inbound TCP ports the host firewall lets in: SSH, HTTP, HTTPS, 8448 with delegation "none", extras. */
+export function firewallPorts(c: StackConfig): number[] {
+    const ports = [c.machine.sshPort, 80, 443, ...(c.delegation === "none" ? [8448] : []), ...c.firewall.allowTcpPorts];
+    return [...new Set(ports)].sort((a, b) => a - b);
 }

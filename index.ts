@@ -3,12 +3,20 @@
 import * as pulumi from "@pulumi/pulumi";
 import { DnsRecords } from "./components/dnsRecords";
 import { ElementWeb } from "./components/elementWeb";
+import { HostFirewall } from "./components/hostFirewall";
 import { MatrixUsers } from "./components/matrixUsers";
 import { NginxProxy } from "./components/nginxProxy";
 import { PostgresDatabase } from "./components/postgresDatabase";
 import { SynapseBackups } from "./components/synapseBackups";
 import { SynapseServer } from "./components/synapseServer";
-import { loadProvidedSecret, loadSshPrivateKey, loadStackConfig, publicHostnames, type ProvidedSecret } from "./config";
+import {
+    firewallPorts,
+    loadProvidedSecret,
+    loadSshPrivateKey,
+    loadStackConfig,
+    publicHostnames,
+    type ProvidedSecret,
+} from "./config";
 import type { Host } from "./lib/remote";
 import { registerAdminCommand } from "./render/outputs";
 import { wellKnownClient, wellKnownServer } from "./render/wellknown";
@@ -40,6 +48,10 @@ const dns = cfg.dns
           ipv6: cfg.machine.ipv6,
           ttl: cfg.dns.ttl,
       })
+    : undefined;
+
+const firewall = cfg.firewall.enabled
+    ? new HostFirewall("firewall", { host, tcpPorts: firewallPorts(cfg) })
     : undefined;
 
 const database = new PostgresDatabase("postgres", {
@@ -141,4 +153,6 @@ export const dnsRecordsToCreate = dns
 export const registrationSharedSecret = synapse.registrationSharedSecret;
 /** Initial passwords of matrix:users (secret); accounts that already existed kept theirs. */
 export const userPasswords = users ? users.passwords : pulumi.secret({});
+/** Inbound TCP ports the host firewall lets in (empty when matrix:firewall.enabled is false). */
+export const openTcpPorts = firewall ? firewall.tcpPorts : [];
 export const firstAdminCommand = pulumi.output(registerAdminCommand(cfg.machine));

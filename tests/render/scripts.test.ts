@@ -28,11 +28,17 @@ import {
     renderRestoreCommand,
 } from "../../render/backup";
 import { renderReadScript, renderWriteScript } from "../../lib/managedFile";
+import {
+    renderFirewallApplyScript,
+    renderFirewallDeleteScript,
+    renderFirewallInstallScript,
+} from "../../render/firewall";
 import { run, scriptBody } from "./tools";
 
 const deleteScripts: Record<string, string> = {
     backupInstall: renderBackupScript({ schedule: "*-*-* 03:30", retention: 3 }),
     backupDelete: renderBackupDeleteScript(),
+    firewallDelete: renderFirewallDeleteScript(),
     sitesDelete: renderSitesDeleteScript(["matrix-homeserver.conf", "matrix-apex.conf"]),
     certificateDelete: renderCertificateDeleteScript("a.example.org"),
     synapseKeep: renderSynapseServiceDeleteScript({ purge: false }),
@@ -46,6 +52,8 @@ const deleteScripts: Record<string, string> = {
 const acme = { email: "o'brien@example.org", directoryUrl: "https://127.0.0.1:14000/dir", caBundle: true };
 const scripts: Record<string, string> = {
     postgresInstall: renderPostgresInstallScript(),
+    firewallInstall: renderFirewallInstallScript(),
+    firewallApply: renderFirewallApplyScript({ revision: "/etc/matrix-pulumi/firewall.nft:abc:1" }),
     database: renderDatabaseScript({ database: "synapse", user: "synapse" }),
     synapseInstall: renderSynapseInstallScript({ version: "1.163.2" }),
     synapseInstallWheelhouse: renderSynapseInstallScript({

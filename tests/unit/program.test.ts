@@ -33,6 +33,7 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         assert.deepEqual(components.map((r) => `${r.type} ${r.name}`).sort(), [
             "matrix:index:DnsRecords dns",
             "matrix:index:ElementWeb element",
+            "matrix:index:HostFirewall firewall",
             "matrix:index:NginxProxy nginx",
             "matrix:index:PostgresDatabase postgres",
             "matrix:index:SynapseBackups backup",
@@ -71,6 +72,8 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
             "backup-timer",
             "element-release",
             "element-site",
+            "firewall-apply",
+            "firewall-install",
             "nginx-acme-account",
             "nginx-certificate-apex",
             "nginx-certificate-element",
@@ -99,6 +102,7 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
             [
                 ["element-config-json", "/var/www/element/releases/v1.12.29/config.json", "0644", "root", "root"],
                 ["element-vhost", "/etc/nginx/sites-available/matrix-element.conf", "0644", "root", "root"],
+                ["firewall-rules", "/etc/matrix-pulumi/firewall.nft", "0644", "root", "root"],
                 ["nginx-apex-vhost", "/etc/nginx/sites-available/matrix-apex.conf", "0644", "root", "root"],
                 ["nginx-homeserver-vhost", "/etc/nginx/sites-available/matrix-homeserver.conf", "0644", "root", "root"],
                 ["synapse-homeserver-yaml", "/etc/matrix-synapse/homeserver.yaml", "0640", "root", "matrix-synapse"],
@@ -236,6 +240,7 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         assert.deepEqual(withDelete.map((r) => r.name).sort(), [
             "backup-timer",
             "element-site",
+            "firewall-install",
             "nginx-certificate-apex",
             "nginx-certificate-element",
             "nginx-certificate-homeserver",
@@ -515,5 +520,30 @@ describe("bad stack config", () => {
             baseConfig({ "matrix:domain": "bad..name", "matrix:acme": {}, "matrix:synapse": { version: "x" } }),
         );
         assert.match(result.error ?? "", /3 problems/);
+    });
+});
+
+describe("host firewall (matrix:firewall)", () => {
+    const rules = (r: ProgramResult) => allStrings(byName(r, "firewall-rules").inputs.content)[0]!;
+    it("lets in only SSH, 80 and 443 by default, and says so as an output", () => {
+        const result = runProgram(baseConfig({ "matrix:machine": { ipv4: "203.0.113.10", sshPort: 2222 } }));
+        assert.equal(result.error, undefined);
+        assert.match(rules(result), /tcp dport \{ 80, 443, 2222 \} accept/);
+        assert.match(rules(result), /policy drop;/);
+        assert.deepEqual(result.outputs.openTcpPorts!.value, [80, 443, 2222]);
+        assert.ok(byName(result, "firewall-apply").dependencies.some((d) => d.endsWith("::firewall-rules")));
+    });
+    it("adds 8448 for delegation none and the stack's extra ports", () => {
+        const result = runProgram(
+            baseConfig({ "matrix:delegation": "none", "matrix:firewall": { allowTcpPorts: [8080, "9090"] } }),
+        );
+        assert.equal(result.error, undefined);
+        assert.match(rules(result), /tcp dport \{ 22, 80, 443, 8080, 8448, 9090 \} accept/);
+    });
+    it("creates nothing when disabled", () => {
+        const result = runProgram(baseConfig({ "matrix:firewall": { enabled: false } }));
+        assert.equal(result.error, undefined);
+        assert.ok(!names(result).some((n) => n.startsWith("firewall")));
+        assert.deepEqual(result.outputs.openTcpPorts!.value, []);
     });
 });

@@ -1,0 +1,55 @@
+import * as pulumi from "@pulumi/pulumi";
+import { filesRevision, remoteFile, remoteStep, type Host } from "../lib/remote";
+import {
+    FIREWALL_FILE_MODE,
+    FIREWALL_PATHS,
+    renderFirewallApplyScript,
+    renderFirewallDeleteScript,
+    renderFirewallInstallScript,
+    renderFirewallRules,
+} from "../render/firewall";
+
+export interface HostFirewallArgs {
+    /** The server and how to reach it. */
+    host: Host;
+    /** Inbound TCP ports to let in (SSH's included); everything else inbound is dropped. */
+    tcpPorts: pulumi.Input<number[]>;
+}
+
+/**
+ * An nftables table of the program's own that lets in only the given TCP ports (plus loopback,
+ * ICMP and established connections), loaded at boot by a systemd unit.
+ */
+export class HostFirewall extends pulumi.ComponentResource {
+    /** The ports let in, resolved once the rules are loaded. */
+    public readonly tcpPorts: pulumi.Output<number[]>;
+
+    constructor(name: string, args: HostFirewallArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("matrix:index:HostFirewall", name, {}, opts);
+        const user = args.host.user;
+        const install = remoteStep(
+            `${name}-install`,
+            args.host,
+            { create: renderFirewallInstallScript({ user }), delete: renderFirewallDeleteScript({ user }) },
+            { parent: this },
+        );
+        const rules = remoteFile(
+            `${name}-rules`,
+            args.host,
+            {
+                path: FIREWALL_PATHS.rules,
+                content: pulumi.output(args.tcpPorts).apply((tcpPorts) => renderFirewallRules({ tcpPorts })),
+                ...FIREWALL_FILE_MODE,
+            },
+            { parent: this, dependsOn: [install] },
+        );
+        const apply = remoteStep(
+            `${name}-apply`,
+            args.host,
+            { create: filesRevision([rules]).apply((revision) => renderFirewallApplyScript({ revision }, { user })) },
+            { parent: this },
+        );
+        this.tcpPorts = pulumi.all([apply.stdout, args.tcpPorts]).apply(([, ports]) => ports);
+        this.registerOutputs({ tcpPorts: this.tcpPorts });
+    }
+}

@@ -1,0 +1,103 @@
+// The host firewall: one nftables table of its own (inet matrix_pulumi) that drops every inbound
+// connection but SSH, HTTP, HTTPS (and the ports a stack adds), loaded by a systemd unit.
+import { aptInstall, ensureDir, script, sha256, shq, writeFile } from "./shell";
+
+export const FIREWALL_TABLE = "matrix_pulumi";
+export const FIREWALL_PATHS = {
+    rules: "/etc/matrix-pulumi/firewall.nft",
+    unit: "/etc/systemd/system/matrix-pulumi-firewall.service",
+} as const;
+export const FIREWALL_SERVICE = "matrix-pulumi-firewall";
+export const FIREWALL_FILE_MODE = { mode: "0644", owner: "root", group: "root" } as const;
+
+/**
+ * The ruleset. Loading it replaces the table atomically (declare, delete, define in one
+ * transaction), so a reload never leaves the host open or half-filtered. Established
+ * connections stay up: the SSH session that loads it is not cut.
+ */
+export function renderFirewallRules(s: { tcpPorts: number[] }): string {
+    const ports = [...new Set(s.tcpPorts)].sort((a, b) => a - b);
+    for (const p of ports) {
+        if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`not a TCP port: ${p}`);
+    }
+    return [
+        "# Managed by matrix-pulumi: inbound connections other than these ports are dropped.",
+        `table inet ${FIREWALL_TABLE}`,
+        `delete table inet ${FIREWALL_TABLE}`,
+        `table inet ${FIREWALL_TABLE} {`,
+        "\tchain input {",
+        "\t\ttype filter hook input priority filter; policy drop;",
+        "\t\tct state established,related accept",
+        "\t\tct state invalid drop",
+        '\t\tiifname "lo" accept',
+        // ICMPv6 carries neighbour discovery: without it IPv6 stops working.
+        "\t\tmeta l4proto { icmp, ipv6-icmp } accept",
+        `\t\ttcp dport { ${ports.join(", ")} } accept`,
+        "\t}",
+        "}",
+        "",
+    ].join("\n");
+}
+
+export function renderFirewallUnit(): string {
+    return [
+        "# Managed by matrix-pulumi.",
+        "[Unit]",
+        `Description=matrix-pulumi host firewall (nftables table inet ${FIREWALL_TABLE})`,
+        // After Debian's nftables.service, whose default ruleset starts with `flush ruleset`.
+        "After=nftables.service",
+        "Before=network-online.target",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        `ExecStart=/usr/sbin/nft -f ${FIREWALL_PATHS.rules}`,
+        `ExecReload=/usr/sbin/nft -f ${FIREWALL_PATHS.rules}`,
+        `ExecStop=/usr/sbin/nft delete table inet ${FIREWALL_TABLE}`,
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ].join("\n");
+}
+
+/** nftables and the unit; the rules file comes as a ManagedFile. */
+export function renderFirewallInstallScript(opts: { user?: string } = {}): string {
+    const root = { owner: "root", group: "root" };
+    return script(
+        [
+            ...aptInstall(["nftables"]),
+            ...ensureDir("/etc/matrix-pulumi", { mode: "0755", ...root }),
+            ...writeFile(FIREWALL_PATHS.unit, renderFirewallUnit(), { mode: "0644", ...root }),
+            "systemctl daemon-reload",
+        ],
+        opts,
+    );
+}
+
+/** Check the rules, then load them (atomically) and enable the unit for boot. */
+export function renderFirewallApplyScript(s: { revision: string }, opts: { user?: string } = {}): string {
+    return script(
+        [
+            `# revision ${sha256(s.revision)}`,
+            `nft -c -f ${shq(FIREWALL_PATHS.rules)}`,
+            `systemctl enable ${FIREWALL_SERVICE} >/dev/null 2>&1`,
+            `if systemctl is-active --quiet ${FIREWALL_SERVICE}; then systemctl reload ${FIREWALL_SERVICE}; else systemctl start ${FIREWALL_SERVICE}; fi`,
+            `echo "firewall: $(nft list chain inet ${FIREWALL_TABLE} input | grep -c accept) accept rules"`,
+        ],
+        opts,
+    );
+}
+
+/** On destroy: the table, the unit and the rules go (the host is as open as before). */
+export function renderFirewallDeleteScript(opts: { user?: string } = {}): string {
+    return script(
+        [
+            `systemctl disable --now ${FIREWALL_SERVICE} 2>/dev/null || true`,
+            `nft delete table inet ${FIREWALL_TABLE} 2>/dev/null || true`,
+            `rm -f ${shq(FIREWALL_PATHS.unit)} ${shq(FIREWALL_PATHS.rules)}`,
+            "systemctl daemon-reload",
+        ],
+        opts,
+    );
+}
