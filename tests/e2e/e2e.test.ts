@@ -3,285 +3,47 @@
 // real), and a real Matrix client. Only the Pulumi engine and Cloudflare are stood in for
 // (tests/e2e/engine.ts). Needs root. Run with `npm run test:e2e`.
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { Resolver } from "node:dns/promises";
-import { mkdirSync, rmSync } from "node:fs";
 import * as path from "node:path";
-import * as tls from "node:tls";
 import { after, before, describe, it } from "node:test";
-import { Agent, fetch, type RequestInit } from "undici";
-import type { EngineRequest, EngineResult } from "./engine";
-import { DEFAULT_SYNAPSE_VERSION } from "../../config";
-import { registerUser, withTunnel, type SshTarget } from "../../lib/registerUser";
+import { fetch } from "undici";
+import type { EngineResult } from "./engine";
+import { registerUser, withTunnel } from "../../lib/registerUser";
 import { registerFromStack } from "../../scripts/register-user";
 import {
-    buildWheelhouse,
-    hostDown,
-    hostUp,
-    onHost,
-    serveArtifacts,
-    startAcme,
-    type Acme,
-    type Artifacts,
-    type Host,
-} from "./infra";
+    CACHE,
+    COMMAND,
+    componentTimes,
+    ctx,
+    deploy,
+    DOMAIN,
+    EL,
+    explainFailure,
+    get,
+    hostChecks,
+    HS,
+    httpChecks,
+    lastMessages,
+    MANAGED_FILE,
+    matrixClient,
+    NEW_SYNAPSE,
+    OLD_SYNAPSE,
+    resolver,
+    sh,
+    stackConfig,
+    startSession,
+    stopSession,
+    target,
+    timed,
+    timings,
+} from "./session";
 
-const ROOT = path.resolve(__dirname, "../..");
-const MANAGED_FILE = "pulumi-nodejs:dynamic/matrix:ManagedFile";
-const CACHE = process.env.E2E_CACHE ?? path.join(ROOT, ".cache/e2e");
-const RUN = path.join(CACHE, "run");
-const SYNAPSE_VENV = process.env.SYNAPSE_VENV ?? path.join(ROOT, ".cache/synapse-venv");
-const DOMAIN = "matrix-e2e.test";
-const HS = `matrix.${DOMAIN}`;
-const EL = `element.${DOMAIN}`;
-const ELEMENT_VERSION = "1.12.29";
-// The first deploy installs an older Synapse; a later phase upgrades to the program's default.
-const OLD_SYNAPSE = "1.162.0";
-const NEW_SYNAPSE = DEFAULT_SYNAPSE_VERSION;
 /** The stack's settings after the config-change and upgrade phases. */
 const CURRENT = {
     synapse: { enableRegistration: true, version: NEW_SYNAPSE },
     backup: { retention: 2 },
     users: [{ name: "carol", admin: true }, { name: "dave" }],
 };
-
-const timings: [string, number][] = [];
-async function timed<T>(label: string, fn: () => Promise<T> | T): Promise<T> {
-    const start = Date.now();
-    try {
-        return await fn();
-    } finally {
-        timings.push([label, (Date.now() - start) / 1000]);
-    }
-}
-
-let host: Host;
-let acme: Acme;
-let artifacts: Artifacts;
-let http: Agent;
-const statePath = path.join(RUN, "state.json");
-
-function stackConfig(
-    overrides: {
-        synapse?: Record<string, unknown>;
-        element?: Record<string, unknown>;
-        purgeOnDestroy?: boolean;
-        users?: unknown[];
-        backup?: Record<string, unknown>;
-    } = {},
-) {
-    const values: Record<string, unknown> = {
-        "matrix:domain": DOMAIN,
-        "matrix:machine": { ipv4: host.guestIp, sshHostKey: host.hostKey },
-        "matrix:sshPrivateKey": host.privateKey,
-        "matrix:dns": { zoneId: "0123456789abcdef0123456789abcdef" },
-        "cloudflare:apiToken": "e2e-token-never-used",
-        "matrix:acme": { email: "admin@matrix-e2e.test", directoryUrl: acme.directoryUrl, caBundle: acme.listenerCa },
-        "matrix:synapse": {
-            healthTimeoutSeconds: 240,
-            wheelhouse: artifacts.wheelhouse,
-            version: OLD_SYNAPSE,
-            ...overrides.synapse,
-        },
-        "matrix:element": { ...artifacts.element, ...overrides.element },
-        ...(overrides.purgeOnDestroy ? { "matrix:purgeOnDestroy": "true" } : {}),
-        ...(overrides.users ? { "matrix:users": overrides.users } : {}),
-        ...(overrides.backup ? { "matrix:backup": overrides.backup } : {}),
-    };
-    return Object.fromEntries(
-        Object.entries(values).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]),
-    );
-}
-
-/** Runs the engine in its own process; async, so this process keeps serving the artifacts. */
-function deploy(
-    config: Record<string, string>,
-    mode: EngineRequest["mode"] = "apply",
-    opts: { refresh?: boolean } = {},
-): Promise<EngineResult> {
-    const request: EngineRequest = {
-        config,
-        secretKeys: ["matrix:sshPrivateKey", "cloudflare:apiToken"],
-        statePath,
-        mode,
-        // Pulumi.yaml sets `refresh: always`: every run reads the managed files back first.
-        refresh: opts.refresh ?? true,
-        challtestsrv: acme.challtestsrv,
-    };
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "engine.ts")], { cwd: ROOT });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.stdin.end(JSON.stringify(request));
-    return new Promise((resolve, reject) => {
-        child.on("close", (code) => {
-            try {
-                resolve(JSON.parse(stdout) as EngineResult);
-            } catch {
-                reject(new Error(`engine failed (exit ${code}): ${stderr}`));
-            }
-        });
-    });
-}
-
-function explainFailure(result: EngineResult): string {
-    const failed = result.steps.filter((s) => s.action === "failed");
-    const journal = onHost(host, "journalctl -u matrix-synapse -u nginx -u postgresql@15-main -n 40 --no-pager").stdout;
-    return `${result.error}\nfailed steps:\n${failed.map((s) => `${s.name}: ${s.error}`).join("\n")}\njournal:\n${journal}`;
-}
-
-/** Wall time per component (steps run in parallel inside one). */
-function componentTimes(result: EngineResult): [string, number][] {
-    const by = new Map<string, { start: number; end: number }>();
-    for (const s of result.steps.filter((x) => x.action !== "same")) {
-        const c = s.name.split("-")[0]!;
-        const t = by.get(c) ?? { start: s.start, end: s.end };
-        by.set(c, { start: Math.min(t.start, s.start), end: Math.max(t.end, s.end) });
-    }
-    return [...by].map(([c, t]) => [c, (t.end - t.start) / 1000]);
-}
-
-// HTTP as a user's client sees it: names from the DNS the program wrote, TLS trusted via pebble.
-const resolver = new Resolver();
-function client(): Agent {
-    resolver.setServers([acme.dnsServer]);
-    return new Agent({
-        connect: {
-            ca: acme.issuingRoot,
-            lookup: (hostname, _opts, cb) => {
-                resolver.resolve4(hostname).then(
-                    (addrs) => cb(null, [{ address: addrs[0]!, family: 4 }]),
-                    (err: Error) => cb(err, []),
-                );
-            },
-        },
-    });
-}
-const get = (url: string, init: RequestInit = {}) => fetch(url, { ...init, dispatcher: http });
-
-/** The host as `npm run register-user` reaches it (lib/registerUser.ts): SSH with the pinned key. */
-const target = (): SshTarget => ({
-    ipv4: host.guestIp,
-    sshPort: 22,
-    sshUser: "root",
-    sshHostKey: host.hostKey,
-    privateKey: host.privateKey,
-});
-
-/** The SDK logs every request at debug level; keep warnings and errors only. */
-const quiet = {
-    trace: () => undefined,
-    debug: () => undefined,
-    info: () => undefined,
-    warn: (...m: unknown[]) => console.warn(...m),
-    error: (...m: unknown[]) => console.error(...m),
-    getChild: () => quiet,
-};
-
-async function matrixClient(user: string, password: string) {
-    const sdk = await import("matrix-js-sdk");
-    const fetchFn = ((input: string, init?: RequestInit) =>
-        get(String(input), init)) as unknown as typeof globalThis.fetch;
-    const anon = sdk.createClient({ baseUrl: `https://${HS}`, fetchFn, logger: quiet });
-    const login = await anon.loginRequest({
-        type: "m.login.password",
-        identifier: { type: "m.id.user", user },
-        password,
-    });
-    return sdk.createClient({
-        baseUrl: `https://${HS}`,
-        fetchFn,
-        logger: quiet,
-        accessToken: login.access_token,
-        userId: login.user_id,
-        deviceId: login.device_id,
-    });
-}
-
-type MatrixClient = Awaited<ReturnType<typeof matrixClient>>;
-
-async function lastMessages(mx: MatrixClient, roomId: string): Promise<string[]> {
-    const sdk = await import("matrix-js-sdk");
-    const res = await mx.createMessagesRequest(roomId, null, 20, sdk.Direction.Backward);
-    return res.chunk.filter((e) => e.type === "m.room.message").map((e) => String(e.content.body));
-}
-
-function hostChecks() {
-    it("keeps the database in C collation and ctype", () => {
-        const r = onHost(
-            host,
-            `runuser -u postgres -- psql -qAt -c "SELECT datcollate, datctype, pg_encoding_to_char(encoding) FROM pg_database WHERE datname = 'synapse'"`,
-        );
-        assert.equal(r.stdout.trim(), "C|C|UTF8");
-    });
-    it("keeps the secrets file readable by root and matrix-synapse only", () => {
-        const r = onHost(host, "stat -c '%a %U %G' /etc/matrix-synapse/secrets.yaml");
-        assert.equal(r.stdout.trim(), "640 root matrix-synapse");
-        assert.equal(onHost(host, "runuser -u nobody -- cat /etc/matrix-synapse/secrets.yaml").code !== 0, true);
-    });
-    it("has Synapse and PostgreSQL listening on loopback only", () => {
-        const lines = onHost(host, "ss -Hltn").stdout.trim().split("\n");
-        const local = (port: number) => lines.map((l) => l.split(/\s+/)[3] ?? "").filter((a) => a.endsWith(`:${port}`));
-        assert.deepEqual(local(8008), ["127.0.0.1:8008"]);
-        assert.ok(local(5432).length > 0);
-        for (const a of local(5432)) assert.match(a, /^(127\.0\.0\.1|\[::1\]):5432$/);
-    });
-}
-
-function httpChecks() {
-    it("serves both well-known documents, exact, as JSON, with open CORS", async () => {
-        const server = await get(`https://${DOMAIN}/.well-known/matrix/server`);
-        assert.deepEqual(await server.json(), { "m.server": `${HS}:443` });
-        assert.equal(server.headers.get("content-type"), "application/json");
-        assert.equal(server.headers.get("access-control-allow-origin"), "*");
-        const clientDoc = await get(`https://${DOMAIN}/.well-known/matrix/client`);
-        assert.deepEqual(await clientDoc.json(), { "m.homeserver": { base_url: `https://${HS}` } });
-        assert.equal(clientDoc.headers.get("access-control-allow-origin"), "*");
-    });
-    it("proxies the client and federation APIs through nginx, and nothing else", async () => {
-        const versions = await get(`https://${HS}/_matrix/client/versions`);
-        assert.equal(versions.status, 200);
-        assert.ok(((await versions.json()) as { versions: string[] }).versions.length > 0);
-        const fed = await get(`https://${HS}/_matrix/federation/v1/version`);
-        assert.equal(((await fed.json()) as { server: { name: string } }).server.name, "Synapse");
-        assert.equal((await get(`https://${HS}/`)).status, 404);
-        assert.equal((await get(`https://${HS}/_synapse/admin/v1/register`)).status, 404);
-    });
-    it("serves Element with config.json pointing at the homeserver and its security headers", async () => {
-        const index = await get(`https://${EL}/`);
-        assert.equal(index.status, 200);
-        assert.match(await index.text(), /element 1\.12\.29/);
-        assert.equal(index.headers.get("x-frame-options"), "SAMEORIGIN");
-        assert.equal(index.headers.get("x-content-type-options"), "nosniff");
-        assert.equal(index.headers.get("content-security-policy"), "frame-ancestors 'self'");
-        const config = (await (await get(`https://${EL}/config.json`)).json()) as {
-            default_server_config: { "m.homeserver": { base_url: string; server_name: string } };
-        };
-        assert.deepEqual(config.default_server_config["m.homeserver"], {
-            base_url: `https://${HS}`,
-            server_name: DOMAIN,
-        });
-    });
-    it("has a certificate from pebble covering each name", async () => {
-        for (const name of [DOMAIN, HS, EL]) {
-            const sans = await new Promise<string>((resolve, reject) => {
-                const socket = tls.connect(
-                    { host: host.guestIp, port: 443, servername: name, ca: acme.issuingRoot },
-                    () => {
-                        const cert = socket.getPeerCertificate();
-                        socket.end();
-                        if (!socket.authorized) reject(new Error(String(socket.authorizationError)));
-                        else resolve(cert.subjectaltname ?? "");
-                    },
-                );
-                socket.on("error", reject);
-            });
-            assert.match(sans, new RegExp(`DNS:${name.replace(/\./g, "\\.")}(,|$)`));
-        }
-    });
-}
 
 describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
     let first: EngineResult;
@@ -291,53 +53,21 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
     const message = `hello from e2e ${Date.now()}`;
 
     before(async () => {
-        rmSync(RUN, { recursive: true, force: true });
-        mkdirSync(RUN, { recursive: true });
-        await timed("rootfs (debootstrap or cache)", () => {
-            const r = spawnSync("bash", [path.join(__dirname, "host.sh"), "rootfs"], { stdio: "inherit" });
-            assert.equal(r.status, 0);
-        });
-        host = await timed("boot host", () => hostUp(RUN));
-        acme = await timed("start pebble + challtestsrv", () => startAcme(path.join(RUN, "acme"), host.hostIp));
-        const wheels = await timed("wheelhouse (pip wheel or cache)", () =>
-            buildWheelhouse(CACHE, SYNAPSE_VENV, [OLD_SYNAPSE, NEW_SYNAPSE]),
-        );
-        artifacts = await serveArtifacts(path.join(RUN, "artifacts"), host.hostIp, ELEMENT_VERSION, wheels);
-        http = client();
+        await startSession(path.join(CACHE, "run"));
         first = await timed("deploy (cold)", () => deploy(stackConfig()));
         for (const [c, s] of componentTimes(first)) timings.push([`  deploy ${c}`, s]);
         assert.equal(first.error, undefined, explainFailure(first));
         secret = String(first.outputs.registrationSharedSecret);
     });
 
-    after(async () => {
-        await artifacts?.stop();
-        acme?.stop();
-        hostDown(RUN);
-        console.log("\nphase durations:");
-        for (const [label, s] of timings) console.log(`  ${label.padEnd(40)} ${s.toFixed(1)} s`);
-        // Nothing may outlive the run: no container, no link, no NAT rule, no pebble.
-        await new Promise((r) => setTimeout(r, 500));
-        const leftovers = [
-            spawnSync("ip", ["link", "show", "ve-matrix-e2e"]).status === 0 ? "link ve-matrix-e2e" : "",
-            /10\.231\.0\.0\/30/.test(
-                spawnSync("iptables", ["-t", "nat", "-S", "POSTROUTING"], { encoding: "utf8" }).stdout,
-            )
-                ? "NAT rule"
-                : "",
-            spawnSync("pgrep", ["-f", "systemd-nspawn .*-M matrix-e2e"]).status === 0 ? "systemd-nspawn" : "",
-            spawnSync("pgrep", ["-x", "pebble"]).status === 0 ? "pebble" : "",
-            spawnSync("pgrep", ["-x", "pebble-challtestsrv"]).status === 0 ? "pebble-challtestsrv" : "",
-        ].filter(Boolean);
-        assert.deepEqual(leftovers, [], `left behind: ${leftovers.join(", ")}`);
-    });
+    after(stopSession);
 
     it("ran every step once, in the program's order", () => {
-        const commands = first.steps.filter((s) => s.type === "command:remote:Command");
-        assert.equal(commands.length, 13);
+        const commands = first.steps.filter((s) => s.type === COMMAND);
+        assert.equal(commands.length, 15);
         assert.ok(commands.every((s) => s.action === "create"));
         const files = first.steps.filter((s) => s.type === MANAGED_FILE);
-        assert.equal(files.length, 8);
+        assert.equal(files.length, 9);
         assert.ok(files.every((s) => s.action === "create"));
         const end = (n: string) => first.steps.find((s) => s.name === n)!.end;
         const start = (n: string) => first.steps.find((s) => s.name === n)!.start;
@@ -354,9 +84,8 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
 
     it("renews certificates (dry run) and has the reload hook", () => {
         // A dry run without --server would switch to Let's Encrypt staging (README: renewal).
-        const r = onHost(
-            host,
-            `REQUESTS_CA_BUNDLE=/etc/matrix-pulumi/acme-ca.pem certbot renew --dry-run --no-random-sleep-on-renew -q --server ${acme.directoryUrl} && test -x /etc/letsencrypt/renewal-hooks/deploy/matrix-pulumi-reload-nginx && echo ok`,
+        const r = sh(
+            `REQUESTS_CA_BUNDLE=/etc/matrix-pulumi/acme-ca.pem certbot renew --dry-run --no-random-sleep-on-renew -q --server ${ctx.acme.directoryUrl} && test -x /etc/letsencrypt/renewal-hooks/deploy/matrix-pulumi-reload-nginx && echo ok`,
         );
         assert.equal(r.stdout.trim(), "ok", r.stderr);
     });
@@ -382,12 +111,9 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
             rerun = await timed("deploy (re-run all)", () => deploy(stackConfig(), "recreate"));
             assert.equal(rerun.error, undefined, explainFailure(rerun));
         });
-        it("ran all 13 scripts and wrote all 8 files again, and kept the secrets", () => {
-            assert.equal(
-                rerun.steps.filter((s) => s.type === "command:remote:Command" && s.action === "create").length,
-                13,
-            );
-            assert.equal(rerun.steps.filter((s) => s.type === MANAGED_FILE && s.action === "create").length, 8);
+        it("ran all 15 scripts and wrote all 9 files again, and kept the secrets", () => {
+            assert.equal(rerun.steps.filter((s) => s.type === COMMAND && s.action === "create").length, 15);
+            assert.equal(rerun.steps.filter((s) => s.type === MANAGED_FILE && s.action === "create").length, 9);
             assert.equal(rerun.outputs.registrationSharedSecret, secret);
         });
         httpChecks();
@@ -402,7 +128,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
         let change: EngineResult;
         let pidsBefore: string;
         before(async () => {
-            pidsBefore = onHost(host, "systemctl show -p MainPID --value nginx postgresql@15-main").stdout;
+            pidsBefore = sh("systemctl show -p MainPID --value nginx postgresql@15-main").stdout;
             change = await timed("deploy (enableRegistration)", () =>
                 deploy(stackConfig({ synapse: { enableRegistration: true } })),
             );
@@ -433,7 +159,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
             assert.equal(((await done.json()) as { user_id: string }).user_id, `@bob:${DOMAIN}`);
         });
         it("left nginx and PostgreSQL running as they were", () => {
-            assert.equal(onHost(host, "systemctl show -p MainPID --value nginx postgresql@15-main").stdout, pidsBefore);
+            assert.equal(sh("systemctl show -p MainPID --value nginx postgresql@15-main").stdout, pidsBefore);
         });
     });
 
@@ -452,9 +178,9 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
             const backup = /backup before upgrading from 1\.162\.0: (\S+\.dump)/.exec(install)?.[1];
             assert.ok(backup, install);
             assert.match(backup, new RegExp(`pre-upgrade-${OLD_SYNAPSE}-to-${NEW_SYNAPSE}-`));
-            const listing = onHost(host, `pg_restore --list ${backup} | grep -c 'TABLE DATA'`);
+            const listing = sh(`pg_restore --list ${backup} | grep -c 'TABLE DATA'`);
             assert.ok(Number(listing.stdout.trim()) > 50, `a real dump: ${listing.stdout}${listing.stderr}`);
-            assert.equal(onHost(host, `stat -c '%a' /var/backups/matrix-synapse`).stdout.trim(), "700");
+            assert.equal(sh(`stat -c '%a' /var/backups/matrix-synapse`).stdout.trim(), "700");
         });
         it("runs the new release", async () => {
             const fed = (await (await get(`https://${HS}/_matrix/federation/v1/version`)).json()) as {
@@ -477,14 +203,13 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
             "synapse-secrets-yaml",
         ];
         const pids = () => ({
-            synapse: onHost(host, "systemctl show -p MainPID --value matrix-synapse").stdout.trim(),
-            nginx: onHost(host, "systemctl show -p MainPID --value nginx").stdout.trim(),
-            nginxWorkers: onHost(host, "pgrep -d, -P $(systemctl show -p MainPID --value nginx)").stdout.trim(),
-            postgres: onHost(host, "systemctl show -p MainPID --value postgresql@15-main").stdout.trim(),
+            synapse: sh("systemctl show -p MainPID --value matrix-synapse").stdout.trim(),
+            nginx: sh("systemctl show -p MainPID --value nginx").stdout.trim(),
+            nginxWorkers: sh("pgrep -d, -P $(systemctl show -p MainPID --value nginx)").stdout.trim(),
+            postgres: sh("systemctl show -p MainPID --value postgresql@15-main").stdout.trim(),
         });
         const digests = () =>
-            onHost(
-                host,
+            sh(
                 "sha256sum /etc/matrix-synapse/*.yaml /etc/nginx/sites-available/matrix-*.conf /var/www/element/current/config.json /etc/systemd/system/matrix-synapse.service",
             ).stdout;
         let clean: string;
@@ -496,8 +221,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
         let restored: EngineResult;
         before(async () => {
             clean = digests();
-            const edit = onHost(
-                host,
+            const edit = sh(
                 [
                     "sed -i 's/^enable_registration: true$/enable_registration: false/' /etc/matrix-synapse/homeserver.yaml",
                     "chmod 0644 /etc/matrix-synapse/secrets.yaml",
@@ -515,7 +239,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
             assert.equal(preview.error, undefined, explainFailure(preview));
             afterPreview = {
                 digests: digests(),
-                secretsMode: onHost(host, "stat -c %a /etc/matrix-synapse/secrets.yaml").stdout,
+                secretsMode: sh("stat -c %a /etc/matrix-synapse/secrets.yaml").stdout,
             };
             withoutRefresh = await deploy(upgraded(), "apply", { refresh: false });
             assert.equal(withoutRefresh.error, undefined, explainFailure(withoutRefresh));
@@ -552,7 +276,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
             assert.deepEqual(ran.map((s) => s.name).sort(), [...edited, "nginx-sites", "synapse-service"].sort());
             assert.equal(digests(), clean);
             assert.equal(
-                onHost(host, "stat -c '%a %U %G' /etc/matrix-synapse/secrets.yaml").stdout.trim(),
+                sh("stat -c '%a %U %G' /etc/matrix-synapse/secrets.yaml").stdout.trim(),
                 "640 root matrix-synapse",
             );
         });
@@ -584,44 +308,38 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
                 applied.steps.filter((s) => s.action !== "same").map((s) => s.name),
                 ["backup-timer"],
             );
-            assert.equal(onHost(host, "systemctl is-enabled matrix-synapse-backup.timer").stdout.trim(), "enabled");
+            assert.equal(sh("systemctl is-enabled matrix-synapse-backup.timer").stdout.trim(), "enabled");
         });
         it("backs up database, signing key and media, keeping the newest two", async () => {
             for (let i = 0; i < 3; i++) {
-                const run = onHost(
-                    host,
+                const run = sh(
                     "systemctl start matrix-synapse-backup.service && journalctl -u matrix-synapse-backup -n 1 -o cat",
                 );
                 assert.equal(run.code, 0, run.stderr);
                 await new Promise((r) => setTimeout(r, 1100)); // folder names have one-second resolution
             }
-            const folders = onHost(host, "find /var/backups/matrix-synapse -mindepth 1 -maxdepth 1 -type d | sort")
+            const folders = sh("find /var/backups/matrix-synapse -mindepth 1 -maxdepth 1 -type d | sort")
                 .stdout.trim()
                 .split("\n");
             assert.equal(folders.length, 2, folders.join(" "));
             newest = folders[1]!;
-            const files = onHost(
-                host,
-                `cd ${newest} && stat -c '%n %a' database.dump signing.key media_store.tar`,
-            ).stdout.trim();
+            const files = sh(`cd ${newest} && stat -c '%n %a' database.dump signing.key media_store.tar`).stdout.trim();
             assert.equal(files, "database.dump 600\nsigning.key 600\nmedia_store.tar 600");
-            assert.match(onHost(host, `tar -tf ${newest}/media_store.tar | wc -l`).stdout.trim(), /^[1-9]/);
+            assert.match(sh(`tar -tf ${newest}/media_store.tar | wc -l`).stdout.trim(), /^[1-9]/);
             assert.match(
-                onHost(host, "ls /var/backups/matrix-synapse").stdout,
+                sh("ls /var/backups/matrix-synapse").stdout,
                 /pre-upgrade-1\.162\.0-to-/,
                 "kept pre-upgrade dump",
             );
         });
         it("restores: drop the database, restore, the user logs in and the message is there", async () => {
-            const drop = onHost(
-                host,
+            const drop = sh(
                 "systemctl stop matrix-synapse && runuser -u postgres -- dropdb --force synapse && echo dropped",
             );
             assert.equal(drop.stdout.trim(), "dropped", drop.stderr);
-            const restore = await timed("checks: restore", () => onHost(host, `matrix-synapse-restore ${newest}`));
+            const restore = await timed("checks: restore", () => sh(`matrix-synapse-restore ${newest}`));
             assert.equal(restore.code, 0, restore.stderr);
-            const locale = onHost(
-                host,
+            const locale = sh(
                 `runuser -u postgres -- psql -qAt -c "SELECT datcollate, datctype FROM pg_database WHERE datname = 'synapse'"`,
             );
             assert.equal(locale.stdout.trim(), "C|C");
@@ -699,13 +417,10 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
         });
         it("extracted nothing and kept serving the release in place", async () => {
             assert.equal(
-                onHost(host, "test -e /var/www/element/releases/v1.12.30 && echo present || echo absent").stdout.trim(),
+                sh("test -e /var/www/element/releases/v1.12.30 && echo present || echo absent").stdout.trim(),
                 "absent",
             );
-            assert.equal(
-                onHost(host, "readlink /var/www/element/current").stdout.trim(),
-                "/var/www/element/releases/v1.12.29",
-            );
+            assert.equal(sh("readlink /var/www/element/current").stdout.trim(), "/var/www/element/releases/v1.12.29");
             assert.equal((await get(`https://${EL}/`)).status, 200);
         });
     });
@@ -724,23 +439,19 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
         });
         it("took away the DNS records, sites, certificates and the Synapse service", async () => {
             await assert.rejects(resolver.resolve4(HS));
-            assert.equal(onHost(host, "ls /etc/nginx/sites-enabled | grep -c '^matrix-' || true").stdout.trim(), "0");
-            assert.equal(
-                onHost(host, `test -e /etc/letsencrypt/live/${HS} && echo yes || echo no`).stdout.trim(),
-                "no",
-            );
-            assert.equal(onHost(host, "systemctl is-active matrix-synapse || true").stdout.trim(), "inactive");
-            assert.equal(onHost(host, "systemctl is-enabled matrix-synapse || true").stdout.trim(), "disabled");
-            assert.equal(onHost(host, "systemctl is-active nginx postgresql@15-main").stdout.trim(), "active\nactive");
+            assert.equal(sh("ls /etc/nginx/sites-enabled | grep -c '^matrix-' || true").stdout.trim(), "0");
+            assert.equal(sh(`test -e /etc/letsencrypt/live/${HS} && echo yes || echo no`).stdout.trim(), "no");
+            assert.equal(sh("systemctl is-active matrix-synapse || true").stdout.trim(), "inactive");
+            assert.equal(sh("systemctl is-enabled matrix-synapse || true").stdout.trim(), "disabled");
+            assert.equal(sh("systemctl is-active nginx postgresql@15-main").stdout.trim(), "active\nactive");
         });
         it("kept the database, the media store and the signing key", () => {
-            const db = onHost(
-                host,
+            const db = sh(
                 `runuser -u postgres -- psql -qAt -c "SELECT count(*) FROM pg_database WHERE datname = 'synapse'"`,
             );
             assert.equal(db.stdout.trim(), "1");
-            assert.equal(onHost(host, "test -s /var/lib/matrix-synapse/signing.key && echo yes").stdout.trim(), "yes");
-            const media = onHost(host, "find /var/lib/matrix-synapse/media_store -type f -size +10M | wc -l");
+            assert.equal(sh("test -s /var/lib/matrix-synapse/signing.key && echo yes").stdout.trim(), "yes");
+            const media = sh("find /var/lib/matrix-synapse/media_store -type f -size +10M | wc -l");
             assert.equal(media.stdout.trim(), "1", "the 20 MB upload");
         });
     });
@@ -766,18 +477,16 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
             assert.equal(destroyed.error, undefined, explainFailure(destroyed));
         });
         it("dropped the database and role and removed Synapse's data and Element", () => {
-            const db = onHost(
-                host,
+            const db = sh(
                 `runuser -u postgres -- psql -qAt -c "SELECT count(*) FROM pg_database WHERE datname = 'synapse'"`,
             );
             assert.equal(db.stdout.trim(), "0");
-            const role = onHost(
-                host,
+            const role = sh(
                 `runuser -u postgres -- psql -qAt -c "SELECT count(*) FROM pg_roles WHERE rolname = 'synapse'"`,
             );
             assert.equal(role.stdout.trim(), "0");
             for (const p of ["/var/lib/matrix-synapse", "/etc/matrix-synapse", "/opt/synapse", "/var/www/element"]) {
-                assert.equal(onHost(host, `test -e ${p} && echo present || echo absent`).stdout.trim(), "absent", p);
+                assert.equal(sh(`test -e ${p} && echo present || echo absent`).stdout.trim(), "absent", p);
             }
         });
     });

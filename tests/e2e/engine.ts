@@ -9,11 +9,14 @@
 // "replace" when its triggers changed), or every create again with mode "recreate".
 //
 //   node --import tsx tests/e2e/engine.ts < request.json > result.json
-import { createHash, randomInt } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, randomBytes, randomInt } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
 import { sshExec, type SshConnection } from "../../lib/ssh";
-import { runStack, secretValue, unwrapSecrets } from "../harness/stack";
+import { runStack, SECRET_SIG, SECRET_SIG_KEY, secretValue, unwrapSecrets } from "../harness/stack";
+
+const isSecret = (v: unknown) =>
+    typeof v === "object" && v !== null && (v as Record<string, unknown>)[SECRET_SIG_KEY] === SECRET_SIG;
 
 export interface EngineRequest {
     config: Record<string, string>;
@@ -39,6 +42,7 @@ export interface StepRecord {
     start: number;
     end: number;
     stdout?: string;
+    stderr?: string;
     error?: string;
     /** With refresh: the outputs whose value `read` found different from the state's. */
     refreshed?: string[];
@@ -63,10 +67,91 @@ interface StateEntry {
     /** The provider's ID (dynamic resources). */
     id?: string;
     outputs: Record<string, unknown>;
+    /** Outputs kept encrypted in the state file, as Pulumi keeps secret outputs. */
+    secretOutputs?: string[];
 }
 
 interface State {
     resources: Record<string, StateEntry>;
+    /** The stack's outputs (secret ones encrypted). */
+    stackOutputs?: Record<string, unknown>;
+}
+
+// The state file keeps secrets the way Pulumi's checkpoints do: each secret value replaced by
+// {sig: secret, ciphertext}, encrypted with the stack's key (here a random key file beside the
+// state, like a passphrase). What the program does not mark secret is stored in plain text, so a
+// scan of this file finds every secret the program forgot to mark.
+function stateKey(statePath: string): Buffer {
+    const file = `${statePath}.key`;
+    if (!existsSync(file)) writeFileSync(file, randomBytes(32), { mode: 0o600 });
+    return readFileSync(file);
+}
+
+function seal(key: Buffer, value: unknown): Record<string, string> {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv("aes-256-gcm", key, iv);
+    const ct = Buffer.concat([cipher.update(JSON.stringify(value), "utf8"), cipher.final()]);
+    return {
+        [SECRET_SIG_KEY]: SECRET_SIG,
+        ciphertext: Buffer.concat([iv, cipher.getAuthTag(), ct]).toString("base64"),
+    };
+}
+
+function unseal(key: Buffer, value: unknown): unknown {
+    const v = value as Record<string, string> | undefined;
+    if (!v || typeof v !== "object" || v[SECRET_SIG_KEY] !== SECRET_SIG || typeof v.ciphertext !== "string") {
+        return value;
+    }
+    const raw = Buffer.from(v.ciphertext, "base64");
+    const decipher = createDecipheriv("aes-256-gcm", key, raw.subarray(0, 12));
+    decipher.setAuthTag(raw.subarray(12, 28));
+    return JSON.parse(Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString("utf8"));
+}
+
+/** Reads the state file, secrets decrypted. */
+export function readState(statePath: string): State {
+    if (!existsSync(statePath)) return { resources: {} };
+    const key = stateKey(statePath);
+    const stored = JSON.parse(readFileSync(statePath, "utf8")) as State;
+    for (const e of Object.values(stored.resources)) {
+        e.outputs = Object.fromEntries(Object.entries(e.outputs).map(([k, v]) => [k, unseal(key, v)]));
+        if (e.connection) e.connection = unseal(key, e.connection) as Connection;
+    }
+    if (stored.stackOutputs) {
+        stored.stackOutputs = Object.fromEntries(
+            Object.entries(stored.stackOutputs).map(([k, v]) => [k, unseal(key, v)]),
+        );
+    }
+    return stored;
+}
+
+function writeState(statePath: string, state: State, secretStackOutputs: string[] = []): void {
+    const key = stateKey(statePath);
+    const stored: State = {
+        resources: Object.fromEntries(
+            Object.entries(state.resources).map(([k, e]) => [
+                k,
+                {
+                    ...e,
+                    outputs: Object.fromEntries(
+                        Object.entries(e.outputs).map(([name, v]) => [
+                            name,
+                            e.secretOutputs?.includes(name) ? seal(key, v) : v,
+                        ]),
+                    ),
+                    // The SSH key lives in the connection: always secret.
+                    connection: e.connection ? (seal(key, e.connection) as unknown as Connection) : undefined,
+                },
+            ]),
+        ),
+        stackOutputs: Object.fromEntries(
+            Object.entries(state.stackOutputs ?? {}).map(([k, v]) => [
+                k,
+                secretStackOutputs.includes(k) ? seal(key, v) : v,
+            ]),
+        ),
+    };
+    writeFileSync(statePath, JSON.stringify(stored, null, 1), { mode: 0o600 });
 }
 
 type Connection = SshConnection;
@@ -102,20 +187,19 @@ async function challtestsrv(base: string, op: string, body: unknown): Promise<vo
 
 async function main(): Promise<void> {
     const request = JSON.parse(readFileSync(0, "utf8")) as EngineRequest;
-    const state: State = existsSync(request.statePath)
-        ? (JSON.parse(readFileSync(request.statePath, "utf8")) as State)
-        : { resources: {} };
+    const state = readState(request.statePath);
     const next: State = { resources: { ...state.resources } };
     const steps: StepRecord[] = [];
     const inflight: Promise<unknown>[] = [];
     const project = "matrix";
     const stack = "e2e";
     const urnOf = (type: string, name: string) => `${type}::${name}`;
+    const additionalSecretOutputs = new Map<string, string[]>();
     let seq = 0;
 
     if (request.mode === "destroy") {
         await destroy(request, state, steps);
-        writeFileSync(request.statePath, JSON.stringify({ resources: {} }, null, 1), { mode: 0o600 });
+        writeState(request.statePath, { resources: {} });
         await new Promise((resolve) =>
             process.stdout.write(JSON.stringify({ steps, outputs: {} } satisfies EngineResult), resolve),
         );
@@ -141,6 +225,24 @@ async function main(): Promise<void> {
                         start: Date.now(),
                         end: 0,
                     };
+                    // Secret outputs, by the engine's rules: those the resource asks for
+                    // (additionalSecretOutputs), those named like a secret input, and the
+                    // random provider's result.
+                    const secretOutputs = [
+                        ...(additionalSecretOutputs.get(key) ?? []),
+                        ...Object.keys(args.inputs).filter((k) => isSecret(args.inputs[k])),
+                        ...(args.type === "random:index/randomPassword:RandomPassword" ? ["result"] : []),
+                    ];
+                    /** Outputs as the program sees them: the secret ones marked secret. */
+                    const asState = (outputs: Record<string, unknown> = {}): Record<string, unknown> => ({
+                        ...(args.inputs as Record<string, unknown>),
+                        ...Object.fromEntries(
+                            Object.entries(outputs).map(([k, v]) => [
+                                k,
+                                secretOutputs.includes(k) && !isSecret(v) ? secretValue(v) : v,
+                            ]),
+                        ),
+                    });
                     const keep = (outputs: Record<string, unknown>, extra: Partial<StateEntry> = {}) => {
                         next.resources[key] = {
                             type: args.type,
@@ -149,6 +251,7 @@ async function main(): Promise<void> {
                             triggers,
                             seq: ++seq,
                             outputs,
+                            secretOutputs,
                             ...extra,
                         };
                     };
@@ -202,7 +305,7 @@ async function main(): Promise<void> {
                             }
                             outs = { ...outs, __provider: inputs.__provider };
                             keep(outs, { id });
-                            return { id, state: { ...args.inputs, ...outs } };
+                            return { id, state: asState(outs) };
                         }
                         if (args.type === "command:remote:Command") {
                             const conn = inputs.connection as Connection;
@@ -210,12 +313,12 @@ async function main(): Promise<void> {
                             if (request.mode === "preview") {
                                 step.action = !prev ? "create" : unchanged ? "same" : "update";
                                 if (prev) next.resources[key] = { ...prev, seq: ++seq };
-                                return { id: `${args.name}-id`, state: { ...args.inputs, ...prev?.outputs } };
+                                return { id: `${args.name}-id`, state: asState(prev?.outputs) };
                             }
                             if (unchanged) {
                                 step.action = "same";
                                 next.resources[key] = { ...prev, seq: ++seq };
-                                return { id: `${args.name}-id`, state: { ...args.inputs, ...prev.outputs } };
+                                return { id: `${args.name}-id`, state: asState(prev.outputs) };
                             }
                             step.action = !prev ? "create" : prev.triggers !== triggers ? "replace" : "update";
                             if (request.mode === "recreate") step.action = "create";
@@ -226,6 +329,7 @@ async function main(): Promise<void> {
                                 "";
                             const res = await sshExec(conn, script, inputs.stdin as string | undefined);
                             step.stdout = res.stdout;
+                            step.stderr = res.stderr;
                             if (res.code !== 0) {
                                 throw new Error(
                                     `${args.name} exited ${res.code}:\n${res.stderr.trim().split("\n").slice(-25).join("\n")}`,
@@ -237,7 +341,7 @@ async function main(): Promise<void> {
                                 delete: typeof inputs.delete === "string" ? inputs.delete : undefined,
                                 connection: conn,
                             });
-                            return { id: `${args.name}-id`, state: { ...args.inputs, ...outputs } };
+                            return { id: `${args.name}-id`, state: asState(outputs) };
                         }
                         // Any other custom resource: echo, as a plain mock would.
                         return { id: `${args.name}-id`, state: args.inputs };
@@ -265,20 +369,36 @@ async function main(): Promise<void> {
         false,
     );
 
+    // additionalSecretOutputs travel in the registration request, not in the mocks' arguments.
+    type Req = { getType(): string; getName(): string; getAdditionalsecretoutputsList(): string[] };
+    const monitor = pulumi.runtime.getMonitor() as unknown as {
+        registerResource(req: Req, cb: (...a: unknown[]) => void): void;
+    };
+    const register = monitor.registerResource.bind(monitor);
+    monitor.registerResource = (req, cb) => {
+        additionalSecretOutputs.set(urnOf(req.getType(), req.getName()), req.getAdditionalsecretoutputsList());
+        register(req, cb);
+    };
+
     const result: EngineResult = { steps, outputs: {} };
     // A failed step rejects promises the program never awaits; the engine reports, not crashes.
     process.on("unhandledRejection", (err) => {
         result.error ??= err instanceof Error ? err.message : String(err);
     });
+    let secretStackOutputs: string[] = [];
     try {
         const outputs = await runStack();
         result.outputs = Object.fromEntries(Object.entries(outputs).map(([k, o]) => [k, unwrapSecrets(o.value)]));
+        secretStackOutputs = Object.entries(outputs)
+            .filter(([, o]) => o.secret)
+            .map(([k]) => k);
+        next.stackOutputs = result.outputs;
     } catch (err) {
         result.error = err instanceof Error ? err.message : String(err);
     }
     // Let steps already running finish, as the engine does before it reports the failure.
     await Promise.all(inflight);
-    if (request.mode !== "preview") writeFileSync(request.statePath, JSON.stringify(next, null, 1), { mode: 0o600 });
+    if (request.mode !== "preview") writeState(request.statePath, next, secretStackOutputs);
     // Flushed before the caller's process.exit (a pipe takes 64 kB at a time).
     await new Promise((resolve) => process.stdout.write(JSON.stringify(result), resolve));
 }

@@ -4,6 +4,7 @@
 #
 #   host.sh rootfs           build the cached rootfs tarball if missing
 #   host.sh up RUN_DIR       boot an ephemeral copy; writes RUN_DIR/{pid,key,key.pub,host.env}
+#   host.sh reboot RUN_DIR   power it off and boot the same rootfs again (as a server restarts)
 #   host.sh down RUN_DIR     stop it and remove its link and NAT rule (safe to call twice)
 set -euo pipefail
 cache=${E2E_CACHE:-$(cd "$(dirname "$0")/../.." && pwd)/.cache/e2e}
@@ -51,13 +52,22 @@ up() {
   # A fresh host key per run, pinned by the test as a user would pin it.
   rm -f "$root"/etc/ssh/ssh_host_*
   ssh-keygen -q -t ed25519 -N '' -f "$root/etc/ssh/ssh_host_ed25519_key"
+  boot "$run"
+  printf 'HOST_IP=%s\nGUEST_IP=%s\nHOST_KEY=%s\n' "$host_ip" "$guest_ip" \
+    "$(cut -d' ' -f1,2 "$root/etc/ssh/ssh_host_ed25519_key.pub")" > "$run/host.env"
+}
+
+# Boot the rootfs in RUN_DIR and wait for SSH (its veth, address and NAT set up again).
+boot() {
+  local run=$1
+  local root="$run/rootfs"
   setsid systemd-nspawn -b -D "$root" -M "$machine" --register=no --keep-unit --console=read-only \
     --network-veth > "$run/console.log" 2>&1 < /dev/null &
   echo $! > "$run/pid"
   for _ in $(seq 1 100); do ip link show "$link" >/dev/null 2>&1 && break; sleep 0.1; done
   ip addr replace "$host_ip/30" dev "$link"
   ip link set "$link" up
-  cat /proc/sys/net/ipv4/ip_forward > "$run/ip_forward.before"
+  [ -f "$run/ip_forward.before" ] || cat /proc/sys/net/ipv4/ip_forward > "$run/ip_forward.before"
   echo 1 > /proc/sys/net/ipv4/ip_forward
   iptables -t nat -C POSTROUTING -s "$subnet" ! -o "$link" -j MASQUERADE 2>/dev/null \
     || iptables -t nat -A POSTROUTING -s "$subnet" ! -o "$link" -j MASQUERADE
@@ -68,11 +78,10 @@ up() {
   done
   ssh -q -i "$run/key" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
     "root@$guest_ip" true
-  printf 'HOST_IP=%s\nGUEST_IP=%s\nHOST_KEY=%s\n' "$host_ip" "$guest_ip" \
-    "$(cut -d' ' -f1,2 "$root/etc/ssh/ssh_host_ed25519_key.pub")" > "$run/host.env"
 }
 
-down() {
+# Power off (the container's systemd shuts down cleanly) and wait for nspawn to exit.
+stop() {
   local run=$1
   if [ -f "$run/pid" ]; then
     local pid; pid=$(cat "$run/pid")
@@ -83,6 +92,11 @@ down() {
     fi
     rm -f "$run/pid"
   fi
+}
+
+down() {
+  local run=$1
+  stop "$run"
   ip link del "$link" 2>/dev/null || true
   while iptables -t nat -D POSTROUTING -s "$subnet" ! -o "$link" -j MASQUERADE 2>/dev/null; do :; done
   if [ -f "$run/ip_forward.before" ]; then cat "$run/ip_forward.before" > /proc/sys/net/ipv4/ip_forward; rm -f "$run/ip_forward.before"; fi
@@ -92,6 +106,7 @@ down() {
 case "${1:-}" in
   rootfs) rootfs ;;
   up) up "$2" ;;
+  reboot) stop "$2"; boot "$2" ;;
   down) down "$2" ;;
-  *) echo "usage: $0 rootfs | up RUN_DIR | down RUN_DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 rootfs | up RUN_DIR | reboot RUN_DIR | down RUN_DIR" >&2; exit 2 ;;
 esac

@@ -269,3 +269,8 @@ export async function serveArtifacts(
         stop: () => new Promise((r) => server.close(() => r())),
     };
 }
+
+/** Power the host off and boot the same rootfs again; resolves once SSH answers. */
+export function hostReboot(runDir: string): void {
+    sh("bash", [HOST_SH, "reboot", runDir]);
+}

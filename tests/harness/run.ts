@@ -1,5 +1,5 @@
 // Test-side helpers: run the program under mocks in a child process, find resources, walk inputs.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import * as path from "node:path";
 import type { ProgramResult, RecordedResource } from "./program";
 import { SECRET_SIG, SECRET_SIG_KEY } from "./stack";
@@ -29,36 +29,64 @@ export function baseConfig(overrides: Record<string, unknown> = {}): Record<stri
     );
 }
 
-export function runProgram(
-    config: Record<string, string>,
-    opts: { preview?: boolean; loader?: "tsx" | "ts-node"; plainKeys?: string[] } = {},
-): ProgramResult {
+type RunOptions = { preview?: boolean; loader?: "tsx" | "ts-node"; plainKeys?: string[] };
+
+function harnessCall(config: Record<string, string>, opts: RunOptions) {
     const root = path.resolve(__dirname, "../..");
     // ts-node (type-checking) is what the Pulumi CLI's Node.js host loads index.ts with.
     const loader = opts.loader === "ts-node" ? ["-r", "ts-node/register"] : ["--import", "tsx"];
-    const res = spawnSync(process.execPath, [...loader, path.join(__dirname, "program.ts")], {
+    const secretKeys = ["matrix:sshPrivateKey", "cloudflare:apiToken", "matrix:secrets"].filter(
+        (k) => !opts.plainKeys?.includes(k),
+    );
+    return {
+        args: [...loader, path.join(__dirname, "program.ts")],
         cwd: root,
-        input: JSON.stringify({
-            config,
-            secretKeys: opts.plainKeys
-                ? ["matrix:sshPrivateKey", "cloudflare:apiToken", "matrix:secrets"].filter(
-                      (k) => !opts.plainKeys!.includes(k),
-                  )
-                : ["matrix:sshPrivateKey", "cloudflare:apiToken", "matrix:secrets"],
-            preview: opts.preview ?? false,
-        }),
-        encoding: "utf8",
-        // Each ManagedFile carries its serialized provider (tens of kB).
-        maxBuffer: 64 * 1024 * 1024,
+        input: JSON.stringify({ config, secretKeys, preview: opts.preview ?? false }),
         env: { ...process.env, CLOUDFLARE_API_TOKEN: "" },
-    });
+    };
+}
+
+function parseResult(stdout: string, status: number | null, stderr: string): ProgramResult {
     // A program that throws leaves the Stack's promises open, and Pulumi's exit hook says so
     // on stderr; the result written before that is what counts.
     try {
-        return JSON.parse(res.stdout) as ProgramResult;
+        return JSON.parse(stdout) as ProgramResult;
     } catch {
-        throw new Error(`program harness failed (exit ${res.status}): ${res.stderr}`);
+        throw new Error(`program harness failed (exit ${status}): ${stderr}`);
     }
+}
+
+export function runProgram(config: Record<string, string>, opts: RunOptions = {}): ProgramResult {
+    const call = harnessCall(config, opts);
+    const res = spawnSync(process.execPath, call.args, {
+        cwd: call.cwd,
+        input: call.input,
+        encoding: "utf8",
+        // Each ManagedFile carries its serialized provider (tens of kB).
+        maxBuffer: 64 * 1024 * 1024,
+        env: call.env,
+    });
+    return parseResult(res.stdout, res.status, res.stderr);
+}
+
+/** runProgram without blocking, so many configs can run side by side. */
+export function runProgramAsync(config: Record<string, string>, opts: RunOptions = {}): Promise<ProgramResult> {
+    const call = harnessCall(config, opts);
+    const child = spawn(process.execPath, call.args, { cwd: call.cwd, env: call.env });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stdin.end(call.input);
+    return new Promise((resolve, reject) =>
+        child.on("close", (code) => {
+            try {
+                resolve(parseResult(stdout, code, stderr));
+            } catch (err) {
+                reject(err instanceof Error ? err : new Error(String(err)));
+            }
+        }),
+    );
 }
 
 export function byName(result: ProgramResult, name: string): RecordedResource {
