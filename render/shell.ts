@@ -70,7 +70,7 @@ const APT = "apt-get -q -o DPkg::Lock::Timeout=600";
 export function aptInstall(packages: string[]): string[] {
     const list = packages.map(shq).join(" ");
     return [
-        `missing=$(for p in ${list}; do dpkg-query -W -f='${"${Status}"}' "$p" 2>/dev/null | grep -q 'ok installed' || echo "$p"; done)`,
+        `missing=$(printf '%s\n' ${list} | while read -r p; do dpkg-query -W -f='${"${Status}"}' "$p" 2>/dev/null | grep -q 'ok installed' || echo "$p"; done)`,
         `if [ -n "$missing" ]; then`,
         `  exec 9>${APT_LOCK}`,
         "  flock -w 1200 9",

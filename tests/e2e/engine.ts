@@ -4,6 +4,7 @@
 // record in pebble-challtestsrv. Order comes from the program alone: under mocks a resource is
 // registered only once the ones it depends on have resolved.
 //
+// Like the engine it starts no new step once one has failed, and lets running ones finish.
 // Like the engine it keeps a state file (resource → input digest, outputs): a later run reuses
 // the stored random values and runs a command only when its inputs changed ("update", or
 // "replace" when its triggers changed), or every create again with mode "recreate".
@@ -191,6 +192,7 @@ async function main(): Promise<void> {
     const next: State = { resources: { ...state.resources } };
     const steps: StepRecord[] = [];
     const inflight: Promise<unknown>[] = [];
+    let halted: string | undefined;
     const project = "matrix";
     const stack = "e2e";
     const urnOf = (type: string, name: string) => `${type}::${name}`;
@@ -212,6 +214,8 @@ async function main(): Promise<void> {
             newResource: (args) => {
                 // Components and the Stack are the engine's bookkeeping only.
                 if (!args.custom) return { id: `${args.name}-id`, state: args.inputs };
+                // After a failure the engine starts no new step (the state keeps the old entry).
+                if (halted !== undefined) return Promise.reject(new Error(`${args.name}: not run, ${halted} failed`));
                 const work = (async () => {
                     const inputs = unwrapSecrets(args.inputs) as Record<string, unknown>;
                     const key = urnOf(args.type, args.name);
@@ -348,6 +352,7 @@ async function main(): Promise<void> {
                     } catch (err) {
                         step.action = "failed";
                         step.error = err instanceof Error ? err.message : String(err);
+                        halted ??= args.name;
                         // A failed resource keeps its old state, as with the engine.
                         if (prev) next.resources[key] = prev;
                         else delete next.resources[key];
@@ -397,7 +402,10 @@ async function main(): Promise<void> {
         result.error = err instanceof Error ? err.message : String(err);
     }
     // Let steps already running finish, as the engine does before it reports the failure.
-    await Promise.all(inflight);
+    for (let settled = -1; settled !== inflight.length;) {
+        settled = inflight.length;
+        await Promise.all(inflight);
+    }
     if (request.mode !== "preview") writeState(request.statePath, next, secretStackOutputs);
     // Flushed before the caller's process.exit (a pipe takes 64 kB at a time).
     await new Promise((resolve) => process.stdout.write(JSON.stringify(result), resolve));

@@ -141,8 +141,12 @@ export async function startAcme(dir: string, listenIp: string): Promise<Acme> {
                 privateKey: f("key.pem"),
                 httpPort: 80,
                 tlsPort: 443,
-                ocspResponderURL: "",
+                // Public CAs put a revocation URI in every certificate (testssl rates its absence
+                // HIGH); pebble does only when told one. Nothing needs to answer there.
+                ocspResponderURL: `http://${listenIp}:4002/`,
                 externalAccountBindingRequired: false,
+                // Let's Encrypt's 90 days rather than pebble's five years.
+                certificateValidityPeriod: 90 * 24 * 3600,
             },
         }),
     );
@@ -195,8 +199,17 @@ export async function startAcme(dir: string, listenIp: string): Promise<Acme> {
     };
 }
 
+export interface ElementRelease {
+    version: string;
+    url: string;
+    sha256: string;
+}
+
 export interface Artifacts {
-    element: { version: string; url: string; sha256: string };
+    /** The first release served. */
+    element: ElementRelease;
+    /** Every release served, by version. */
+    elements: Record<string, ElementRelease>;
     /** pip --find-links URL of the Synapse wheelhouse. */
     wheelhouse: string;
     stop(): Promise<void>;
@@ -225,12 +238,7 @@ export function buildWheelhouse(cache: string, venv: string, versions: string[])
  * layout (one top folder element-vX.Y.Z/ with index.html, config.sample.json, bundles/, i18n/),
  * and the wheelhouse as a page of links.
  */
-export async function serveArtifacts(
-    dir: string,
-    listenIp: string,
-    version: string,
-    wheelhouse: string,
-): Promise<Artifacts> {
+function elementTarball(dir: string, version: string): Buffer {
     const top = path.join(dir, `element-v${version}`);
     mkdirSync(path.join(top, "bundles", "0123abcd"), { recursive: true });
     mkdirSync(path.join(top, "i18n"), { recursive: true });
@@ -241,13 +249,23 @@ export async function serveArtifacts(
     writeFileSync(path.join(top, "version"), `${version}\n`);
     const tarball = path.join(dir, `element-v${version}.tar.gz`);
     sh("tar", ["-czf", tarball, "-C", dir, `element-v${version}`]);
-    const bytes = readFileSync(tarball);
+    return readFileSync(tarball);
+}
+
+export async function serveArtifacts(
+    dir: string,
+    listenIp: string,
+    versions: string[],
+    wheelhouse: string,
+): Promise<Artifacts> {
+    const tarballs = new Map(versions.map((v) => [`/element-v${v}.tar.gz`, elementTarball(dir, v)]));
     const wheels = readdirSync(wheelhouse).filter((f) => f.endsWith(".whl"));
     const server: Server = createServer((req, res) => {
         const url = req.url ?? "";
-        if (url === `/element-v${version}.tar.gz`) {
-            res.writeHead(200, { "Content-Type": "application/gzip", "Content-Length": bytes.length });
-            res.end(bytes);
+        const tarball = tarballs.get(url);
+        if (tarball) {
+            res.writeHead(200, { "Content-Type": "application/gzip", "Content-Length": tarball.length });
+            res.end(tarball);
         } else if (url === "/wheels/") {
             res.writeHead(200, { "Content-Type": "text/html" });
             res.end(wheels.map((w) => `<a href="${encodeURIComponent(w)}">${w}</a><br>`).join("\n"));
@@ -259,12 +277,21 @@ export async function serveArtifacts(
         }
     });
     await new Promise<void>((r) => server.listen(8099, listenIp, r));
-    return {
-        element: {
+    const elements = Object.fromEntries(
+        versions.map((version) => [
             version,
-            url: `http://${listenIp}:8099/element-v${version}.tar.gz`,
-            sha256: createHash("sha256").update(bytes).digest("hex"),
-        },
+            {
+                version,
+                url: `http://${listenIp}:8099/element-v${version}.tar.gz`,
+                sha256: createHash("sha256")
+                    .update(tarballs.get(`/element-v${version}.tar.gz`)!)
+                    .digest("hex"),
+            },
+        ]),
+    );
+    return {
+        element: elements[versions[0]!]!,
+        elements,
         wheelhouse: `http://${listenIp}:8099/wheels/`,
         stop: () => new Promise((r) => server.close(() => r())),
     };

@@ -34,6 +34,8 @@ export const DOMAIN = "matrix-e2e.test";
 export const HS = `matrix.${DOMAIN}`;
 export const EL = `element.${DOMAIN}`;
 const ELEMENT_VERSION = "1.12.29";
+/** A second release, for changing element.version. */
+export const NEXT_ELEMENT_VERSION = "1.12.31";
 // The first deploy installs an older Synapse; a later phase upgrades to the program's default.
 export const OLD_SYNAPSE = "1.162.0";
 export const NEW_SYNAPSE = DEFAULT_SYNAPSE_VERSION;
@@ -71,7 +73,12 @@ export async function startSession(run: string): Promise<void> {
     const wheels = await timed("wheelhouse (pip wheel or cache)", () =>
         buildWheelhouse(CACHE, SYNAPSE_VENV, [OLD_SYNAPSE, NEW_SYNAPSE]),
     );
-    ctx.artifacts = await serveArtifacts(path.join(run, "artifacts"), ctx.host.hostIp, ELEMENT_VERSION, wheels);
+    ctx.artifacts = await serveArtifacts(
+        path.join(run, "artifacts"),
+        ctx.host.hostIp,
+        [ELEMENT_VERSION, NEXT_ELEMENT_VERSION],
+        wheels,
+    );
     ctx.http = client();
 }
 
@@ -104,6 +111,7 @@ export function stackConfig(
         users?: unknown[];
         backup?: Record<string, unknown>;
         firewall?: Record<string, unknown>;
+        acme?: Record<string, unknown>;
     } = {},
 ): Record<string, string> {
     const { host, acme, artifacts } = ctx;
@@ -113,7 +121,12 @@ export function stackConfig(
         "matrix:sshPrivateKey": host.privateKey,
         "matrix:dns": { zoneId: "0123456789abcdef0123456789abcdef" },
         "cloudflare:apiToken": "e2e-token-never-used",
-        "matrix:acme": { email: "admin@matrix-e2e.test", directoryUrl: acme.directoryUrl, caBundle: acme.listenerCa },
+        "matrix:acme": {
+            email: "admin@matrix-e2e.test",
+            directoryUrl: acme.directoryUrl,
+            caBundle: acme.listenerCa,
+            ...overrides.acme,
+        },
         "matrix:synapse": {
             healthTimeoutSeconds: 240,
             wheelhouse: artifacts.wheelhouse,

@@ -1,0 +1,392 @@
+// Bad input: each stack config below is rejected by the whole program (index.ts under Pulumi's
+// mocks) before any resource is registered, in one message that names the key and the expected
+// form (or the fix). The programs run side by side; one test per case.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { baseConfig, runProgramAsync, TEST_SSH_KEY, type ProgramResult } from "../harness/run";
+import { recordFigure } from "./figures";
+
+interface Case {
+    label: string;
+    overrides: Record<string, unknown>;
+    /** The key the message must name. */
+    key: string;
+    /** The expected form or the fix the message must give. */
+    form: RegExp;
+    plainKeys?: string[];
+}
+
+const machine = { ipv4: "203.0.113.10" };
+const element = { version: "1.12.29", sha256: "a".repeat(64) };
+
+export const CASES: Case[] = [
+    // Names
+    {
+        label: "domain with capitals and '_'",
+        overrides: { "matrix:domain": "Example_Org" },
+        key: "matrix:domain",
+        form: /expected a lower-case DNS name with at least two labels/,
+    },
+    {
+        label: "domain of one label",
+        overrides: { "matrix:domain": "localhost" },
+        key: "matrix:domain",
+        form: /at least two labels, such as example\.org/,
+    },
+    {
+        label: "domain with a trailing dot",
+        overrides: { "matrix:domain": "example.org." },
+        key: "matrix:domain",
+        form: /expected a lower-case DNS name/,
+    },
+    {
+        label: "domain label over 63 characters",
+        overrides: { "matrix:domain": `${"a".repeat(64)}.org` },
+        key: "matrix:domain",
+        form: /expected a lower-case DNS name/,
+    },
+    {
+        label: "homeserverHost starting with '-'",
+        overrides: { "matrix:homeserverHost": "-matrix.example.org" },
+        key: "matrix:homeserverHost",
+        form: /such as matrix\.example\.org/,
+    },
+    {
+        label: "elementHost with a space",
+        overrides: { "matrix:elementHost": "element .example.org" },
+        key: "matrix:elementHost",
+        form: /such as element\.example\.org/,
+    },
+    {
+        label: "elementHost equal to homeserverHost",
+        overrides: { "matrix:elementHost": "matrix.example.org" },
+        key: "matrix:elementHost",
+        form: /must differ from matrix:homeserverHost .*its own host name/,
+    },
+    {
+        label: "elementHost equal to the apex",
+        overrides: { "matrix:elementHost": "example.org" },
+        key: "matrix:elementHost",
+        form: /must differ from matrix:domain/,
+    },
+    {
+        label: "delegation none with another homeserverHost",
+        overrides: { "matrix:delegation": "none", "matrix:homeserverHost": "matrix.example.org" },
+        key: "matrix:homeserverHost",
+        form: /must equal matrix:domain .* when matrix:delegation is "none"/,
+    },
+    {
+        label: "unknown delegation",
+        overrides: { "matrix:delegation": "apex-only" },
+        key: "matrix:delegation",
+        form: /expected one of "apex", "external", "none"/,
+    },
+    // Machine
+    {
+        label: "IPv4 octet over 255",
+        overrides: { "matrix:machine": { ipv4: "203.0.113.300" } },
+        key: "matrix:machine.ipv4",
+        form: /expected an IPv4 address such as 203\.0\.113\.10/,
+    },
+    {
+        label: "IPv4 with a prefix length",
+        overrides: { "matrix:machine": { ipv4: "203.0.113.10/24" } },
+        key: "matrix:machine.ipv4",
+        form: /expected an IPv4 address/,
+    },
+    {
+        label: "machine without ipv4",
+        overrides: { "matrix:machine": {} },
+        key: "matrix:machine.ipv4",
+        form: /required; set it with pulumi config set --path matrix:machine\.ipv4/,
+    },
+    {
+        label: "IPv6 with ':::'",
+        overrides: { "matrix:machine": { ...machine, ipv6: "2001:db8:::1" } },
+        key: "matrix:machine.ipv6",
+        form: /expected an IPv6 address such as 2001:db8::10/,
+    },
+    {
+        label: "IPv4 given as IPv6",
+        overrides: { "matrix:machine": { ...machine, ipv6: "203.0.113.11" } },
+        key: "matrix:machine.ipv6",
+        form: /expected an IPv6 address/,
+    },
+    {
+        label: "SSH port 0",
+        overrides: { "matrix:machine": { ...machine, sshPort: 0 } },
+        key: "matrix:machine.sshPort",
+        form: /expected a port number from 1 to 65535/,
+    },
+    {
+        label: "SSH port 70000",
+        overrides: { "matrix:machine": { ...machine, sshPort: 70000 } },
+        key: "matrix:machine.sshPort",
+        form: /from 1 to 65535/,
+    },
+    {
+        label: "SSH port as a word",
+        overrides: { "matrix:machine": { ...machine, sshPort: "ssh" } },
+        key: "matrix:machine.sshPort",
+        form: /expected a port number/,
+    },
+    {
+        label: "SSH user with a space",
+        overrides: { "matrix:machine": { ...machine, sshUser: "Root User" } },
+        key: "matrix:machine.sshUser",
+        form: /expected a Unix user name such as root/,
+    },
+    {
+        label: "host key without its type",
+        overrides: { "matrix:machine": { ...machine, sshHostKey: "AAAAC3NzaC1lZDI1NTE5AAAAI" } },
+        key: "matrix:machine.sshHostKey",
+        form: /expected an OpenSSH public key line/,
+    },
+    {
+        label: "machine not an object",
+        overrides: { "matrix:machine": "203.0.113.10" },
+        key: "matrix:machine",
+        form: /expected an object \(set it in the stack file or with pulumi config set --path\)/,
+    },
+    {
+        label: "private key that is not a key",
+        overrides: { "matrix:sshPrivateKey": "ssh-ed25519 AAAA public" },
+        key: "matrix:sshPrivateKey",
+        form: /expected an OpenSSH\/PEM private key \(set it with: pulumi config set --secret/,
+    },
+    {
+        label: "private key stored in plain text",
+        overrides: {},
+        plainKeys: ["matrix:sshPrivateKey"],
+        key: "matrix:sshPrivateKey",
+        form: /stored in plain text; set it again with pulumi config set --secret matrix:sshPrivateKey/,
+    },
+    // DNS
+    {
+        label: "dns block without a Cloudflare token",
+        overrides: { "cloudflare:apiToken": undefined },
+        key: "matrix:dns",
+        form: /needs a Cloudflare API token; set it with: pulumi config set --secret cloudflare:apiToken/,
+    },
+    {
+        label: "zone id in capitals",
+        overrides: { "matrix:dns": { zoneId: "0123456789ABCDEF0123456789ABCDEF" } },
+        key: "matrix:dns.zoneId",
+        form: /32 lower-case hex digits/,
+    },
+    {
+        label: "TTL of 30 s",
+        overrides: { "matrix:dns": { zoneId: "0123456789abcdef0123456789abcdef", ttl: 30 } },
+        key: "matrix:dns.ttl",
+        form: /1 \(auto\) or a number of seconds from 60 to 86400/,
+    },
+    // ACME
+    {
+        label: "no acme block",
+        overrides: { "matrix:acme": undefined },
+        key: "matrix:acme",
+        form: /required; set pulumi config set --path matrix:acme\.email/,
+    },
+    { label: "missing ACME e-mail", overrides: { "matrix:acme": {} }, key: "matrix:acme.email", form: /required/ },
+    {
+        label: "ACME e-mail without a domain",
+        overrides: { "matrix:acme": { email: "admin" } },
+        key: "matrix:acme.email",
+        form: /expected an e-mail address for the ACME account/,
+    },
+    {
+        label: "ACME directory over http",
+        overrides: { "matrix:acme": { email: "a@example.org", directoryUrl: "http://acme.example.org/dir" } },
+        key: "matrix:acme.directoryUrl",
+        form: /expected an https:\/\/ ACME directory URL/,
+    },
+    {
+        label: "CA bundle that is not PEM",
+        overrides: { "matrix:acme": { email: "a@example.org", caBundle: "not a cert" } },
+        key: "matrix:acme.caBundle",
+        form: /-----BEGIN CERTIFICATE-----/,
+    },
+    // Synapse
+    {
+        label: "upload size with a space",
+        overrides: { "matrix:synapse": { maxUploadSize: "50 MB" } },
+        key: "matrix:synapse.maxUploadSize",
+        form: /expected a size such as "50M"/,
+    },
+    {
+        label: "upload size in G",
+        overrides: { "matrix:synapse": { maxUploadSize: "1G" } },
+        key: "matrix:synapse.maxUploadSize",
+        form: /no G, no spaces/,
+    },
+    {
+        label: "Synapse version 'latest'",
+        overrides: { "matrix:synapse": { version: "latest" } },
+        key: "matrix:synapse.version",
+        form: /expected a matrix-synapse release such as "1\.163\.2"/,
+    },
+    {
+        label: "Synapse version with a 'v'",
+        overrides: { "matrix:synapse": { version: "v1.163.2" } },
+        key: "matrix:synapse.version",
+        form: /no leading "v"/,
+    },
+    {
+        label: "Synapse version as a number",
+        overrides: { "matrix:synapse": { version: 1.5 } },
+        key: "matrix:synapse.version",
+        form: /as a string/,
+    },
+    {
+        label: "registration flag 'yes'",
+        overrides: { "matrix:synapse": { enableRegistration: "yes" } },
+        key: "matrix:synapse.enableRegistration",
+        form: /expected true or false/,
+    },
+    {
+        label: "health timeout of 5 s",
+        overrides: { "matrix:synapse": { healthTimeoutSeconds: 5 } },
+        key: "matrix:synapse.healthTimeoutSeconds",
+        form: /from 10 to 3600/,
+    },
+    {
+        label: "extraConfig overriding server_name",
+        overrides: { "matrix:synapse": { extraConfig: { server_name: "x.org" } } },
+        key: "matrix:synapse.extraConfig.server_name",
+        form: /is managed by the program; set matrix:domain/,
+    },
+    // Element
+    {
+        label: "Element sha256 too short",
+        overrides: { "matrix:element": { ...element, sha256: "abc" } },
+        key: "matrix:element.sha256",
+        form: /64 lower-case hex digits/,
+    },
+    {
+        label: "Element sha256 read as a number",
+        overrides: { "matrix:element": { ...element, sha256: 1e64 } },
+        key: "matrix:element.sha256",
+        form: /as a string \(quote it in YAML\)/,
+    },
+    {
+        label: "Element version with a 'v'",
+        overrides: { "matrix:element": { ...element, version: "v1.12.29" } },
+        key: "matrix:element.version",
+        form: /no leading "v"/,
+    },
+    {
+        label: "no element block",
+        overrides: { "matrix:element": undefined },
+        key: "matrix:element",
+        form: /required; set pulumi config set --path matrix:element\.version/,
+    },
+    {
+        label: "Element URL over ftp",
+        overrides: { "matrix:element": { ...element, url: "ftp://mirror.example.org/e.tgz" } },
+        key: "matrix:element.url",
+        form: /expected an http\(s\):\/\/ URL/,
+    },
+    // Other keys
+    {
+        label: "misspelt top-level key",
+        overrides: { "matrix:domian": "example.org" },
+        key: "matrix:domian",
+        form: /unknown key; check the spelling against the README's config table/,
+    },
+    {
+        label: "misspelt nested key",
+        overrides: { "matrix:synapse": { enableRegistrations: true } },
+        key: "matrix:synapse.enableRegistrations",
+        form: /unknown key/,
+    },
+    {
+        label: "database name with capitals and '-'",
+        overrides: { "matrix:postgres": { database: "Synapse-DB" } },
+        key: "matrix:postgres.database",
+        form: /expected a PostgreSQL identifier/,
+    },
+    {
+        label: "backup retention 0",
+        overrides: { "matrix:backup": { retention: 0 } },
+        key: "matrix:backup.retention",
+        form: /from 1 to 365/,
+    },
+    {
+        label: "backup schedule with a ';'",
+        overrides: { "matrix:backup": { schedule: "daily; rm -rf /" } },
+        key: "matrix:backup.schedule",
+        form: /systemd OnCalendar expression/,
+    },
+    {
+        label: "two users with one name",
+        overrides: { "matrix:users": [{ name: "alice" }, { name: "alice" }] },
+        key: "matrix:users",
+        form: /names must be unique/,
+    },
+    {
+        label: "user name with '!'",
+        overrides: { "matrix:users": [{ name: "Alice!" }] },
+        key: "matrix:users.0.name",
+        form: /expected a localpart of lower-case letters/,
+    },
+    {
+        label: "firewall port 70000",
+        overrides: { "matrix:firewall": { allowTcpPorts: [70000] } },
+        key: "matrix:firewall.allowTcpPorts.0",
+        form: /expected a TCP port number from 1 to 65535/,
+    },
+    {
+        label: "purgeOnDestroy 'maybe'",
+        overrides: { "matrix:purgeOnDestroy": "maybe" },
+        key: "matrix:purgeOnDestroy",
+        form: /expected true or false/,
+    },
+    {
+        label: "brought secrets in plain text",
+        overrides: { "matrix:secrets": { formSecret: "f".repeat(40) } },
+        plainKeys: ["matrix:secrets"],
+        key: "matrix:secrets",
+        form: /pulumi config set --secret --path matrix:secrets\.<name>/,
+    },
+];
+
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+describe(`bad stack configs (${CASES.length} cases)`, () => {
+    const results = new Map<string, ProgramResult>();
+    const rejected = new Set<string>();
+    before(async () => {
+        // Eight at a time: each is a Node process running the whole program under mocks.
+        const queue = [...CASES];
+        await Promise.all(
+            Array.from({ length: 8 }, async () => {
+                for (let c = queue.shift(); c; c = queue.shift()) {
+                    results.set(c.label, await runProgramAsync(baseConfig(c.overrides), { plainKeys: c.plainKeys }));
+                }
+            }),
+        );
+    });
+    after(() => recordFigure("badConfigs", { rejected: rejected.size, total: CASES.length }));
+
+    it("has at least 30 cases, each with its own label", () => {
+        assert.ok(CASES.length >= 30);
+        assert.equal(new Set(CASES.map((c) => c.label)).size, CASES.length);
+        assert.ok(baseConfig()["matrix:sshPrivateKey"] === TEST_SSH_KEY);
+    });
+
+    for (const c of CASES) {
+        it(`rejects ${c.label}: names ${c.key} and the expected form, before any resource`, () => {
+            const r = results.get(c.label)!;
+            const message = r.error ?? "";
+            assert.match(message, /nothing was deployed/, `not rejected: ${message}`);
+            assert.match(message, new RegExp(`  - ${escape(c.key)}: `), message);
+            const line = message.split("\n").find((l) => l.startsWith(`  - ${c.key}: `)) ?? "";
+            assert.match(line, c.form);
+            assert.deepEqual(
+                r.resources.filter((x) => x.type !== "pulumi:pulumi:Stack").map((x) => x.name),
+                [],
+            );
+            rejected.add(c.label);
+        });
+    }
+});

@@ -1,0 +1,489 @@
+// Hardening on a real host (the e2e session: systemd-nspawn, pebble, the acting engine):
+// connections cut in the middle of steps, a reboot and a killed Synapse; every channel a secret
+// could leak through, scanned; testssl.sh against the deployed nginx; the firewall from outside;
+// the Synapse unit's sandbox. Needs root; run by `npm run test:hardening`.
+import assert from "node:assert/strict";
+import { execFile, spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import * as net from "node:net";
+import * as path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { readState, type EngineResult } from "../e2e/engine";
+import { hostReboot, sshTo } from "../e2e/infra";
+import {
+    CACHE,
+    ctx,
+    deploy,
+    explainFailure,
+    get,
+    hostChecks,
+    HS,
+    httpChecks,
+    lastMessages,
+    matrixClient,
+    NEW_SYNAPSE,
+    sh,
+    stackConfig,
+    startSession,
+    stopSession,
+    target,
+    timed,
+} from "../e2e/session";
+import { registerUser } from "../../lib/registerUser";
+import { recordFigure } from "./figures";
+
+const RUN = path.join(CACHE, "run-hardening");
+/** The stack: purgeOnDestroy, so a destroy gives the next deploy real work to do again. */
+const config = (synapse: Record<string, unknown> = {}) => stackConfig({ purgeOnDestroy: true, synapse });
+const faults: { name: string; converged: boolean }[] = [];
+const results: EngineResult[] = [];
+const hygiene = { leaked: -1 };
+const tls = { high: -1 };
+
+/** Deploy and keep the result for the secret scan. */
+async function run(config: Record<string, string>): Promise<EngineResult> {
+    const r = await deploy(config);
+    results.push(r);
+    return r;
+}
+
+/**
+ * On the host: wait until a process whose command line matches `pattern` (an anchored ERE) has
+ * run for `delaySeconds`, then kill the step that started it where it stands — its whole process
+ * tree — and the SSH session it came through: the connection is cut in the middle of the step.
+ * Resolves with what was cut, or "missed" if the step never got there.
+ */
+function cutWhen(
+    pattern: string,
+    delaySeconds: number,
+    around: { hold?: string; release?: string } = {},
+): { stop(): Promise<string> } {
+    const tag = `cut-watcher-${randomBytes(4).toString("hex")}`;
+    const watcher = `
+set -u
+pattern=$1; delay=$2
+${around.hold ?? ""}
+desc() { local c; for c in $(pgrep -P "$1"); do desc "$c"; echo "$c"; done; }
+for _ in $(seq 1 18000); do
+  pid=$(pgrep -o -f -- "$pattern" || true)
+  if [ -n "$pid" ]; then
+    sleep "$delay"
+    kill -0 "$pid" 2>/dev/null || { echo "finished before the cut"; exit 1; }
+    step=$pid
+    while :; do
+      parent=$(ps -o ppid= -p "$step" | tr -d ' ')
+      [ -n "$parent" ] && [ "$parent" -gt 1 ] || { echo "no SSH session above $pid"; exit 1; }
+      [ "$(ps -o comm= -p "$parent")" = sshd ] && break
+      step=$parent
+    done
+    what=$(tr '\\0' ' ' < "/proc/$pid/cmdline" | cut -c1-100)
+    kill -KILL $(desc "$step") "$step" "$parent" 2>/dev/null
+    ${around.release ?? ""}
+    echo "cut: $what"; exit 0
+  fi
+  sleep 0.02
+done
+echo missed; exit 1`;
+    const child = spawn("ssh", [
+        ...sshTo(ctx.host),
+        "--",
+        "bash",
+        "-c",
+        shellQuote(watcher),
+        tag,
+        shellQuote(pattern),
+        String(delaySeconds),
+    ]);
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    const done = new Promise<string>((resolve) => child.on("close", () => resolve(out.trim() || "missed")));
+    return {
+        // The loop on the host outlives its SSH client: end it there.
+        stop: async () => {
+            sh(`pkill -f '[${tag[0]}]${tag.slice(1)}'; ${around.release ?? ""} true`);
+            return done;
+        },
+    };
+}
+
+const HOLD_PG_DATABASE = {
+    hold: `runuser -u postgres -- psql -X -q -c 'BEGIN; LOCK TABLE pg_catalog.pg_database IN SHARE MODE; SELECT pg_sleep(60);' >/dev/null 2>&1 &`,
+    release: `runuser -u postgres -- psql -X -qAt -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()" >/dev/null`,
+};
+
+const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/** Samples every process's arguments, on the host and on this machine, every 100 ms. */
+function sampleProcesses(): { stop(): Promise<string> } {
+    const seen = new Set<string>();
+    const remote = spawn("ssh", [...sshTo(ctx.host), "--", "while :; do ps -eww -o args=; sleep 0.1; done"]);
+    remote.stdout.on("data", (d: Buffer) =>
+        d
+            .toString()
+            .split("\n")
+            .forEach((l) => seen.add(l)),
+    );
+    const local = setInterval(() => {
+        execFile("ps", ["-eww", "-o", "args="], { maxBuffer: 16 * 1024 * 1024 }, (_e, stdout) =>
+            stdout.split("\n").forEach((l) => seen.add(l)),
+        );
+    }, 100);
+    return {
+        stop: async () => {
+            clearInterval(local);
+            remote.kill();
+            await new Promise((r) => setTimeout(r, 200));
+            return [...seen].join("\n");
+        },
+    };
+}
+
+/** Which of `secrets` occur in `text` (a hit names the channel and the secret's label). */
+function hits(channel: string, text: string, secrets: Map<string, string>): string[] {
+    return [...secrets].filter(([, value]) => text.includes(value)).map(([label]) => `${channel}: ${label}`);
+}
+
+/** World-readable files on the host holding any secret (patterns go over stdin into a 0600 file). */
+function worldReadableHits(secrets: Map<string, string>): string[] {
+    const patterns = [...secrets.values()].join("\n") + "\n";
+    const r = sh(
+        `umask 077; f=$(mktemp /root/.scan.XXXXXX); cat > "$f"; ` +
+            `find / /tmp /var/tmp /run /dev/shm -xdev -type f -perm -o=r -print0 2>/dev/null | sort -zu | xargs -0 -r grep -l -F -f "$f" -- 2>/dev/null; rm -f "$f"; true`,
+        patterns,
+    );
+    return r.stdout
+        .split("\n")
+        .filter(Boolean)
+        .flatMap((file) => {
+            const content = sh(`cat -- ${shellQuote(file)}`).stdout;
+            return hits(`world-readable ${file}`, content, secrets);
+        });
+}
+
+describe("hardening on a real host", { timeout: 45 * 60_000 }, () => {
+    const password = randomBytes(12).toString("hex");
+    let roomId: string;
+    const message = `hardening ${Date.now()}`;
+    let secret: string;
+    let processSamples: string;
+
+    before(async () => {
+        await startSession(RUN);
+    });
+    after(async () => {
+        const converged = faults.filter((f) => f.converged).length;
+        recordFigure("faults", { converged, total: faults.length });
+        if (hygiene.leaked >= 0) recordFigure("secrets", { leaked: hygiene.leaked });
+        if (tls.high >= 0) recordFigure("testssl", { high: tls.high });
+        console.log(
+            `faults: ${faults.map((f) => `${f.name} ${f.converged ? "converged" : "NOT converged"}`).join("; ")}`,
+        );
+        await stopSession();
+    });
+
+    describe("connections cut in the middle of the Synapse install, database and certificate steps", () => {
+        // Each cut comes on a host where that step does real work: the cold deploy (pip), then
+        // after a purging destroy (CREATE DATABASE, then a new certificate from pebble).
+        const plan: [step: string, pattern: string, delaySeconds: number][] = [
+            ["synapse-install", "^/opt/synapse/bin/python -m pip install", 1],
+            ["postgres-database", "^(/usr/lib/postgresql/[0-9]+/bin/)?psql -X -q -v ON_ERROR_STOP=1", 0.5],
+            ["nginx-certificate-homeserver", `^/usr/bin/python3 /usr/bin/certbot certonly .*--cert-name ${HS}`, 0.3],
+        ];
+        const rounds: { step: string; cut: string; faulty: EngineResult; converge: EngineResult }[] = [];
+        before(async () => {
+            const sampler = sampleProcesses();
+            for (const [i, [step, pattern, delay]] of plan.entries()) {
+                if (i > 0) {
+                    const destroyed = await timed("destroy (purge)", () => deploy(config(), "destroy"));
+                    assert.equal(destroyed.error, undefined, explainFailure(destroyed));
+                }
+                // psql is over in a blink; a session holding a SHARE lock on pg_database makes its
+                // CREATE DATABASE wait, so the cut lands after the role, before the database.
+                const watcher = cutWhen(pattern, delay, step === "postgres-database" ? HOLD_PG_DATABASE : {});
+                const faulty = await timed(`deploy (cut in ${step})`, () => run(config()));
+                const cut = await watcher.stop();
+                const converge = await timed(`deploy (re-apply after the cut)`, () => run(config()));
+                rounds.push({ step, cut, faulty, converge });
+                const wasCut = /^cut: /.test(cut) && faulty.steps.some((x) => x.name === step && x.action === "failed");
+                faults.push({ name: `cut in ${step}`, converged: wasCut && converge.error === undefined });
+                console.log(
+                    `cut in ${step}: ${cut}; re-apply ${converge.error === undefined ? "converged" : "failed"}`,
+                );
+                assert.equal(converge.error, undefined, explainFailure(converge));
+            }
+            processSamples = await sampler.stop();
+            secret = String(rounds[rounds.length - 1]!.converge.outputs.registrationSharedSecret);
+        });
+        it("cut each step in the middle, and the deploy failed at that step", () => {
+            for (const r of rounds) {
+                assert.match(r.cut, /^cut: /, `${r.step}: ${r.cut}`);
+                assert.equal(r.faulty.steps.find((x) => x.name === r.step)?.action, "failed", r.step);
+                assert.notEqual(r.faulty.error, undefined);
+            }
+            assert.equal(rounds.length, 3);
+        });
+        it("converged on each next apply, running the cut step again", () => {
+            for (const r of rounds) {
+                const ran = r.converge.steps.filter((s) => s.action !== "same").map((s) => s.name);
+                assert.ok(ran.includes(r.step), `${r.step} ran again`);
+            }
+        });
+        httpChecks();
+        hostChecks();
+        it("serves a real client: register, room, message", async () => {
+            await registerUser(target(), secret, { name: "alice", password, admin: false });
+            const mx = await matrixClient("alice", password);
+            roomId = (await mx.createRoom({ name: "hardening" })).room_id;
+            await mx.sendTextMessage(roomId, message);
+            assert.ok((await lastMessages(mx, roomId)).includes(message));
+        });
+    });
+
+    describe("secret hygiene: every secret's plaintext, in every channel", () => {
+        let secrets: Map<string, string>;
+        const found: string[] = [];
+        before(() => {
+            const state = readState(ctx.statePath);
+            secrets = new Map(
+                Object.values(state.resources)
+                    .filter((r) => r.type === "random:index/randomPassword:RandomPassword")
+                    .map((r) => [r.name, String(r.outputs.result)]),
+            );
+            // A line from the end of the key: the private part (the first line is a header every
+            // OpenSSH key shares).
+            const keyLines = ctx.host.privateKey.split("\n").filter((l) => l.length >= 60);
+            secrets.set("ssh private key", keyLines[keyLines.length - 1]!.slice(0, 40));
+            const journal = sh("journalctl -o cat --no-pager").stdout;
+            found.push(
+                ...hits(
+                    "command output",
+                    results.flatMap((r) => r.steps.map((s) => `${s.stdout}\n${s.stderr}\n${s.error}`)).join("\n"),
+                    secrets,
+                ),
+                ...hits("state file", readFileSync(ctx.statePath, "utf8"), secrets),
+                ...hits("process arguments", processSamples, secrets),
+                ...hits("host journal", journal, secrets),
+                ...worldReadableHits(secrets),
+            );
+            console.log(
+                `secret scan: ${secrets.size} secrets; ${processSamples.split("\n").length} distinct process lines, ` +
+                    `${journal.split("\n").length} journal lines, ${results.length} deploys' outputs: ${found.length} hits`,
+            );
+        });
+        it("scans the generated secrets and the SSH key", () => {
+            assert.deepEqual([...secrets.keys()].sort(), [
+                "postgres-password",
+                "ssh private key",
+                "synapse-form-secret",
+                "synapse-macaroon-secret-key",
+                "synapse-registration-shared-secret",
+            ]);
+            for (const v of secrets.values()) assert.ok(v.length >= 40);
+        });
+        it("finds none of them in command output, state, process arguments, journal or world-readable files", () => {
+            assert.deepEqual(found, []);
+        });
+        it("finds a secret planted in each channel (the scanner works)", async () => {
+            const planted = secrets.get("synapse-form-secret")!;
+            const plant = new Map([["planted", planted]]);
+            // Command output and state: the scan's own inputs with the secret added.
+            assert.equal(hits("command output", `ok\n${planted}\n`, plant).length, 1);
+            const state = readFileSync(ctx.statePath, "utf8");
+            const tampered = state.replace('"type":', `"leak": "${planted}", "type":`);
+            assert.equal(hits("state file", tampered, plant).length, 1);
+            // Process arguments: a process on the host whose argv carries it (sent on stdin).
+            const sampler = sampleProcesses();
+            sh(`read -r s; (exec -a "planted $s" sleep 2) ; true`, `${planted}\n`);
+            assert.equal(hits("process arguments", await sampler.stop(), plant).length, 1);
+            // Journal and a world-readable file.
+            sh("systemd-cat -t planted", `${planted}\n`);
+            await new Promise((r) => setTimeout(r, 500));
+            assert.equal(hits("host journal", sh("journalctl -o cat --no-pager").stdout, plant).length, 1);
+            sh("cat > /var/tmp/planted && chmod 0644 /var/tmp/planted", `${planted}\n`);
+            assert.deepEqual(worldReadableHits(plant), ["world-readable /var/tmp/planted: planted"]);
+            sh("rm -f /var/tmp/planted");
+            // The figure counts only once the scanner is shown to find what it looks for.
+            hygiene.leaked = found.length;
+        });
+    });
+
+    describe("a connection cut in the middle of an upgrade (pip install)", () => {
+        let cut: string;
+        let faulty: EngineResult;
+        let converge: EngineResult;
+        before(async () => {
+            const w = cutWhen("^/opt/synapse/bin/python -m pip install", 2);
+            const upgraded = config({ version: NEW_SYNAPSE });
+            faulty = await timed("deploy (upgrade, cut in pip)", () => run(upgraded));
+            cut = await w.stop();
+            converge = await timed("deploy (re-apply upgrade)", () => run(upgraded));
+            const wasCut =
+                /^cut: /.test(cut) && faulty.steps.some((x) => x.name === "synapse-install" && x.action === "failed");
+            faults.push({ name: "cut in the upgrade", converged: wasCut && converge.error === undefined });
+            assert.equal(converge.error, undefined, explainFailure(converge));
+        });
+        it("cut pip mid-install and failed the install step", () => {
+            assert.match(cut, /^cut: /, cut);
+            assert.equal(faulty.steps.find((s) => s.name === "synapse-install")?.action, "failed");
+        });
+        it("finished the upgrade on the next apply: the new release answers", async () => {
+            const fed = (await (await get(`https://${HS}/_matrix/federation/v1/version`)).json()) as {
+                server: { version: string };
+            };
+            assert.equal(fed.server.version, NEW_SYNAPSE);
+        });
+        it("lost nothing: the user logs in and the message is there", async () => {
+            const mx = await matrixClient("alice", password);
+            assert.ok((await lastMessages(mx, roomId)).includes(message));
+        });
+    });
+
+    describe("the host powered off and booted again (no deploy)", () => {
+        let healthyAfter: number;
+        before(async () => {
+            const start = Date.now();
+            await timed("reboot host", () => hostReboot(ctx.run));
+            for (;;) {
+                const ok = await get(`https://${HS}/_matrix/client/versions`).then(
+                    (r) => r.status === 200,
+                    () => false,
+                );
+                if (ok || Date.now() - start > 180_000) break;
+                await new Promise((r) => setTimeout(r, 500));
+            }
+            healthyAfter = (Date.now() - start) / 1000;
+            console.log(`reboot: Matrix answered through nginx ${healthyAfter.toFixed(1)} s after power-off`);
+        });
+        it("brings every service back enabled and active", () => {
+            const units = "matrix-synapse nginx postgresql@15-main matrix-pulumi-firewall matrix-synapse-backup.timer";
+            const active = sh(`systemctl is-active ${units}`).stdout.trim().split("\n");
+            faults.push({ name: "reboot", converged: active.every((a) => a === "active") && healthyAfter < 180 });
+            assert.deepEqual(active, ["active", "active", "active", "active", "active"]);
+            assert.match(sh("nft list chain inet matrix_pulumi input").stdout, /policy drop/);
+        });
+        httpChecks();
+        it("lost nothing: the user logs in and the message is there", async () => {
+            const mx = await matrixClient("alice", password);
+            assert.ok((await lastMessages(mx, roomId)).includes(message));
+        });
+    });
+
+    describe("Synapse killed", () => {
+        it("is restarted by systemd and answers again", async () => {
+            const before = sh("systemctl show -p MainPID --value matrix-synapse").stdout.trim();
+            const start = Date.now();
+            sh("systemctl kill -s KILL matrix-synapse");
+            let back = false;
+            while (Date.now() - start < 60_000) {
+                const pid = sh("systemctl show -p MainPID --value matrix-synapse").stdout.trim();
+                const health = sh("curl -fsS --max-time 2 http://127.0.0.1:8008/health").stdout.trim();
+                if (pid !== "0" && pid !== before && health === "OK") {
+                    back = true;
+                    break;
+                }
+                await new Promise((r) => setTimeout(r, 200));
+            }
+            console.log(`kill -9: Synapse healthy again after ${((Date.now() - start) / 1000).toFixed(1)} s`);
+            faults.push({ name: "Synapse killed", converged: back });
+            assert.ok(back, "Synapse came back");
+            const mx = await matrixClient("alice", password);
+            assert.ok((await lastMessages(mx, roomId)).includes(message));
+        });
+    });
+
+    describe("TLS and exposure", () => {
+        it("testssl.sh finds no HIGH or CRITICAL issue; TLS 1.2+ only; HSTS set", async () => {
+            const dir = path.join(ctx.run, "testssl");
+            spawnSync("mkdir", ["-p", dir]);
+            const ca = path.join(dir, "pebble-root.pem");
+            writeFileSync(ca, ctx.acme.issuingRoot);
+            const json = path.join(dir, "result.json");
+            const r = await timed("testssl.sh", () =>
+                spawnSync(
+                    "testssl",
+                    [
+                        "--quiet",
+                        "--color",
+                        "0",
+                        "--warnings",
+                        "off",
+                        "--add-ca",
+                        ca,
+                        "--ip",
+                        ctx.host.guestIp,
+                        "--jsonfile",
+                        json,
+                        `https://${HS}/`,
+                    ],
+                    { encoding: "utf8", maxBuffer: 64 * 1024 * 1024, env: { ...process.env, REQUESTS_CA_BUNDLE: "" } },
+                ),
+            );
+            assert.ok(r.status !== null, r.stderr);
+            const findings = JSON.parse(readFileSync(json, "utf8")) as {
+                id: string;
+                severity: string;
+                finding: string;
+            }[];
+            const high = findings.filter((f) => f.severity === "HIGH" || f.severity === "CRITICAL");
+            const by = (id: string) => findings.find((f) => f.id === id)?.finding ?? "";
+            console.log(
+                `testssl: ${findings.length} findings; ${high.length} HIGH/CRITICAL` +
+                    high.map((f) => `\n  ${f.severity} ${f.id}: ${f.finding}`).join(""),
+            );
+            for (const p of ["SSLv2", "SSLv3", "TLS1", "TLS1_1"]) assert.match(by(p), /not offered/, p);
+            assert.match(by("TLS1_2"), /offered/);
+            assert.match(by("HSTS_time"), /\d+ days/);
+            // The figure counts only for a scan that reached the server.
+            tls.high = high.length;
+            assert.deepEqual(high, []);
+        });
+
+        it("lets in SSH, 80 and 443 from outside and drops any other port", async () => {
+            sh("systemd-run --unit=probe-8010 python3 -m http.server 8010 --bind 0.0.0.0 >/dev/null 2>&1; sleep 1");
+            const connect = (port: number) =>
+                new Promise<string>((resolve) => {
+                    const s = net.connect({ host: ctx.host.guestIp, port, timeout: 3000 });
+                    s.on("connect", () => (s.destroy(), resolve("open")));
+                    s.on("timeout", () => (s.destroy(), resolve("dropped")));
+                    s.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? "error"));
+                });
+            const seen = Object.fromEntries(
+                await Promise.all([22, 80, 443, 8010, 8008, 5432].map(async (p) => [p, await connect(p)])),
+            );
+            const inside = sh("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8010/").stdout;
+            sh("systemctl stop probe-8010");
+            assert.deepEqual(seen, {
+                22: "open",
+                80: "open",
+                443: "open",
+                8010: "dropped",
+                8008: "dropped",
+                5432: "dropped",
+            });
+            assert.equal(inside, "200", "the probe answers on the host itself");
+        });
+
+        it("runs Synapse in a sandbox: read-only system, private /tmp, only its data writable", () => {
+            const props = sh(
+                "systemctl show matrix-synapse -p NoNewPrivileges -p ProtectSystem -p PrivateTmp -p ProtectHome -p ReadWritePaths",
+            ).stdout;
+            assert.match(props, /NoNewPrivileges=yes/);
+            assert.match(props, /ProtectSystem=strict/);
+            assert.match(props, /PrivateTmp=yes/);
+            assert.match(props, /ReadWritePaths=\/var\/lib\/matrix-synapse/);
+            const pid = sh("systemctl show -p MainPID --value matrix-synapse").stdout.trim();
+            const inNs = (cmd: string) =>
+                sh(`nsenter -t ${pid} -m -- sh -c ${shellQuote(cmd)} 2>&1; echo "rc=$?"`).stdout;
+            assert.match(inNs("touch /etc/matrix-synapse/probe"), /Read-only file system[\s\S]*rc=1/);
+            assert.match(inNs("touch /opt/synapse/probe"), /Read-only file system[\s\S]*rc=1/);
+            assert.match(inNs("touch /var/lib/matrix-synapse/probe && rm /var/lib/matrix-synapse/probe"), /rc=0/);
+            sh("touch /tmp/host-probe");
+            assert.match(inNs("test -e /tmp/host-probe"), /rc=1/);
+            const score = sh(
+                "systemd-analyze security matrix-synapse --no-pager 2>/dev/null | tail -n 1",
+            ).stdout.trim();
+            console.log(`systemd-analyze security matrix-synapse: ${score}`);
+        });
+    });
+});
