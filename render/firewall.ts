@@ -30,8 +30,9 @@ export function renderFirewallRules(s: { tcpPorts: number[] }): string {
         "\t\tct state established,related accept",
         "\t\tct state invalid drop",
         '\t\tiifname "lo" accept',
-        // ICMPv6 carries neighbour discovery: without it IPv6 stops working.
-        "\t\tmeta l4proto { icmp, ipv6-icmp } accept",
+        // ICMP (1) and ICMPv6 (58; neighbour discovery: without it IPv6 stops working), by
+        // number: names need /etc/protocols, which a minimal host lacks (no netbase).
+        "\t\tmeta l4proto { 1, 58 } accept",
         `\t\ttcp dport { ${ports.join(", ")} } accept`,
         "\t}",
         "}",

@@ -20,6 +20,11 @@ describe("firewall rules (real nftables, private network namespace)", () => {
         assert.equal(r.status, 0, r.stderr);
     });
 
+    it("load on a minimal host without /etc/protocols (no netbase package)", () => {
+        const r = run("unshare", ["-m", "-n", "bash", "-c", `mount --bind /dev/null /etc/protocols && nft -f ${file}`]);
+        assert.equal(r.status, 0, r.stderr);
+    });
+
     it("load twice into one table, replaced and not duplicated", () => {
         const r = run("unshare", ["-n", "bash", "-c", `nft -f ${file} && nft -f ${file} && nft list ruleset`]);
         assert.equal(r.status, 0, r.stderr);
