@@ -10,6 +10,8 @@ export const ELEMENT_PATHS = {
     site: "matrix-element.conf",
 } as const;
 
+export const ELEMENT_APT_PACKAGES = ["curl", "ca-certificates"];
+
 export function elementReleaseDir(version: string): string {
     return `${ELEMENT_PATHS.releases}/v${version}`;
 }
@@ -87,7 +89,7 @@ export function renderElementReleaseScript(s: ElementReleaseSettings, opts: { us
             `if [ -f ${shq(dir + "/index.html")} ] && [ "$(cat ${shq(stamp)} 2>/dev/null)" = ${shq(s.sha256)} ]; then`,
             `  echo "element v${s.version} already in place"; exit 0`,
             "fi",
-            ...aptInstall(["curl", "ca-certificates"]),
+            ...aptInstall(ELEMENT_APT_PACKAGES),
             ...ensureDir(ELEMENT_PATHS.cache, { mode: "0755", ...root }),
             ...ensureDir(ELEMENT_PATHS.releases, { mode: "0755", ...root }),
             `curl -fsSL --retry 3 -o ${shq(tarball + ".part")} ${shq(s.url)}`,

@@ -8,6 +8,7 @@ export const FIREWALL_PATHS = {
     unit: "/etc/systemd/system/matrix-pulumi-firewall.service",
 } as const;
 export const FIREWALL_SERVICE = "matrix-pulumi-firewall";
+export const FIREWALL_APT_PACKAGES = ["nftables"];
 export const FIREWALL_FILE_MODE = { mode: "0644", owner: "root", group: "root" } as const;
 
 /**
@@ -67,7 +68,7 @@ export function renderFirewallInstallScript(opts: { user?: string } = {}): strin
     const root = { owner: "root", group: "root" };
     return script(
         [
-            ...aptInstall(["nftables"]),
+            ...aptInstall(FIREWALL_APT_PACKAGES),
             ...ensureDir("/etc/matrix-pulumi", { mode: "0755", ...root }),
             ...writeFile(FIREWALL_PATHS.unit, renderFirewallUnit(), { mode: "0644", ...root }),
             "systemctl daemon-reload",

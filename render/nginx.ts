@@ -16,6 +16,8 @@ export const NGINX_PATHS = {
     certbotDropIn: "/etc/systemd/system/certbot.service.d/matrix-pulumi-ca.conf",
 } as const;
 
+export const NGINX_APT_PACKAGES = ["nginx", "certbot"];
+
 export function certificatePaths(host: string): { fullchain: string; privkey: string } {
     return {
         fullchain: `/etc/letsencrypt/live/${host}/fullchain.pem`,
@@ -182,7 +184,7 @@ export function renderNginxInstallScript(s: NginxInstallSettings, opts: { user?:
     const root = { owner: "root", group: "root" };
     return script(
         [
-            ...aptInstall(["nginx", "certbot"]),
+            ...aptInstall(NGINX_APT_PACKAGES),
             ...ensureDir(`${P.acmeWebroot}/.well-known/acme-challenge`, { mode: "0755", ...root }),
             ...ensureDir("/etc/nginx/snippets", { mode: "0755", ...root }),
             ...ensureDir("/etc/letsencrypt/renewal-hooks/deploy", { mode: "0755", ...root }),

@@ -66,11 +66,13 @@ export function renderDatabaseSql(s: DatabaseSettings, password: string): string
     ].join("\n");
 }
 
+export const POSTGRES_APT_PACKAGES = ["postgresql", "postgresql-contrib"];
+
 /** Install PostgreSQL (Debian/Ubuntu packages) and make sure it runs; checks the version. */
 export function renderPostgresInstallScript(opts: { user?: string } = {}): string {
     return script(
         [
-            ...aptInstall(["postgresql", "postgresql-contrib"]),
+            ...aptInstall(POSTGRES_APT_PACKAGES),
             "systemctl enable --now postgresql >/dev/null",
             // Wait until the cluster accepts connections (first start after install).
             'for _ in $(seq 1 60); do runuser -u postgres -- psql -qAtc "SELECT 1" >/dev/null 2>&1 && break; sleep 1; done',

@@ -173,6 +173,17 @@ export function renderSynapseUnit(): string {
     ].join("\n");
 }
 
+/** psycopg2 builds from source: it needs a compiler and libpq headers. */
+export const SYNAPSE_APT_PACKAGES = [
+    "python3",
+    "python3-venv",
+    "python3-dev",
+    "build-essential",
+    "libpq-dev",
+    "curl",
+    "ca-certificates",
+];
+
 export interface SynapseInstallSettings {
     version: string;
     /** pip --find-links source; when set, pip does not use an index at all (air-gapped hosts). */
@@ -214,16 +225,7 @@ export function renderSynapseInstallScript(s: SynapseInstallSettings, opts: { us
     const pipSource = s.wheelhouse ? wheelhouseArgs(s.wheelhouse) : "";
     return script(
         [
-            // psycopg2 builds from source: it needs a compiler and libpq headers.
-            ...aptInstall([
-                "python3",
-                "python3-venv",
-                "python3-dev",
-                "build-essential",
-                "libpq-dev",
-                "curl",
-                "ca-certificates",
-            ]),
+            ...aptInstall(SYNAPSE_APT_PACKAGES),
             `id -u ${SYNAPSE_USER} >/dev/null 2>&1 || useradd --system --home-dir ${shq(p.dataDir)} --shell /usr/sbin/nologin --user-group ${SYNAPSE_USER}`,
             ...ensureDir(p.dataDir, { mode: "0750", owner: SYNAPSE_USER, group: SYNAPSE_USER }),
             ...ensureDir(p.mediaStore, { mode: "0750", owner: SYNAPSE_USER, group: SYNAPSE_USER }),

@@ -9,7 +9,12 @@ import { cpus } from "node:os";
 import * as path from "node:path";
 import { fetch } from "undici";
 import { registerUser, withTunnel } from "../../lib/registerUser";
+import { ELEMENT_APT_PACKAGES } from "../../render/element";
+import { FIREWALL_APT_PACKAGES } from "../../render/firewall";
+import { NGINX_APT_PACKAGES } from "../../render/nginx";
+import { POSTGRES_APT_PACKAGES } from "../../render/postgres";
 import { shq } from "../../render/shell";
+import { SYNAPSE_APT_PACKAGES } from "../../render/synapse";
 import { baseConfig, runProgram } from "../harness/run";
 import type { EngineResult } from "../e2e/engine";
 import { sshTo } from "../e2e/infra";
@@ -45,19 +50,15 @@ const quantile = (xs: number[], q: number) => {
     return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 };
 
-/** What the program installs with apt, all scripts together (render/*.ts aptInstall calls). */
+/** What the program installs with apt, every script's list together. */
 const APT_PACKAGES = [
-    "postgresql",
-    "python3",
-    "python3-venv",
-    "python3-dev",
-    "build-essential",
-    "libpq-dev",
-    "curl",
-    "ca-certificates",
-    "nginx",
-    "certbot",
-    "nftables",
+    ...new Set([
+        ...POSTGRES_APT_PACKAGES,
+        ...SYNAPSE_APT_PACKAGES,
+        ...NGINX_APT_PACKAGES,
+        ...ELEMENT_APT_PACKAGES,
+        ...FIREWALL_APT_PACKAGES,
+    ]),
 ];
 
 /**
