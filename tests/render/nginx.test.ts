@@ -139,6 +139,8 @@ describe("nginx configuration in real nginx", () => {
         assert.equal(seen.headers["X-Forwarded-For"], "127.0.0.1");
         assert.equal(seen.headers["X-Forwarded-Proto"], "https");
         assert.equal(seen.headers["Host"], `${hs}:443`);
+        // Kept-alive upstream: nginx must not ask Synapse to close each connection.
+        assert.notEqual(seen.headers["Connection"], "close");
         assert.match(header(versions, "strict-transport-security")[0] ?? "", /max-age=31536000/);
         assert.equal(get("synapse-client").status, 200);
     });
@@ -151,6 +153,8 @@ describe("nginx configuration in real nginx", () => {
     it("answers 404 for the admin API and everything else on the homeserver host", () => {
         assert.equal(get("admin").status, 404);
         assert.equal(get("hs-root").status, 404);
+        assert.deepEqual(header(get("hs-root"), "x-content-type-options"), ["nosniff"]);
+        assert.deepEqual(header(get("hs-root"), "x-frame-options"), ["SAMEORIGIN"]);
     });
 
     it("limits uploads to maxUploadSize", () => {
