@@ -7,7 +7,7 @@
 // The engine runs the provider from a serialized copy of `managedFileProvider` (Pulumi's closure
 // serialization), so the provider uses only Node built-ins and the small helpers below.
 import * as pulumi from "@pulumi/pulumi";
-import { script, sha256, writeFileFromStdin, type FileMode } from "../render/shell";
+import { script, sha256, shq, writeFileFromStdin, type FileMode } from "../render/shell";
 import { sshExec, type SshConnection } from "./ssh";
 
 /** What the provider is given (inputs) — the content itself is never kept as an output. */
@@ -50,7 +50,7 @@ export function fileDrift(actual: Partial<ManagedFileState>, wanted: ManagedFile
 
 /** The remote script that prints "<sha256> <mode> <owner> <group>" or "absent". */
 export function renderReadScript(path: string, opts: { user?: string } = {}): string {
-    const p = `'${path.replace(/'/g, `'\\''`)}'`;
+    const p = shq(path);
     return script(
         [
             `if [ -f ${p} ]; then`,

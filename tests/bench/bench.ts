@@ -16,7 +16,7 @@ import { POSTGRES_APT_PACKAGES } from "../../render/postgres";
 import { shq } from "../../render/shell";
 import { SYNAPSE_APT_PACKAGES } from "../../render/synapse";
 import { baseConfig, runProgram } from "../harness/run";
-import type { EngineResult } from "../e2e/engine";
+import { challtestsrv, type EngineResult } from "../e2e/engine";
 import { sshTo } from "../e2e/infra";
 import {
     CACHE,
@@ -31,6 +31,7 @@ import {
     NEW_SYNAPSE,
     NEXT_ELEMENT_VERSION,
     OLD_SYNAPSE,
+    services,
     sh,
     stackConfig,
     startSession,
@@ -87,11 +88,6 @@ function floorScript(version: string): string {
     ].join("\n");
 }
 
-async function challtestsrv(op: string, body: unknown): Promise<void> {
-    const res = await fetch(`${ctx.acme.challtestsrv}/${op}`, { method: "POST", body: JSON.stringify(body) });
-    if (!res.ok) throw new Error(`challtestsrv ${op}: ${res.status}`);
-}
-
 async function timedDeploy(config: Record<string, string>): Promise<[EngineResult, number]> {
     const start = Date.now();
     const r = await deploy(config);
@@ -128,15 +124,6 @@ async function watchHealth<T>(during: () => Promise<T>): Promise<[T, number]> {
         await poll;
         return [result, longest] as [T, number];
     });
-}
-
-/** Main PIDs, and how many times nginx has reloaded (a reload keeps the master's PID). */
-function services(): { synapse: string; nginx: string; reloads: number; postgres: string } {
-    const [synapse, nginx, postgres] = sh("systemctl show -p MainPID --value matrix-synapse nginx postgresql@15-main")
-        .stdout.trim()
-        .split("\n");
-    const reloads = Number(sh("journalctl -u nginx -o cat --no-pager | grep -c '^Reloaded' || true").stdout.trim());
-    return { synapse: synapse!, nginx: nginx!, reloads, postgres: postgres! };
 }
 
 /** The same Python client on the host: interleaved requests through nginx+TLS and to 127.0.0.1:8008. */
@@ -181,7 +168,7 @@ async function main(): Promise<void> {
     let floorMs: number;
     try {
         for (const name of [DOMAIN, HS, EL])
-            await challtestsrv("add-a", { host: `${name}.`, addresses: [ctx.host.guestIp] });
+            await challtestsrv(ctx.acme.challtestsrv, "add-a", { host: `${name}.`, addresses: [ctx.host.guestIp] });
         const start = Date.now();
         const floor = await new Promise<{ code: number; out: string }>((resolve) => {
             const child = spawn("ssh", [...sshTo(ctx.host), "--", "bash", "-c", shq(floorScript(OLD_SYNAPSE))]);
@@ -233,7 +220,7 @@ async function main(): Promise<void> {
                 .sort();
             const restarted = [
                 p0.synapse !== p1.synapse ? "matrix-synapse restarted" : "",
-                p0.nginx !== p1.nginx ? "nginx restarted" : p0.reloads !== p1.reloads ? "nginx reloaded" : "",
+                p0.nginx !== p1.nginx ? "nginx restarted" : p0.nginxReloads !== p1.nginxReloads ? "nginx reloaded" : "",
                 p0.postgres !== p1.postgres ? "postgresql restarted" : "",
             ].filter(Boolean);
             figure(

@@ -29,6 +29,9 @@ import {
     NEW_SYNAPSE,
     OLD_SYNAPSE,
     resolver,
+    seesMessage,
+    servedSynapseVersion,
+    services,
     sh,
     stackConfig,
     startSession,
@@ -119,16 +122,15 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
         httpChecks();
         hostChecks();
         it("kept the user and the message", async () => {
-            const mx = await matrixClient("alice", alicePassword);
-            assert.ok((await lastMessages(mx, roomId)).includes(message));
+            assert.ok(await seesMessage("alice", alicePassword, roomId, message));
         });
     });
 
     describe("a config change: synapse.enableRegistration", () => {
         let change: EngineResult;
-        let pidsBefore: string;
+        let pidsBefore: ReturnType<typeof services>;
         before(async () => {
-            pidsBefore = sh("systemctl show -p MainPID --value nginx postgresql@15-main").stdout;
+            pidsBefore = services();
             change = await timed("deploy (enableRegistration)", () =>
                 deploy(stackConfig({ synapse: { enableRegistration: true } })),
             );
@@ -159,7 +161,9 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
             assert.equal(((await done.json()) as { user_id: string }).user_id, `@bob:${DOMAIN}`);
         });
         it("left nginx and PostgreSQL running as they were", () => {
-            assert.equal(sh("systemctl show -p MainPID --value nginx postgresql@15-main").stdout, pidsBefore);
+            const after = services();
+            assert.equal(after.nginx, pidsBefore.nginx);
+            assert.equal(after.postgres, pidsBefore.postgres);
         });
     });
 
@@ -183,14 +187,10 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
             assert.equal(sh(`stat -c '%a' /var/backups/matrix-synapse`).stdout.trim(), "700");
         });
         it("runs the new release", async () => {
-            const fed = (await (await get(`https://${HS}/_matrix/federation/v1/version`)).json()) as {
-                server: { version: string };
-            };
-            assert.equal(fed.server.version, NEW_SYNAPSE);
+            assert.equal(await servedSynapseVersion(), NEW_SYNAPSE);
         });
         it("kept the users and the message", async () => {
-            const mx = await matrixClient("alice", alicePassword);
-            assert.ok((await lastMessages(mx, roomId)).includes(message));
+            assert.ok(await seesMessage("alice", alicePassword, roomId, message));
         });
     });
 
@@ -202,19 +202,13 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
             "synapse-homeserver-yaml",
             "synapse-secrets-yaml",
         ];
-        const pids = () => ({
-            synapse: sh("systemctl show -p MainPID --value matrix-synapse").stdout.trim(),
-            nginx: sh("systemctl show -p MainPID --value nginx").stdout.trim(),
-            nginxWorkers: sh("pgrep -d, -P $(systemctl show -p MainPID --value nginx)").stdout.trim(),
-            postgres: sh("systemctl show -p MainPID --value postgresql@15-main").stdout.trim(),
-        });
         const digests = () =>
             sh(
                 "sha256sum /etc/matrix-synapse/*.yaml /etc/nginx/sites-available/matrix-*.conf /var/www/element/current/config.json /etc/systemd/system/matrix-synapse.service",
             ).stdout;
         let clean: string;
         let editedDigests: string;
-        let pidsEdited: ReturnType<typeof pids>;
+        let pidsEdited: ReturnType<typeof services>;
         let preview: EngineResult;
         let afterPreview: { digests: string; secretsMode: string };
         let withoutRefresh: EngineResult;
@@ -233,7 +227,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
                 ].join(" && "),
             );
             assert.equal(edit.code, 0, edit.stderr);
-            pidsEdited = pids();
+            pidsEdited = services();
             editedDigests = digests();
             preview = await timed("preview --refresh (drift)", () => deploy(upgraded(), "preview"));
             assert.equal(preview.error, undefined, explainFailure(preview));
@@ -281,7 +275,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
             );
         });
         it("restarted only Synapse; nginx reloaded (new workers, same master); PostgreSQL untouched", () => {
-            const after = pids();
+            const after = services();
             assert.notEqual(after.synapse, pidsEdited.synapse);
             assert.equal(after.nginx, pidsEdited.nginx);
             assert.notEqual(after.nginxWorkers, pidsEdited.nginxWorkers);
@@ -343,8 +337,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
                 `runuser -u postgres -- psql -qAt -c "SELECT datcollate, datctype FROM pg_database WHERE datname = 'synapse'"`,
             );
             assert.equal(locale.stdout.trim(), "C|C");
-            const mx = await matrixClient("alice", alicePassword);
-            assert.ok((await lastMessages(mx, roomId)).includes(message));
+            assert.ok(await seesMessage("alice", alicePassword, roomId, message));
         });
     });
 
@@ -462,8 +455,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
             assert.equal(again.error, undefined, explainFailure(again));
         });
         it("serves the same users and messages", async () => {
-            const mx = await matrixClient("alice", alicePassword);
-            assert.ok((await lastMessages(mx, roomId)).includes(message));
+            assert.ok(await seesMessage("alice", alicePassword, roomId, message));
         });
     });
 

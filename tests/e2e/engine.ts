@@ -181,7 +181,8 @@ function dynamicProvider(text: string): DynamicProvider {
     return p;
 }
 
-async function challtestsrv(base: string, op: string, body: unknown): Promise<void> {
+/** A request to pebble-challtestsrv's management API (add-a, clear-a, ...). */
+export async function challtestsrv(base: string, op: string, body: unknown): Promise<void> {
     const res = await fetch(`${base}/${op}`, { method: "POST", body: JSON.stringify(body) });
     if (!res.ok) throw new Error(`challtestsrv ${op}: ${res.status} ${await res.text()}`);
 }

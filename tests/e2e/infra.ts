@@ -25,14 +25,19 @@ function sh(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?
 
 const HOST_SH = path.join(__dirname, "host.sh");
 
-export function hostUp(runDir: string): Host {
-    sh("bash", [HOST_SH, "up", runDir]);
-    const env = Object.fromEntries(
-        readFileSync(path.join(runDir, "host.env"), "utf8")
+/** `KEY=value` lines as a map (the value may contain "="). */
+export function keyValues(text: string): Record<string, string> {
+    return Object.fromEntries(
+        text
             .trim()
             .split("\n")
             .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
-    ) as Record<string, string>;
+    );
+}
+
+export function hostUp(runDir: string): Host {
+    sh("bash", [HOST_SH, "up", runDir]);
+    const env = keyValues(readFileSync(path.join(runDir, "host.env"), "utf8"));
     return {
         hostIp: env.HOST_IP!,
         guestIp: env.GUEST_IP!,

@@ -17,6 +17,7 @@ import {
     buildWheelhouse,
     hostDown,
     hostUp,
+    keyValues,
     onHost,
     serveArtifacts,
     startAcme,
@@ -256,6 +257,47 @@ export async function lastMessages(mx: MatrixClient, roomId: string): Promise<st
     const sdk = await import("matrix-js-sdk");
     const res = await mx.createMessagesRequest(roomId, null, 20, sdk.Direction.Backward);
     return res.chunk.filter((e) => e.type === "m.room.message").map((e) => String(e.content.body));
+}
+
+/** The deployed services' main PIDs, nginx's worker PIDs and how often nginx reloaded (a reload keeps its master). */
+export function services(): {
+    synapse: string;
+    nginx: string;
+    nginxWorkers: string;
+    nginxReloads: number;
+    postgres: string;
+} {
+    const out = sh(
+        [
+            'echo "synapse=$(systemctl show -p MainPID --value matrix-synapse)"',
+            'nginx=$(systemctl show -p MainPID --value nginx); echo "nginx=$nginx"',
+            'echo "nginxWorkers=$(pgrep -d, -P "$nginx")"',
+            `echo "nginxReloads=$(journalctl -u nginx -o cat --no-pager | grep -c '^Reloaded')"`,
+            'echo "postgres=$(systemctl show -p MainPID --value postgresql@15-main)"',
+        ].join("; "),
+    ).stdout;
+    const v = keyValues(out);
+    return {
+        synapse: v.synapse!,
+        nginx: v.nginx!,
+        nginxWorkers: v.nginxWorkers!,
+        nginxReloads: Number(v.nginxReloads),
+        postgres: v.postgres!,
+    };
+}
+
+/** The Synapse release that answers federation through nginx. */
+export async function servedSynapseVersion(): Promise<string> {
+    const fed = (await (await get(`https://${HS}/_matrix/federation/v1/version`)).json()) as {
+        server: { version: string };
+    };
+    return fed.server.version;
+}
+
+/** Whether `user` logs in with `password` and still finds `message` in `roomId`. */
+export async function seesMessage(user: string, password: string, roomId: string, message: string): Promise<boolean> {
+    const mx = await matrixClient(user, password);
+    return (await lastMessages(mx, roomId)).includes(message);
 }
 
 export function hostChecks(): void {

@@ -23,6 +23,8 @@ import {
     lastMessages,
     matrixClient,
     NEW_SYNAPSE,
+    seesMessage,
+    servedSynapseVersion,
     sh,
     stackConfig,
     startSession,
@@ -31,6 +33,7 @@ import {
     timed,
 } from "../e2e/session";
 import { registerUser } from "../../lib/registerUser";
+import { shq } from "../../render/shell";
 import { recordFigure } from "./figures";
 
 const RUN = path.join(CACHE, "run-hardening");
@@ -90,9 +93,9 @@ echo missed; exit 1`;
         "--",
         "bash",
         "-c",
-        shellQuote(watcher),
+        shq(watcher),
         tag,
-        shellQuote(pattern),
+        shq(pattern),
         String(delaySeconds),
     ]);
     let out = "";
@@ -111,8 +114,6 @@ const HOLD_PG_DATABASE = {
     hold: `runuser -u postgres -- psql -X -q -c 'BEGIN; LOCK TABLE pg_catalog.pg_database IN SHARE MODE; SELECT pg_sleep(60);' >/dev/null 2>&1 &`,
     release: `runuser -u postgres -- psql -X -qAt -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()" >/dev/null`,
 };
-
-const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** Samples every process's arguments, on the host and on this machine, every 100 ms. */
 function sampleProcesses(): { stop(): Promise<string> } {
@@ -156,7 +157,7 @@ function worldReadableHits(secrets: Map<string, string>): string[] {
         .split("\n")
         .filter(Boolean)
         .flatMap((file) => {
-            const content = sh(`cat -- ${shellQuote(file)}`).stdout;
+            const content = sh(`cat -- ${shq(file)}`).stdout;
             return hits(`world-readable ${file}`, content, secrets);
         });
 }
@@ -328,14 +329,10 @@ describe("hardening on a real host", { timeout: 45 * 60_000 }, () => {
             assert.equal(faulty.steps.find((s) => s.name === "synapse-install")?.action, "failed");
         });
         it("finished the upgrade on the next apply: the new release answers", async () => {
-            const fed = (await (await get(`https://${HS}/_matrix/federation/v1/version`)).json()) as {
-                server: { version: string };
-            };
-            assert.equal(fed.server.version, NEW_SYNAPSE);
+            assert.equal(await servedSynapseVersion(), NEW_SYNAPSE);
         });
         it("lost nothing: the user logs in and the message is there", async () => {
-            const mx = await matrixClient("alice", password);
-            assert.ok((await lastMessages(mx, roomId)).includes(message));
+            assert.ok(await seesMessage("alice", password, roomId, message));
         });
     });
 
@@ -364,8 +361,7 @@ describe("hardening on a real host", { timeout: 45 * 60_000 }, () => {
         });
         httpChecks();
         it("lost nothing: the user logs in and the message is there", async () => {
-            const mx = await matrixClient("alice", password);
-            assert.ok((await lastMessages(mx, roomId)).includes(message));
+            assert.ok(await seesMessage("alice", password, roomId, message));
         });
     });
 
@@ -387,8 +383,7 @@ describe("hardening on a real host", { timeout: 45 * 60_000 }, () => {
             console.log(`kill -9: Synapse healthy again after ${((Date.now() - start) / 1000).toFixed(1)} s`);
             faults.push({ name: "Synapse killed", converged: back });
             assert.ok(back, "Synapse came back");
-            const mx = await matrixClient("alice", password);
-            assert.ok((await lastMessages(mx, roomId)).includes(message));
+            assert.ok(await seesMessage("alice", password, roomId, message));
         });
     });
 
@@ -473,8 +468,7 @@ describe("hardening on a real host", { timeout: 45 * 60_000 }, () => {
             assert.match(props, /PrivateTmp=yes/);
             assert.match(props, /ReadWritePaths=\/var\/lib\/matrix-synapse/);
             const pid = sh("systemctl show -p MainPID --value matrix-synapse").stdout.trim();
-            const inNs = (cmd: string) =>
-                sh(`nsenter -t ${pid} -m -- sh -c ${shellQuote(cmd)} 2>&1; echo "rc=$?"`).stdout;
+            const inNs = (cmd: string) => sh(`nsenter -t ${pid} -m -- sh -c ${shq(cmd)} 2>&1; echo "rc=$?"`).stdout;
             assert.match(inNs("touch /etc/matrix-synapse/probe"), /Read-only file system[\s\S]*rc=1/);
             assert.match(inNs("touch /opt/synapse/probe"), /Read-only file system[\s\S]*rc=1/);
             assert.match(inNs("touch /var/lib/matrix-synapse/probe && rm /var/lib/matrix-synapse/probe"), /rc=0/);
