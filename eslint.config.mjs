@@ -3,9 +3,10 @@ import pulumi from "@pulumi/eslint-plugin";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-    { ignores: ["node_modules/", "bin/", ".cache/", "eslint.config.mjs"] },
+    { ignores: ["node_modules/", "bin/", ".cache/", ".tools/", "eslint.config.mjs"] },
     ...tseslint.configs.recommendedTypeChecked,
     {
+        files: ["**/*.ts"],
         languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
         plugins: { "@pulumi": pulumi },
         rules: {
@@ -13,6 +14,16 @@ export default tseslint.config(
             "@pulumi/no-output-instance-in-template-literal": "error",
             "@typescript-eslint/no-unused-vars": ["error", { varsIgnorePattern: "^_", argsIgnorePattern: "^_" }],
         },
+    },
+    {
+        // Plain CommonJS that Jest loads as it is (its config, the figures reporter): no types.
+        files: ["**/*.js"],
+        extends: [tseslint.configs.disableTypeChecked],
+        languageOptions: {
+            sourceType: "commonjs",
+            globals: { require: "readonly", module: "writable", process: "readonly" },
+        },
+        rules: { "@typescript-eslint/no-require-imports": "off" },
     },
     {
         // Test code reads untyped JSON from the harness.

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import * as path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { fetch } from "undici";
 import type { EngineResult } from "./engine";
 import { registerUser, withTunnel } from "../../lib/registerUser";
@@ -48,14 +48,14 @@ const CURRENT = {
     users: [{ name: "carol", admin: true }, { name: "dave" }],
 };
 
-describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
+describe("e2e: a homeserver on a real host", () => {
     let first: EngineResult;
     let secret: string;
     const alicePassword = randomBytes(12).toString("hex");
     let roomId: string;
     const message = `hello from e2e ${Date.now()}`;
 
-    before(async () => {
+    beforeAll(async () => {
         await startSession(path.join(CACHE, "run"));
         first = await timed("deploy (cold)", () => deploy(stackConfig()));
         for (const [c, s] of componentTimes(first)) timings.push([`  deploy ${c}`, s]);
@@ -63,7 +63,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
         secret = String(first.outputs.registrationSharedSecret);
     });
 
-    after(stopSession);
+    afterAll(stopSession);
 
     it("ran every step once, in the program's order", () => {
         const commands = first.steps.filter((s) => s.type === COMMAND);
@@ -110,7 +110,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
 
     describe("re-running every create script against the same host", () => {
         let rerun: EngineResult;
-        before(async () => {
+        beforeAll(async () => {
             rerun = await timed("deploy (re-run all)", () => deploy(stackConfig(), "recreate"));
             assert.equal(rerun.error, undefined, explainFailure(rerun));
         });
@@ -129,7 +129,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
     describe("a config change: synapse.enableRegistration", () => {
         let change: EngineResult;
         let pidsBefore: ReturnType<typeof services>;
-        before(async () => {
+        beforeAll(async () => {
             pidsBefore = services();
             change = await timed("deploy (enableRegistration)", () =>
                 deploy(stackConfig({ synapse: { enableRegistration: true } })),
@@ -169,7 +169,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
 
     describe(`an upgrade: synapse.version ${OLD_SYNAPSE} → ${NEW_SYNAPSE}`, () => {
         let upgrade: EngineResult;
-        before(async () => {
+        beforeAll(async () => {
             upgrade = await timed("deploy (upgrade Synapse)", () =>
                 deploy(stackConfig({ synapse: { enableRegistration: true, version: NEW_SYNAPSE } })),
             );
@@ -213,7 +213,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
         let afterPreview: { digests: string; secretsMode: string };
         let withoutRefresh: EngineResult;
         let restored: EngineResult;
-        before(async () => {
+        beforeAll(async () => {
             clean = digests();
             const edit = sh(
                 [
@@ -292,7 +292,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
     describe("backups (matrix:backup)", () => {
         let applied: EngineResult;
         let newest: string;
-        before(async () => {
+        beforeAll(async () => {
             const { users: _later, ...withoutUsers } = CURRENT;
             applied = await timed("deploy (backup retention)", () => deploy(stackConfig(withoutUsers)));
             assert.equal(applied.error, undefined, explainFailure(applied));
@@ -343,7 +343,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
 
     describe("declared users (matrix:users)", () => {
         let added: EngineResult;
-        before(async () => {
+        beforeAll(async () => {
             added = await timed("deploy (add users)", () => deploy(stackConfig(CURRENT)));
             assert.equal(added.error, undefined, explainFailure(added));
         });
@@ -394,7 +394,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
 
     describe("an Element release with a wrong checksum", () => {
         let bad: EngineResult;
-        before(async () => {
+        beforeAll(async () => {
             bad = await timed("deploy (bad sha256)", () =>
                 deploy(stackConfig({ ...CURRENT, element: { version: "1.12.30", sha256: "0".repeat(64) } })),
             );
@@ -419,7 +419,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
     });
     describe("destroy, keeping the data", () => {
         let destroyed: EngineResult;
-        before(async () => {
+        beforeAll(async () => {
             destroyed = await timed("destroy (keep data)", () => deploy(stackConfig(CURRENT), "destroy"));
             assert.equal(destroyed.error, undefined, explainFailure(destroyed));
         });
@@ -450,7 +450,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
     });
 
     describe("a new deploy onto the kept data", () => {
-        before(async () => {
+        beforeAll(async () => {
             const again = await timed("deploy (onto kept data)", () => deploy(stackConfig(CURRENT)));
             assert.equal(again.error, undefined, explainFailure(again));
         });
@@ -460,7 +460,7 @@ describe("e2e: a homeserver on a real host", { timeout: 40 * 60_000 }, () => {
     });
 
     describe("destroy with purgeOnDestroy", () => {
-        before(async () => {
+        beforeAll(async () => {
             // As with the engine: the flag reaches the delete scripts through an update first.
             const purging = { ...CURRENT, purgeOnDestroy: true };
             const update = await timed("deploy (purgeOnDestroy)", () => deploy(stackConfig(purging)));

@@ -8,7 +8,7 @@ import { Resolver } from "node:dns/promises";
 import { mkdirSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import * as tls from "node:tls";
-import { it } from "node:test";
+import { it } from "@jest/globals";
 import { Agent, fetch, type RequestInit } from "undici";
 import type { EngineRequest, EngineResult } from "./engine";
 import { DEFAULT_SYNAPSE_VERSION } from "../../config";

@@ -2,7 +2,7 @@
 // mocks) before any resource is registered, in one message that names the key and the expected
 // form (or the fix). The programs run side by side; one test per case.
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { baseConfig, runProgramAsync, TEST_SSH_KEY, type ProgramResult } from "../harness/run";
 import { recordFigure } from "./figures";
 
@@ -355,7 +355,7 @@ const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 describe(`bad stack configs (${CASES.length} cases)`, () => {
     const results = new Map<string, ProgramResult>();
     const rejected = new Set<string>();
-    before(async () => {
+    beforeAll(async () => {
         // Eight at a time: each is a Node process running the whole program under mocks.
         const queue = [...CASES];
         await Promise.all(
@@ -366,7 +366,7 @@ describe(`bad stack configs (${CASES.length} cases)`, () => {
             }),
         );
     });
-    after(() => recordFigure("badConfigs", { rejected: rejected.size, total: CASES.length }));
+    afterAll(() => recordFigure("badConfigs", { rejected: rejected.size, total: CASES.length }));
 
     it("has at least 30 cases, each with its own label", () => {
         assert.ok(CASES.length >= 30);

@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
-import { after, before, describe, it } from "node:test";
+import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { readState, type EngineResult } from "../e2e/engine";
 import { hostReboot, sshTo } from "../e2e/infra";
 import {
@@ -162,17 +162,17 @@ function worldReadableHits(secrets: Map<string, string>): string[] {
         });
 }
 
-describe("hardening on a real host", { timeout: 45 * 60_000 }, () => {
+describe("hardening on a real host", () => {
     const password = randomBytes(12).toString("hex");
     let roomId: string;
     const message = `hardening ${Date.now()}`;
     let secret: string;
     let processSamples: string;
 
-    before(async () => {
+    beforeAll(async () => {
         await startSession(RUN);
     });
-    after(async () => {
+    afterAll(async () => {
         const converged = faults.filter((f) => f.converged).length;
         recordFigure("faults", { converged, total: faults.length });
         if (hygiene.leaked >= 0) recordFigure("secrets", { leaked: hygiene.leaked });
@@ -192,7 +192,7 @@ describe("hardening on a real host", { timeout: 45 * 60_000 }, () => {
             ["nginx-certificate-homeserver", `^/usr/bin/python3 /usr/bin/certbot certonly .*--cert-name ${HS}`, 0.3],
         ];
         const rounds: { step: string; cut: string; faulty: EngineResult; converge: EngineResult }[] = [];
-        before(async () => {
+        beforeAll(async () => {
             const sampler = sampleProcesses();
             for (const [i, [step, pattern, delay]] of plan.entries()) {
                 if (i > 0) {
@@ -244,7 +244,7 @@ describe("hardening on a real host", { timeout: 45 * 60_000 }, () => {
     describe("secret hygiene: every secret's plaintext, in every channel", () => {
         let secrets: Map<string, string>;
         const found: string[] = [];
-        before(() => {
+        beforeAll(() => {
             const state = readState(ctx.statePath);
             secrets = new Map(
                 Object.values(state.resources)
@@ -313,7 +313,7 @@ describe("hardening on a real host", { timeout: 45 * 60_000 }, () => {
         let cut: string;
         let faulty: EngineResult;
         let converge: EngineResult;
-        before(async () => {
+        beforeAll(async () => {
             const w = cutWhen("^/opt/synapse/bin/python -m pip install", 2);
             const upgraded = config({ version: NEW_SYNAPSE });
             faulty = await timed("deploy (upgrade, cut in pip)", () => run(upgraded));
@@ -338,7 +338,7 @@ describe("hardening on a real host", { timeout: 45 * 60_000 }, () => {
 
     describe("the host powered off and booted again (no deploy)", () => {
         let healthyAfter: number;
-        before(async () => {
+        beforeAll(async () => {
             const start = Date.now();
             await timed("reboot host", () => hostReboot(ctx.run));
             for (;;) {

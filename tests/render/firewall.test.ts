@@ -4,12 +4,12 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { after, describe, it } from "node:test";
+import { afterAll, describe, it } from "@jest/globals";
 import { renderFirewallRules } from "../../render/firewall";
 import { run } from "./tools";
 
 const dir = mkdtempSync(path.join(tmpdir(), "firewall-"));
-after(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("firewall rules (real nftables, private network namespace)", () => {
     const file = path.join(dir, "firewall.nft");

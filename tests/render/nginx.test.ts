@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { before, describe, it } from "node:test";
+import { beforeAll, describe, it } from "@jest/globals";
 import { renderElementConfig, renderElementSite } from "../../render/element";
 import { renderAcmeSite, renderApexSite, renderHomeserverSite, renderTlsSnippet } from "../../render/nginx";
 import { run } from "./tools";
@@ -46,7 +46,7 @@ function parse(block: string): Response {
 
 describe("nginx configuration in real nginx", () => {
     const results = new Map<string, string>();
-    before(() => {
+    beforeAll(() => {
         const dir = mkdtempSync(path.join(tmpdir(), "matrix-nginx-"));
         const put = (rel: string, content: string) => {
             mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });

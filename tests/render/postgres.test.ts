@@ -1,7 +1,7 @@
 // The database script and SQL against a real PostgreSQL (Debian's, started by .ci/run),
 // run through bash exactly as the host runs them.
 import assert from "node:assert/strict";
-import { after, describe, it } from "node:test";
+import { afterAll, describe, it } from "@jest/globals";
 import { renderDatabaseScript, renderDatabaseSql } from "../../render/postgres";
 import { run } from "./tools";
 
@@ -31,7 +31,7 @@ function login(s: typeof settings, password: string) {
 }
 
 describe("PostgresDatabase SQL on a real PostgreSQL", () => {
-    after(() => {
+    afterAll(() => {
         for (const s of [settings, wrongLocale]) {
             psql(`DROP DATABASE IF EXISTS ${s.database}`);
             psql(`DROP ROLE IF EXISTS ${s.user}`);

@@ -1,6 +1,6 @@
 // Every remote script, in every variant the program renders, is valid bash and passes shellcheck.
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { describe, it } from "@jest/globals";
 import {
     renderElementReleaseScript,
     renderElementSiteDeleteScript,

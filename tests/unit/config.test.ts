@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
-import { describe, it } from "node:test";
+import { describe, it } from "@jest/globals";
 import { ConfigError, LETSENCRYPT_PRODUCTION, parseStackConfig, publicHostnames } from "../../config";
 import { baseConfig } from "../harness/run";
 

@@ -1,7 +1,7 @@
 // The program under Pulumi's mocks: what it creates, in which order, and what it keeps secret.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { before, describe, it } from "node:test";
+import { beforeAll, describe, it } from "@jest/globals";
 import {
     allStrings,
     baseConfig,
@@ -23,7 +23,7 @@ const FILE = "pulumi-nodejs:dynamic/matrix:ManagedFile";
 
 describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
     let result: ProgramResult;
-    before(() => {
+    beforeAll(() => {
         result = runProgram(baseConfig());
         assert.equal(result.error, undefined);
     });
@@ -330,7 +330,7 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
 
 describe("a stack without Cloudflare, delegating elsewhere", () => {
     let result: ProgramResult;
-    before(() => {
+    beforeAll(() => {
         result = runProgram(
             baseConfig({
                 "matrix:dns": undefined,
@@ -372,7 +372,7 @@ describe("a stack that brings its own secrets and DNS (no random or Cloudflare p
         databasePassword: "ownDatabasePassword-0123456789",
     };
     let result: ProgramResult;
-    before(() => {
+    beforeAll(() => {
         result = runProgram(
             baseConfig({ "matrix:dns": undefined, "cloudflare:apiToken": undefined, "matrix:secrets": own }),
         );

@@ -1,0 +1,31 @@
+// Jest runs every suite (README: Testing), one project per kind of test:
+//   unit, render   `npm test`: milliseconds to seconds, no host needed (render needs root)
+//   e2e, hardening `npm run test:e2e`, `npm run test:hardening`: a real host, one suite at a time
+// TypeScript is compiled by @swc/jest, without type-checking (that is `npm run build`'s job, once
+// for the whole tree); so are the ESM-only packages the Matrix client brings.
+const swc = [
+    "@swc/jest",
+    { jsc: { parser: { syntax: "typescript" }, target: "es2022" }, module: { type: "commonjs" } },
+];
+// matrix-js-sdk is ESM-only, and so are some packages it imports: compiled to CommonJS like the
+// tests, wherever they sit in node_modules.
+const esm = ["matrix-js-sdk", "p-retry", "is-network-error", "bs58", "base-x", "@matrix-org/matrix-sdk-crypto-wasm"];
+const project = (name, extra = {}) => ({
+    displayName: name,
+    testEnvironment: "node",
+    testMatch: [`<rootDir>/tests/${name}/**/*.test.ts`],
+    transform: { "^.+\\.(ts|js|mjs)$": swc },
+    transformIgnorePatterns: [`^(?!.*/node_modules/(${esm.join("|")})/).*/node_modules/`],
+    testTimeout: 120_000,
+    ...extra,
+});
+// Suites on a real host print their progress as they go (phase lines, figures), not buffered.
+const onHost = { testTimeout: 60 * 60_000, setupFiles: ["<rootDir>/tests/e2e/plainConsole.ts"] };
+
+/** @type {import('jest').Config} */
+module.exports = {
+    projects: [project("unit"), project("render"), project("e2e", onHost), project("hardening", onHost)],
+    verbose: true,
+    // The hardening figures line comes after Jest's own summary.
+    reporters: ["default", "<rootDir>/tests/hardening/figuresReporter.js"],
+};
