@@ -5,6 +5,10 @@
 // filled in, or throws a `ConfigError` that lists every bad key at once.
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
+import { SSH_DEFAULTS } from "./lib/ssh";
+
+/** The stack config keys the server's SSH connection is built from (read again by managed files). */
+export const HOST_CONFIG_KEYS = { machine: "matrix:machine", privateKey: "matrix:sshPrivateKey" } as const;
 
 /** Synapse release this program is tested with; stacks should pin their own (README). */
 export const DEFAULT_SYNAPSE_VERSION = "1.163.2";
@@ -59,11 +63,11 @@ const machineSchema = z.strictObject({
     ipv6: z.ipv6({ error: "expected an IPv6 address such as 2001:db8::10" }).optional(),
     sshPort: int("expected a port number from 1 to 65535")
         .refine((p) => p >= 1 && p <= 65535, { error: "expected a port number from 1 to 65535" })
-        .default(22),
+        .default(SSH_DEFAULTS.port),
     sshUser: z
         .string()
         .regex(/^[a-z_][a-z0-9_-]{0,31}$/, { error: "expected a Unix user name such as root" })
-        .default("root"),
+        .default(SSH_DEFAULTS.user),
     /** The host's public key ("ssh-ed25519 AAAA..."); when set, SSH refuses any other host. */
     sshHostKey: z
         .string()
@@ -186,7 +190,13 @@ export type ProvidedSecret = (typeof PROVIDED_SECRETS)[number];
 
 const secretsSchema = z.strictObject(
     Object.fromEntries(
-        PROVIDED_SECRETS.map((k) => [k, z.string({ error: "expected a non-empty string" }).min(1).optional()]),
+        PROVIDED_SECRETS.map((k) => [
+            k,
+            z
+                .string({ error: "expected a non-empty string" })
+                .min(1, { error: "expected a non-empty string; remove the key to have it generated" })
+                .optional(),
+        ]),
     ) as Record<ProvidedSecret, z.ZodOptional<z.ZodString>>,
 );
 

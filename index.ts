@@ -11,6 +11,7 @@ import { SynapseBackups } from "./components/synapseBackups";
 import { SynapseServer } from "./components/synapseServer";
 import {
     firewallPorts,
+    HOST_CONFIG_KEYS,
     loadProvidedSecret,
     loadSshPrivateKey,
     loadStackConfig,
@@ -38,6 +39,7 @@ const host: Host = {
         dialErrorLimit: 20,
     },
     user: cfg.machine.sshUser,
+    config: HOST_CONFIG_KEYS,
 };
 
 const dns = cfg.dns
@@ -116,26 +118,24 @@ const proxy = new NginxProxy("nginx", {
     acme: cfg.acme,
 });
 
-const element = new ElementWeb(
-    "element",
-    {
-        host,
-        elementHost: proxy.certificates.element,
-        serverName: cfg.domain,
-        homeserverHost: cfg.homeserverHost,
-        version: cfg.element.version,
-        url: cfg.element.url,
-        sha256: cfg.element.sha256,
-        brand: cfg.element.brand,
-        disableCustomUrls: cfg.element.disableCustomUrls,
-        ipv6,
-        purgeOnDestroy: cfg.purgeOnDestroy,
-    },
-    { dependsOn: [proxy] },
-);
+// Its vhost waits for its certificate and the Matrix vhosts (through elementHost); its download
+// waits for nothing.
+const element = new ElementWeb("element", {
+    host,
+    elementHost: proxy.certificates.element,
+    serverName: cfg.domain,
+    homeserverHost: cfg.homeserverHost,
+    version: cfg.element.version,
+    url: cfg.element.url,
+    sha256: cfg.element.sha256,
+    brand: cfg.element.brand,
+    disableCustomUrls: cfg.element.disableCustomUrls,
+    ipv6,
+    purgeOnDestroy: cfg.purgeOnDestroy,
+});
 
 export const serverName = cfg.domain;
-export const homeserverUrl = proxy.sitesReady.apply(() => `https://${cfg.homeserverHost}`);
+export const homeserverUrl = proxy.homeserverUrl;
 export const elementUrl = element.url;
 export const delegation = cfg.delegation;
 /** With delegation "external", publish these at https://<domain>/.well-known/matrix/{server,client}. */
@@ -143,10 +143,10 @@ export const wellKnown = {
     server: JSON.stringify(wellKnownServer(cfg.homeserverHost)),
     client: JSON.stringify(wellKnownClient(cfg.homeserverHost)),
 };
-/** Records to create by hand when matrix:dns is not set. */
+/** Records to create by hand when matrix:dns is not set: every name that gets a certificate. */
 export const dnsRecordsToCreate = dns
     ? []
-    : Object.values(names.dnsRecords).flatMap((name) => [
+    : Object.values(names.certificates).flatMap((name) => [
           `${name} A ${cfg.machine.ipv4}`,
           ...(cfg.machine.ipv6 ? [`${name} AAAA ${cfg.machine.ipv6}`] : []),
       ]);

@@ -16,16 +16,17 @@ const project = (name, extra = {}) => ({
     testMatch: [`<rootDir>/tests/${name}/**/*.test.ts`],
     transform: { "^.+\\.(ts|js|mjs)$": swc },
     transformIgnorePatterns: [`^(?!.*/node_modules/(${esm.join("|")})/).*/node_modules/`],
-    testTimeout: 120_000,
     ...extra,
 });
-// Suites on a real host print their progress as they go (phase lines, figures), not buffered.
-const onHost = { testTimeout: 60 * 60_000, setupFiles: ["<rootDir>/tests/e2e/plainConsole.ts"] };
+// Suites on a real host print their progress as they go, and allow an hour per hook and test.
+const onHost = { setupFilesAfterEnv: ["<rootDir>/tests/e2e/setup.ts"] };
 
 /** @type {import('jest').Config} */
 module.exports = {
     projects: [project("unit"), project("render"), project("e2e", onHost), project("hardening", onHost)],
     verbose: true,
+    // Every unit test runs the whole program in a process of its own: seconds, not milliseconds.
+    testTimeout: 120_000,
     // The hardening figures line comes after Jest's own summary.
     reporters: ["default", "<rootDir>/tests/hardening/figuresReporter.js"],
 };

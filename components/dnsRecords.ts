@@ -1,5 +1,6 @@
 import * as cloudflare from "@pulumi/cloudflare";
 import * as pulumi from "@pulumi/pulumi";
+import { after } from "../lib/order";
 
 export interface DnsRecordsArgs {
     /** Cloudflare zone id of the zone that holds every name below. */
@@ -22,7 +23,7 @@ export interface DnsRecordsArgs {
  * proxy would break federation and ACME HTTP-01.
  */
 export class DnsRecords extends pulumi.ComponentResource {
-    /** Role → host name, resolved once that name's records exist (certificates wait on it). */
+    /** Role → host name, resolved once that name's records exist (certificates wait on it; known in a preview). */
     public readonly hostnames: Partial<Record<string, pulumi.Output<string>>>;
     public readonly records: cloudflare.DnsRecord[];
 
@@ -52,7 +53,7 @@ export class DnsRecords extends pulumi.ComponentResource {
                     ),
             );
             this.records.push(...records);
-            this.hostnames[role] = pulumi.all(records.map((r) => r.id)).apply(() => pulumi.output(hostname));
+            this.hostnames[role] = after(records, hostname);
         }
         this.registerOutputs({ hostnames: this.hostnames });
     }

@@ -1,9 +1,11 @@
 import * as pulumi from "@pulumi/pulumi";
+import { after } from "../lib/order";
 import { filesRevision, remoteFile, remoteStep, type Host } from "../lib/remote";
 import {
     elementFiles,
     ELEMENT_FILE_MODE,
     renderElementConfig,
+    renderElementDataScript,
     renderElementReleaseScript,
     renderElementSite,
     renderElementSiteDeleteScript,
@@ -13,7 +15,10 @@ import {
 export interface ElementWebArgs {
     /** The server and how to reach it. */
     host: Host;
-    /** Host name Element is served on (NginxProxy.certificates.element: waits for its certificate). */
+    /**
+     * Host name Element is served on (NginxProxy.certificates.element): its vhost waits for that
+     * certificate and the Matrix vhosts; the download does not.
+     */
     elementHost: pulumi.Input<string>;
     /** The Matrix server name shown at login. */
     serverName: pulumi.Input<string>;
@@ -36,30 +41,40 @@ export interface ElementWebArgs {
 }
 
 /**
- * A pinned, checksum-verified Element Web release in a versioned folder, its config.json
- * pointing at the homeserver, served on its own host name by its own nginx vhost.
+ * A pinned, checksum-verified Element Web release in its own folder, its config.json pointing at
+ * the homeserver, served on its own host name by its own nginx vhost.
  */
 export class ElementWeb extends pulumi.ComponentResource {
-    /** https://<elementHost>, resolved once the vhost is live. */
+    /** https://<elementHost>, resolved once the vhost is live (known in a preview). */
     public readonly url: pulumi.Output<string>;
 
     constructor(name: string, args: ElementWebArgs, opts?: pulumi.ComponentResourceOptions) {
         super("matrix:index:ElementWeb", name, {}, opts);
         const user = args.host.user;
         const ipv6 = args.ipv6 ?? false;
+        const release = pulumi.all([args.version, args.sha256]).apply(([version, sha256]) => ({ version, sha256 }));
 
-        const release = remoteStep(
+        const data = remoteStep(
+            `${name}-data`,
+            args.host,
+            renderElementDataScript({ purge: args.purgeOnDestroy ?? false }, { user }),
+            { parent: this },
+        );
+        // Nothing of the homeserver's is needed to fetch and unpack a release: it runs from the start.
+        const download = remoteStep(
             `${name}-release`,
             args.host,
             {
                 create: pulumi
-                    .all([args.version, args.url, args.sha256])
-                    .apply(([version, url, sha256]) => renderElementReleaseScript({ version, url, sha256 }, { user })),
+                    .all([release, args.url])
+                    .apply(([r, url]) => renderElementReleaseScript({ ...r, url }, { user })),
             },
-            { parent: this },
+            { parent: this, dependsOn: [data] },
         );
-        // config.json and the vhost are resources `pulumi refresh` can read back (drift).
-        const paths = pulumi.output(args.version).apply(elementFiles);
+        // config.json and the vhost are resources `pulumi refresh` can read back (drift). The
+        // config lives in the release's folder, so a new release (or a new tarball of the same
+        // version) writes its own.
+        const paths = release.apply(elementFiles);
         const config = remoteFile(
             `${name}-config-json`,
             args.host,
@@ -77,7 +92,7 @@ export class ElementWeb extends pulumi.ComponentResource {
                     ),
                 ...ELEMENT_FILE_MODE,
             },
-            { parent: this, dependsOn: [release] },
+            { parent: this, dependsOn: [download] },
         );
         const siteFile = remoteFile(
             `${name}-vhost`,
@@ -87,22 +102,26 @@ export class ElementWeb extends pulumi.ComponentResource {
                 content: pulumi
                     .output(args.elementHost)
                     .apply((elementHost) => renderElementSite({ elementHost, ipv6 })),
+                removeOnDelete: true,
                 ...ELEMENT_FILE_MODE,
             },
-            { parent: this, dependsOn: [release] },
+            { parent: this },
         );
         const site = remoteStep(
             `${name}-site`,
             args.host,
             {
-                delete: renderElementSiteDeleteScript({ purge: args.purgeOnDestroy ?? false }, { user }),
+                delete: renderElementSiteDeleteScript({ user }),
                 create: pulumi
-                    .all([args.version, filesRevision([siteFile])])
-                    .apply(([version, revision]) => renderElementSiteScript({ version, revision }, { user })),
+                    .all([release, filesRevision([siteFile])])
+                    .apply(([r, revision]) => renderElementSiteScript({ ...r, revision }, { user })),
             },
-            { parent: this, dependsOn: [release, config] },
+            { parent: this, dependsOn: [download, config] },
         );
-        this.url = pulumi.all([site.stdout, args.elementHost]).apply(([, host]) => `https://${host}`);
+        this.url = after(
+            site,
+            pulumi.output(args.elementHost).apply((host) => `https://${host}`),
+        );
         this.registerOutputs({ url: this.url });
     }
 }

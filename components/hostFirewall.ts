@@ -1,10 +1,12 @@
 import * as pulumi from "@pulumi/pulumi";
+import { after } from "../lib/order";
 import { filesRevision, remoteFile, remoteStep, type Host } from "../lib/remote";
 import {
     FIREWALL_FILE_MODE,
     FIREWALL_PATHS,
     renderFirewallApplyScript,
     renderFirewallDeleteScript,
+    renderFirewallInstallDeleteScript,
     renderFirewallInstallScript,
     renderFirewallRules,
 } from "../render/firewall";
@@ -21,7 +23,7 @@ export interface HostFirewallArgs {
  * ICMP and established connections), loaded at boot by a systemd unit.
  */
 export class HostFirewall extends pulumi.ComponentResource {
-    /** The ports let in, resolved once the rules are loaded. */
+    /** The ports let in, resolved once the rules are loaded (known in a preview). */
     public readonly tcpPorts: pulumi.Output<number[]>;
 
     constructor(name: string, args: HostFirewallArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -30,7 +32,7 @@ export class HostFirewall extends pulumi.ComponentResource {
         const install = remoteStep(
             `${name}-install`,
             args.host,
-            { create: renderFirewallInstallScript({ user }), delete: renderFirewallDeleteScript({ user }) },
+            { create: renderFirewallInstallScript({ user }), delete: renderFirewallInstallDeleteScript({ user }) },
             { parent: this },
         );
         const rules = remoteFile(
@@ -39,6 +41,7 @@ export class HostFirewall extends pulumi.ComponentResource {
             {
                 path: FIREWALL_PATHS.rules,
                 content: pulumi.output(args.tcpPorts).apply((tcpPorts) => renderFirewallRules({ tcpPorts })),
+                removeOnDelete: true,
                 ...FIREWALL_FILE_MODE,
             },
             { parent: this, dependsOn: [install] },
@@ -46,10 +49,13 @@ export class HostFirewall extends pulumi.ComponentResource {
         const apply = remoteStep(
             `${name}-apply`,
             args.host,
-            { create: filesRevision([rules]).apply((revision) => renderFirewallApplyScript({ revision }, { user })) },
-            { parent: this },
+            {
+                create: filesRevision([rules]).apply((revision) => renderFirewallApplyScript({ revision }, { user })),
+                delete: renderFirewallDeleteScript({ user }),
+            },
+            { parent: this, dependsOn: [install] },
         );
-        this.tcpPorts = pulumi.all([apply.stdout, args.tcpPorts]).apply(([, ports]) => ports);
+        this.tcpPorts = after(apply, args.tcpPorts);
         this.registerOutputs({ tcpPorts: this.tcpPorts });
     }
 }

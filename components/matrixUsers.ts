@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import { after } from "../lib/order";
 import { remoteStep, type Host } from "../lib/remote";
 import { renderUserScript } from "../render/synapse";
 
@@ -41,7 +42,7 @@ export class MatrixUsers extends pulumi.ComponentResource {
                 },
                 { parent: this },
             );
-            return pulumi.all([step.stdout, password]).apply(([, pw]) => [u.name, pw] as const);
+            return after(step, password).apply((pw) => [u.name, pw] as const);
         });
         this.passwords = pulumi.secret(pulumi.all(entries).apply((e) => Object.fromEntries(e)));
         this.registerOutputs({ passwords: this.passwords });

@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { after } from "../lib/order";
 import { filesRevision, remoteFile, remoteStep, type Host } from "../lib/remote";
 import {
     NGINX_PATHS,
@@ -61,18 +62,18 @@ export interface NginxProxyArgs {
 export class NginxProxy extends pulumi.ComponentResource {
     /**
      * Role → host name, resolved once that name's certificate is on the host and the Matrix
-     * vhosts are live: what a vhost added later (Element's) waits for.
+     * vhosts are live (known in a preview): what a vhost added later (Element's) waits for.
      */
     public readonly certificates: CertificateHosts<pulumi.Output<string>>;
-    /** Resolved once the Matrix vhosts are live. */
-    public readonly sitesReady: pulumi.Output<string>;
+    /** The homeserver's public URL, resolved once the Matrix vhosts are live (known in a preview). */
+    public readonly homeserverUrl: pulumi.Output<string>;
 
     constructor(name: string, args: NginxProxyArgs, opts?: pulumi.ComponentResourceOptions) {
         super("matrix:index:NginxProxy", name, {}, opts);
         const user = args.host.user;
         const ipv6 = args.ipv6 ?? false;
         const named = Object.entries(args.certificateHosts)
-            .filter((e): e is [string, pulumi.Input<string>] => e[1] !== undefined)
+            .filter((e): e is [keyof CertificateHosts<unknown>, pulumi.Input<string>] => e[1] !== undefined)
             .sort(([a], [b]) => a.localeCompare(b));
         const hosts = pulumi.all(named.map(([, host]) => pulumi.output(host)));
 
@@ -80,7 +81,14 @@ export class NginxProxy extends pulumi.ComponentResource {
             `${name}-install`,
             args.host,
             {
-                delete: renderSitesDeleteScript([NGINX_PATHS.acmeSite], { user }),
+                // The port-80 ACME site is this step's own file.
+                delete: renderSitesDeleteScript(
+                    {
+                        disable: [NGINX_PATHS.acmeSite],
+                        files: [`${NGINX_PATHS.sitesAvailable}/${NGINX_PATHS.acmeSite}`],
+                    },
+                    { user },
+                ),
                 create: pulumi
                     .all([hosts, args.acme.caBundle])
                     .apply(([h, acmeCaBundle]) => renderNginxInstallScript({ hosts: h, ipv6, acmeCaBundle }, { user })),
@@ -97,27 +105,33 @@ export class NginxProxy extends pulumi.ComponentResource {
             { parent: this, dependsOn: [install] },
         );
 
-        const certificateSteps = named.map(([role, certificateHost]) => {
-            const step = remoteStep(
-                `${name}-certificate-${role}`,
-                args.host,
-                {
-                    delete: pulumi.output(certificateHost).apply((h) => renderCertificateDeleteScript(h, { user })),
-                    // The e-mail belongs to the account step; leaving it out here keeps an e-mail
-                    // change from touching the certificates.
-                    create: pulumi
-                        .all([acme, certificateHost])
-                        .apply(([a, host]) =>
-                            renderCertificateScript(
-                                { directoryUrl: a.directoryUrl, caBundle: a.caBundle, host },
-                                { user },
-                            ),
-                        ),
-                },
-                { parent: this, dependsOn: [account] },
-            );
-            return step;
-        });
+        const certificateSteps = named.map(
+            ([role, certificateHost]) =>
+                [
+                    role,
+                    remoteStep(
+                        `${name}-certificate-${role}`,
+                        args.host,
+                        {
+                            delete: pulumi
+                                .output(certificateHost)
+                                .apply((h) => renderCertificateDeleteScript(h, { user })),
+                            // The e-mail belongs to the account step; leaving it out here keeps an
+                            // e-mail change from touching the certificates.
+                            create: pulumi
+                                .all([acme, certificateHost])
+                                .apply(([a, host]) =>
+                                    renderCertificateScript(
+                                        { directoryUrl: a.directoryUrl, caBundle: a.caBundle, host },
+                                        { user },
+                                    ),
+                                ),
+                        },
+                        { parent: this, dependsOn: [account] },
+                    ),
+                ] as const,
+        );
+        const certificates = certificateSteps.map(([, step]) => step);
 
         // Each vhost file is a resource `pulumi refresh` can read back (drift); enabled once every
         // certificate it names is on the host.
@@ -125,8 +139,8 @@ export class NginxProxy extends pulumi.ComponentResource {
             remoteFile(
                 `${name}-${role}-vhost`,
                 args.host,
-                { path: `${NGINX_PATHS.sitesAvailable}/${site}`, content, ...SITE_FILE_MODE },
-                { parent: this, dependsOn: certificateSteps },
+                { path: `${NGINX_PATHS.sitesAvailable}/${site}`, content, removeOnDelete: true, ...SITE_FILE_MODE },
+                { parent: this, dependsOn: certificates },
             );
         const siteFiles = [
             siteFile(
@@ -157,7 +171,7 @@ export class NginxProxy extends pulumi.ComponentResource {
                 : []),
         ];
         const enabled = [NGINX_PATHS.homeserverSite, ...(args.delegation === "apex" ? [NGINX_PATHS.apexSite] : [])];
-        const sitesStep = remoteStep(
+        const sites = remoteStep(
             `${name}-sites`,
             args.host,
             {
@@ -171,23 +185,25 @@ export class NginxProxy extends pulumi.ComponentResource {
                         { user },
                     ),
                 ),
-                delete: renderSitesDeleteScript([NGINX_PATHS.homeserverSite, NGINX_PATHS.apexSite], { user }),
+                delete: renderSitesDeleteScript(
+                    { disable: [NGINX_PATHS.homeserverSite, NGINX_PATHS.apexSite] },
+                    { user },
+                ),
             },
-            { parent: this, dependsOn: certificateSteps },
+            { parent: this, dependsOn: certificates },
         );
 
-        this.sitesReady = sitesStep.stdout.apply(() => "ready");
-        const ready = (host: pulumi.Input<string>, step: { stdout: pulumi.Output<string> }) =>
-            pulumi.all([this.sitesReady, host, step.stdout]).apply(([, h]) => h);
-        const stepOf = (role: string) => certificateSteps[named.findIndex(([r]) => r === role)]!;
+        const ready = (role: keyof CertificateHosts<unknown>, host: pulumi.Input<string>) =>
+            after([sites, certificateSteps.find(([r]) => r === role)![1]], host);
         this.certificates = {
-            homeserver: ready(args.certificateHosts.homeserver, stepOf("homeserver")),
-            element: ready(args.certificateHosts.element, stepOf("element")),
-            apex:
-                args.certificateHosts.apex !== undefined
-                    ? ready(args.certificateHosts.apex, stepOf("apex"))
-                    : undefined,
+            homeserver: ready("homeserver", args.certificateHosts.homeserver),
+            element: ready("element", args.certificateHosts.element),
+            apex: args.certificateHosts.apex !== undefined ? ready("apex", args.certificateHosts.apex) : undefined,
         };
-        this.registerOutputs({ certificates: this.certificates, sitesReady: this.sitesReady });
+        this.homeserverUrl = after(
+            sites,
+            pulumi.output(args.homeserverHost).apply((h) => `https://${h}`),
+        );
+        this.registerOutputs({ certificates: this.certificates, homeserverUrl: this.homeserverUrl });
     }
 }

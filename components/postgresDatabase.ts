@@ -1,8 +1,10 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import { after } from "../lib/order";
 import { remoteStep, type Host } from "../lib/remote";
 import {
-    renderDatabaseDeleteScript,
+    POSTGRES_ADDRESS,
+    renderDatabaseDataScript,
     renderDatabaseScript,
     renderDatabaseSql,
     renderPostgresInstallScript,
@@ -46,6 +48,14 @@ export class PostgresDatabase extends pulumi.ComponentResource {
             { create: renderPostgresInstallScript({ user }) },
             { parent: this },
         );
+        // The data's own lifetime: deleted (and, with purgeOnDestroy, dropped) only on destroy,
+        // after everything that uses it; never by replacing the step below.
+        const data = remoteStep(
+            `${name}-data`,
+            args.host,
+            renderDatabaseDataScript({ ...settings, purge: args.purgeOnDestroy ?? false }, { user }),
+            { parent: this, dependsOn: [install] },
+        );
         this.password = pulumi.secret(
             args.password ??
                 // Letters and digits only: the password lands in YAML and libpq settings.
@@ -56,16 +66,14 @@ export class PostgresDatabase extends pulumi.ComponentResource {
             args.host,
             {
                 create: renderDatabaseScript(settings, { user }),
-                delete: renderDatabaseDeleteScript({ ...settings, purge: args.purgeOnDestroy ?? false }, { user }),
                 stdin: this.password.apply((pw) => renderDatabaseSql(settings, pw)),
             },
-            { parent: this, dependsOn: [install] },
+            { parent: this, dependsOn: [data] },
         );
 
-        const created = <T>(value: T) => database.stdout.apply(() => value);
-        this.databaseName = created(settings.database);
-        this.userName = created(settings.user);
-        this.address = created({ host: "127.0.0.1", port: 5432 });
+        this.databaseName = after(database, settings.database);
+        this.userName = after(database, settings.user);
+        this.address = after(database, POSTGRES_ADDRESS);
         this.registerOutputs({ databaseName: this.databaseName, userName: this.userName, address: this.address });
     }
 }

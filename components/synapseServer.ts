@@ -1,10 +1,12 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import { after } from "../lib/order";
 import { filesRevision, remoteFile, remoteStep, type Host } from "../lib/remote";
 import {
     renderHomeserverConfig,
     renderLogConfig,
     renderSecretsConfig,
+    renderSynapseDataScript,
     renderSynapseInstallScript,
     renderSynapseServiceDeleteScript,
     renderSynapseServiceScript,
@@ -60,7 +62,7 @@ export interface SynapseServerArgs {
 export class SynapseServer extends pulumi.ComponentResource {
     /** The shared secret for the admin registration API (secret). */
     public readonly registrationSharedSecret: pulumi.Output<string>;
-    /** Synapse's loopback listener, resolved once it answers /health; nginx proxies to it. */
+    /** Synapse's loopback listener, resolved once it answers /health (known in a preview); nginx proxies to it. */
     public readonly localUrl: pulumi.Output<string>;
 
     constructor(name: string, args: SynapseServerArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -76,6 +78,13 @@ export class SynapseServer extends pulumi.ComponentResource {
         const macaroonSecretKey = secret("macaroon-secret-key", args.secrets?.macaroonSecretKey);
         const formSecret = secret("form-secret", args.secrets?.formSecret);
 
+        // Media, signing key, config and venv: kept or purged on destroy, after the service stops.
+        const data = remoteStep(
+            `${name}-data`,
+            args.host,
+            renderSynapseDataScript({ purge: args.purgeOnDestroy ?? false }, { user }),
+            { parent: this },
+        );
         const install = remoteStep(
             `${name}-install`,
             args.host,
@@ -84,7 +93,7 @@ export class SynapseServer extends pulumi.ComponentResource {
                     .all([args.version, args.wheelhouse])
                     .apply(([version, wheelhouse]) => renderSynapseInstallScript({ version, wheelhouse }, { user })),
             },
-            { parent: this },
+            { parent: this, dependsOn: [data] },
         );
 
         const files = pulumi
@@ -144,7 +153,7 @@ export class SynapseServer extends pulumi.ComponentResource {
             `${name}-service`,
             args.host,
             {
-                delete: renderSynapseServiceDeleteScript({ purge: args.purgeOnDestroy ?? false }, { user }),
+                delete: renderSynapseServiceDeleteScript({ user }),
                 create: pulumi
                     .all([
                         filesRevision([homeserverConfig, logConfig, secrets, unit]),
@@ -158,10 +167,10 @@ export class SynapseServer extends pulumi.ComponentResource {
                         ),
                     ),
             },
-            { parent: this, dependsOn: [install] },
+            { parent: this, dependsOn: [install, data] },
         );
 
-        this.localUrl = service.stdout.apply(() => `http://${SYNAPSE_LISTEN.address}:${SYNAPSE_LISTEN.port}`);
+        this.localUrl = after(service, `http://${SYNAPSE_LISTEN.address}:${SYNAPSE_LISTEN.port}`);
         this.registerOutputs({ registrationSharedSecret: this.registrationSharedSecret, localUrl: this.localUrl });
     }
 }

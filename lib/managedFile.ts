@@ -6,9 +6,22 @@
 //
 // The engine runs the provider from a serialized copy of `managedFileProvider` (Pulumi's closure
 // serialization), so the provider uses only Node built-ins and the small helpers below.
+//
+// Which SSH connection: create and update use the one the program passes (the stack as it is now).
+// Read (refresh) and delete see only what the state recorded, so they take the connection from
+// the stack's current config when the engine hands it to the provider (`configure`), and fall
+// back to the recorded one: a rotated SSH key works on the very next refresh.
 import * as pulumi from "@pulumi/pulumi";
 import { script, sha256, shq, writeFileFromStdin, type FileMode } from "../render/shell";
-import { sshExec, type SshConnection } from "./ssh";
+import { SSH_DEFAULTS, sshExec, type SshConnection } from "./ssh";
+
+/** The stack config keys a host's connection is built from (e.g. matrix:machine, matrix:sshPrivateKey). */
+export interface ConnectionConfig {
+    /** Key of the machine object: {ipv4, sshPort?, sshUser?, sshHostKey?}. */
+    machine: string;
+    /** Key of the (secret) private key. */
+    privateKey: string;
+}
 
 /** What the provider is given (inputs) — the content itself is never kept as an output. */
 export interface ManagedFileInputs extends FileMode {
@@ -17,6 +30,10 @@ export interface ManagedFileInputs extends FileMode {
     content: string;
     /** SHA-256 of `content`, so a preview shows digests rather than (possibly secret) content. */
     sha256: string;
+    /** Where the stack's config keeps this host's connection (read and delete use the current one). */
+    connectionConfig?: ConnectionConfig;
+    /** Delete the file when the resource is deleted (destroy). Default: the file stays. */
+    removeOnDelete?: boolean;
 }
 
 /** What the provider records (outputs) and what `read` finds on the server. */
@@ -26,8 +43,10 @@ export interface ManagedFileState extends FileMode {
     sha256: string;
     /** Writes so far; raised by every create/update. */
     generation: number;
-    /** Kept (secret) so that `read`, which sees only outputs, can reach the server. */
+    /** Kept (secret) so that `read` and `delete` reach the server even without the stack's config. */
     connection: SshConnection;
+    connectionConfig?: ConnectionConfig;
+    removeOnDelete?: boolean;
 }
 
 export const ABSENT = "absent";
@@ -105,18 +124,64 @@ async function writeRemote(inputs: ManagedFileInputs, generation: number): Promi
         group: inputs.group,
         generation,
         connection: inputs.connection,
+        connectionConfig: inputs.connectionConfig,
+        removeOnDelete: inputs.removeOnDelete ?? false,
     };
 }
 
-/** The provider the engine calls: create/update write, read reads back, diff compares. */
-export const managedFileProvider: pulumi.dynamic.ResourceProvider<ManagedFileInputs, ManagedFileState> = {
+/** The remote script that removes the file (a missing one is fine). */
+export function renderRemoveScript(path: string, opts: { user?: string } = {}): string {
+    return script([`rm -f -- ${shq(path)}`], opts);
+}
+
+/** The connection the stack's config describes now, if it holds the keys `cc` names. */
+export function connectionFromConfig(
+    config: pulumi.dynamic.Config | undefined,
+    cc: ConnectionConfig | undefined,
+): SshConnection | undefined {
+    const machineValue = cc && config?.get(cc.machine);
+    const privateKey = cc && config?.get(cc.privateKey);
+    if (!machineValue || !privateKey) return undefined;
+    // Objects arrive as JSON text, as the program itself receives them.
+    const machine = JSON.parse(machineValue) as {
+        ipv4?: string;
+        sshPort?: number | string;
+        sshUser?: string;
+        sshHostKey?: string;
+    };
+    if (!machine.ipv4) return undefined;
+    return {
+        host: machine.ipv4,
+        port: Number(machine.sshPort ?? SSH_DEFAULTS.port),
+        user: machine.sshUser ?? SSH_DEFAULTS.user,
+        hostKey: machine.sshHostKey,
+        privateKey,
+    };
+}
+
+/** The provider the engine calls: create/update write, read reads back, diff compares, delete removes. */
+export const managedFileProvider: pulumi.dynamic.ResourceProvider<ManagedFileInputs, ManagedFileState> & {
+    /** The stack's config, when the engine gave it (configure). */
+    stackConfig?: pulumi.dynamic.Config;
+    /** The connection for reading or deleting a recorded file: the stack's current one when known. */
+    currentConnection(props: Partial<ManagedFileState>): SshConnection | undefined;
+} = {
+    configure(req) {
+        // The whole stack config, namespaced keys, secrets decrypted.
+        this.stackConfig = req.config;
+        return Promise.resolve();
+    },
+    currentConnection(props) {
+        return connectionFromConfig(this.stackConfig, props.connectionConfig) ?? props.connection;
+    },
     async create(inputs) {
         return { id: inputs.path, outs: await writeRemote(inputs, 1) };
     },
     async read(id, props) {
         // `props` are the recorded outputs (on refresh the engine passes nothing else).
-        if (!props?.connection) return { id, props };
-        const actual = await readRemote({ connection: props.connection, path: props.path ?? id });
+        const connection = props ? this.currentConnection(props) : undefined;
+        if (!props || !connection) return { id, props };
+        const actual = await readRemote({ connection, path: props.path ?? id });
         return { id, props: { ...props, ...actual } };
     },
     diff(_id, olds, news) {
@@ -125,15 +190,21 @@ export const managedFileProvider: pulumi.dynamic.ResourceProvider<ManagedFileInp
     async update(_id, olds, news) {
         return { outs: await writeRemote(news, (olds.generation ?? 0) + 1) };
     },
-    // Files stay on destroy: the step that owns the service removes what must go (README: Destroy).
-    delete() {
-        return Promise.resolve();
+    // Most files stay on destroy (README: Destroy); the step that owns the service stops it.
+    async delete(id, props) {
+        const connection = this.currentConnection(props);
+        if (!props.removeOnDelete || !connection) return;
+        await ssh(connection, renderRemoveScript(props.path ?? id, { user: connection.user }), "");
     },
 };
 
 export interface ManagedFileArgs {
     /** How to reach the server (Host.connection). */
     connection: pulumi.Input<SshConnection>;
+    /** The stack config keys that connection comes from (Host.config). Default: none. */
+    connectionConfig?: ConnectionConfig;
+    /** Delete the file when the resource is deleted. Default: false (it stays). */
+    removeOnDelete?: boolean;
     /** Absolute path on the server; its folder must exist. */
     path: pulumi.Input<string>;
     /** The file's content; may be a secret (it travels on stdin and is never an output). */
@@ -159,6 +230,8 @@ export class ManagedFile extends pulumi.dynamic.Resource {
             name,
             {
                 connection: args.connection,
+                connectionConfig: args.connectionConfig,
+                removeOnDelete: args.removeOnDelete ?? false,
                 path: args.path,
                 content,
                 // A digest of a file whose secrets are 48 random characters reveals none of them.
@@ -168,7 +241,8 @@ export class ManagedFile extends pulumi.dynamic.Resource {
                 group: args.group,
                 generation: undefined,
             },
-            { ...opts, additionalSecretOutputs: ["connection"] },
+            // A replacement writes the file after the old resource's delete, never before it.
+            { ...opts, additionalSecretOutputs: ["connection"], deleteBeforeReplace: true },
             "matrix",
             "ManagedFile",
         );

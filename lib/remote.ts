@@ -3,14 +3,19 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { FileMode } from "../render/shell";
-import { ManagedFile } from "./managedFile";
+import { ManagedFile, type ConnectionConfig } from "./managedFile";
 
-/** How the program reaches the server. */
+/** How the program reaches a server. */
 export interface Host {
     /** SSH settings shared by every command (the private key is a secret Output). */
     connection: command.types.input.remote.ConnectionArgs;
     /** Remote user name; scripts run through `sudo -n` when it is not root. */
     user: string;
+    /**
+     * The stack config keys the connection comes from. Managed files read the host back with
+     * the stack's current settings, so a rotated SSH key works on the very next refresh.
+     */
+    config: ConnectionConfig;
 }
 
 export interface RemoteStep {
@@ -46,6 +51,9 @@ export function remoteStep(
             ...opts,
             // Output is kept in state; a step fed secrets keeps it secret there too.
             additionalSecretOutputs: step.stdin !== undefined ? ["stdout", "stderr"] : undefined,
+            // A delete undoes its create: on a replacement it must run before the new create, or
+            // it would undo what the new one just did (a stopped Synapse, a deleted certificate).
+            deleteBeforeReplace: true,
         },
     );
 }
@@ -54,7 +62,12 @@ export function remoteStep(
 export function remoteFile(
     name: string,
     host: Host,
-    file: { path: pulumi.Input<string>; content: pulumi.Input<string> } & FileMode,
+    file: {
+        path: pulumi.Input<string>;
+        content: pulumi.Input<string>;
+        /** Delete the file on destroy (a vhost, firewall rules); otherwise it stays. Default: false. */
+        removeOnDelete?: boolean;
+    } & FileMode,
     opts: pulumi.CustomResourceOptions,
 ): ManagedFile {
     const connection = pulumi.output(host.connection).apply((c) => ({
@@ -64,7 +77,7 @@ export function remoteFile(
         privateKey: c.privateKey,
         hostKey: c.hostKey,
     }));
-    return new ManagedFile(name, { connection, ...file }, opts);
+    return new ManagedFile(name, { connection, connectionConfig: host.config, ...file }, opts);
 }
 
 /**

@@ -6,6 +6,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 
+/** What an SSH connection uses when the stack does not say (matrix:machine's defaults too). */
+export const SSH_DEFAULTS = { port: 22, user: "root" } as const;
+
 export interface SshConnection {
     host: string;
     port?: number;
@@ -31,7 +34,14 @@ export function sshArgs(c: SshConnection, ...options: string[]): { args: string[
         ...options,
     ];
     return {
-        args: ["-i", key, "-p", String(c.port ?? 22), ...o.flatMap((x) => ["-o", x]), `${c.user ?? "root"}@${c.host}`],
+        args: [
+            "-i",
+            key,
+            "-p",
+            String(c.port ?? SSH_DEFAULTS.port),
+            ...o.flatMap((x) => ["-o", x]),
+            `${c.user ?? SSH_DEFAULTS.user}@${c.host}`,
+        ],
         cleanup: () => rmSync(dir, { recursive: true, force: true }),
     };
 }

@@ -12,8 +12,18 @@ export const ELEMENT_PATHS = {
 
 export const ELEMENT_APT_PACKAGES = ["curl", "ca-certificates"];
 
-export function elementReleaseDir(version: string): string {
-    return `${ELEMENT_PATHS.releases}/v${version}`;
+/** What identifies a release and its folder. */
+export interface ElementReleaseId {
+    version: string;
+    sha256: string;
+}
+
+/**
+ * The folder a release is unpacked into, named by its version and checksum: a new tarball under
+ * the same version gets a folder of its own (and its own config.json) before `current` moves.
+ */
+export function elementReleaseDir(r: ElementReleaseId): string {
+    return `${ELEMENT_PATHS.releases}/v${r.version}-${r.sha256.slice(0, 12)}`;
 }
 
 export interface ElementConfigSettings {
@@ -69,10 +79,8 @@ export function renderElementSite(s: { elementHost: string; ipv6: boolean }): st
     ].join("\n");
 }
 
-export interface ElementReleaseSettings {
-    version: string;
+export interface ElementReleaseSettings extends ElementReleaseId {
     url: string;
-    sha256: string;
 }
 
 /**
@@ -80,7 +88,7 @@ export interface ElementReleaseSettings {
  * it into its own versioned folder. Skipped when that folder already holds this checksum.
  */
 export function renderElementReleaseScript(s: ElementReleaseSettings, opts: { user?: string } = {}): string {
-    const dir = elementReleaseDir(s.version);
+    const dir = elementReleaseDir(s);
     const tarball = `${ELEMENT_PATHS.cache}/element-v${s.version}.tar.gz`;
     const stamp = `${dir}/.matrix-pulumi-sha256`;
     const root = { owner: "root", group: "root" };
@@ -116,9 +124,9 @@ export function renderElementReleaseScript(s: ElementReleaseSettings, opts: { us
 }
 
 /** Where config.json and the vhost live (ManagedFile resources write them), and their mode. */
-export function elementFiles(version: string): { config: string; site: string } {
+export function elementFiles(r: ElementReleaseId): { config: string; site: string } {
     return {
-        config: `${elementReleaseDir(version)}/config.json`,
+        config: `${elementReleaseDir(r)}/config.json`,
         site: `${NGINX_PATHS.sitesAvailable}/${ELEMENT_PATHS.site}`,
     };
 }
@@ -130,11 +138,11 @@ export const ELEMENT_FILE_MODE = { mode: "0644", owner: "root", group: "root" } 
  * browsers, not nginx: restoring it needs no reload).
  */
 export function renderElementSiteScript(
-    s: { version: string; revision: string },
+    s: ElementReleaseId & { revision: string },
     opts: { user?: string } = {},
 ): string {
-    const dir = elementReleaseDir(s.version);
-    const site = elementFiles(s.version).site;
+    const dir = elementReleaseDir(s);
+    const site = elementFiles(s).site;
     return script(
         [
             `# revision ${sha256(s.revision)}`,
@@ -148,15 +156,32 @@ export function renderElementSiteScript(
     );
 }
 
-/** On destroy: Element's vhost goes; its files stay unless purged. */
-export function renderElementSiteDeleteScript(s: { purge: boolean }, opts: { user?: string } = {}): string {
-    const site = ELEMENT_PATHS.site;
+/** On destroy: Element's vhost is disabled (the vhost file is removed with its resource). */
+export function renderElementSiteDeleteScript(opts: { user?: string } = {}): string {
     return script(
         [
-            `rm -f ${shq(`${NGINX_PATHS.sitesEnabled}/${site}`)} ${shq(`${NGINX_PATHS.sitesAvailable}/${site}`)}`,
-            ...(s.purge ? [`rm -rf ${shq(ELEMENT_PATHS.root)} ${shq(ELEMENT_PATHS.cache)}`] : []),
+            `rm -f ${shq(`${NGINX_PATHS.sitesEnabled}/${ELEMENT_PATHS.site}`)}`,
             "if systemctl is-active --quiet nginx; then nginx -t -q && systemctl reload nginx; fi",
         ],
         opts,
     );
+}
+
+/** Element's releases as a step of their own: on destroy kept, or with `purge` removed. */
+export function renderElementDataScript(
+    s: { purge: boolean },
+    opts: { user?: string } = {},
+): {
+    create: string;
+    delete: string;
+} {
+    return {
+        create: script([`echo "Element's releases: ${ELEMENT_PATHS.releases}"`], opts),
+        delete: script(
+            s.purge
+                ? [`rm -rf ${shq(ELEMENT_PATHS.root)} ${shq(ELEMENT_PATHS.cache)}`, `echo "purged Element's releases"`]
+                : [`echo "kept ${ELEMENT_PATHS.releases}"`],
+            opts,
+        ),
+    };
 }

@@ -91,14 +91,20 @@ export function renderFirewallApplyScript(s: { revision: string }, opts: { user?
     );
 }
 
-/** On destroy: the table, the unit and the rules go (the host is as open as before). */
+/**
+ * On destroy (or before a replacement's create, which brings it back): the unit file goes. The
+ * table stays loaded until the apply step's delete unloads it.
+ */
+export function renderFirewallInstallDeleteScript(opts: { user?: string } = {}): string {
+    return script([`rm -f ${shq(FIREWALL_PATHS.unit)}`, "systemctl daemon-reload"], opts);
+}
+
+/** On destroy: the table is unloaded and the unit disabled (the host is as open as before). */
 export function renderFirewallDeleteScript(opts: { user?: string } = {}): string {
     return script(
         [
             `systemctl disable --now ${FIREWALL_SERVICE} 2>/dev/null || true`,
             `nft delete table inet ${FIREWALL_TABLE} 2>/dev/null || true`,
-            `rm -f ${shq(FIREWALL_PATHS.unit)} ${shq(FIREWALL_PATHS.rules)}`,
-            "systemctl daemon-reload",
         ],
         opts,
     );

@@ -271,14 +271,20 @@ export function renderCertificateScript(
     opts: { user?: string } = {},
 ): string {
     const renewal = `/etc/letsencrypt/renewal/${s.host}.conf`;
+    const cert = certificatePaths(s.host).fullchain;
     return script(
         [
             ...acmeEnv(s),
             "force=",
             `if [ -f ${shq(renewal)} ] && ! grep -qxF ${shq(`server = ${s.directoryUrl}`)} ${shq(renewal)}; then force=--force-renewal; fi`,
+            `before=$({ sha256sum < ${shq(cert)}; } 2>/dev/null || true)`,
             `certbot certonly -n --webroot -w ${shq(NGINX_PATHS.acmeWebroot)} --cert-name ${shq(s.host)} -d ${shq(s.host)} \\`,
             `  --server ${shq(s.directoryUrl)} --keep-until-expiring $force`,
-            `test -s ${shq(certificatePaths(s.host).fullchain)}`,
+            `test -s ${shq(cert)}`,
+            // A new certificate (first issue, a replacement, another CA) is served at once where a
+            // live site already names it; the first deploy's sites are enabled later.
+            `if [ "$(sha256sum < ${shq(cert)})" != "$before" ] && grep -qsF ${shq(cert)} ${shq(NGINX_PATHS.sitesEnabled)}/* \\`,
+            "  && systemctl is-active --quiet nginx && nginx -t -q; then systemctl reload nginx; echo 'nginx reloaded'; fi",
         ],
         opts,
     );
@@ -313,12 +319,19 @@ export function renderSitesScript(
     );
 }
 
-/** On destroy: take the given sites away and reload; nginx itself stays (it may serve others). */
-export function renderSitesDeleteScript(names: string[], opts: { user?: string } = {}): string {
+/**
+ * On destroy: disable the given sites (their files are ManagedFiles, removed with them), remove
+ * `files` this step wrote itself, and reload; nginx itself stays (it may serve others).
+ */
+export function renderSitesDeleteScript(
+    s: { disable: string[]; files?: string[] },
+    opts: { user?: string } = {},
+): string {
     const P = NGINX_PATHS;
     return script(
         [
-            ...names.map((n) => `rm -f ${shq(`${P.sitesEnabled}/${n}`)} ${shq(`${P.sitesAvailable}/${n}`)}`),
+            `rm -f ${s.disable.map((n) => shq(`${P.sitesEnabled}/${n}`)).join(" ")}`,
+            ...(s.files?.length ? [`rm -f ${s.files.map(shq).join(" ")}`] : []),
             "if systemctl is-active --quiet nginx; then nginx -t -q && systemctl reload nginx; fi",
         ],
         opts,

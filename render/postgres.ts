@@ -98,18 +98,28 @@ export function renderDatabaseScript(s: DatabaseSettings, opts: { user?: string 
     );
 }
 
-/** On destroy: the database and role stay unless `purge` (matrix:purgeOnDestroy). */
-export function renderDatabaseDeleteScript(
+/** Where Synapse reaches PostgreSQL on the same host: loopback (the distribution's default listener). */
+export const POSTGRES_ADDRESS = { host: "127.0.0.1", port: 5432 } as const;
+
+/**
+ * The database's own lifetime as a step: its create only names what it keeps; its delete, on
+ * destroy, keeps the database and role, or with `purge` (matrix:purgeOnDestroy) drops them.
+ */
+export function renderDatabaseDataScript(
     s: DatabaseSettings & { purge: boolean },
     opts: { user?: string } = {},
-): string {
-    if (!s.purge) return script([`echo "kept database ${s.database}"`], opts);
-    return script(
-        [
-            `runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres -c ${shq(`DROP DATABASE IF EXISTS ${sqlIdent(s.database)} WITH (FORCE)`)}`,
-            `runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres -c ${shq(`DROP ROLE IF EXISTS ${sqlIdent(s.user)}`)}`,
-            `echo "dropped database ${s.database} and role ${s.user}"`,
-        ],
-        opts,
-    );
+): { create: string; delete: string } {
+    const create = script([`echo "database ${s.database}, role ${s.user}"`], opts);
+    if (!s.purge) return { create, delete: script([`echo "kept database ${s.database}"`], opts) };
+    return {
+        create,
+        delete: script(
+            [
+                `runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres -c ${shq(`DROP DATABASE IF EXISTS ${sqlIdent(s.database)} WITH (FORCE)`)}`,
+                `runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres -c ${shq(`DROP ROLE IF EXISTS ${sqlIdent(s.user)}`)}`,
+                `echo "dropped database ${s.database} and role ${s.user}"`,
+            ],
+            opts,
+        ),
+    };
 }

@@ -323,25 +323,38 @@ export function synapseRevision(parts: string[]): string {
     return sha256(parts.join("\0"));
 }
 
+/** On destroy: stop and disable Synapse (its data is SynapseServer's data step's to keep or purge). */
+export function renderSynapseServiceDeleteScript(opts: { user?: string } = {}): string {
+    return script([`systemctl disable --now ${SYNAPSE_SERVICE} 2>/dev/null || true`], opts);
+}
+
 /**
- * On destroy: stop and disable Synapse. Its data (database, media, signing key, config) stays
- * unless `purge` (matrix:purgeOnDestroy) says otherwise; the database goes with PostgresDatabase.
+ * Synapse's data as a step of its own: its delete, on destroy (after the service has stopped),
+ * keeps the media store, signing key, config and venv, or with `purge` (matrix:purgeOnDestroy)
+ * removes them. The database goes with PostgresDatabase's data step.
  */
-export function renderSynapseServiceDeleteScript(s: { purge: boolean }, opts: { user?: string } = {}): string {
+export function renderSynapseDataScript(
+    s: { purge: boolean },
+    opts: { user?: string } = {},
+): {
+    create: string;
+    delete: string;
+} {
     const p = SYNAPSE_PATHS;
-    return script(
-        [
-            `systemctl disable --now ${SYNAPSE_SERVICE} 2>/dev/null || true`,
-            ...(s.purge
+    const kept = [p.dataDir, p.configDir, p.venv];
+    return {
+        create: script([`echo "Synapse's data: ${kept.join(", ")}"`], opts),
+        delete: script(
+            s.purge
                 ? [
-                      `rm -rf ${[p.dataDir, p.configDir, p.venv, p.unit].map(shq).join(" ")}`,
+                      `rm -rf ${[...kept, p.unit].map(shq).join(" ")}`,
                       "systemctl daemon-reload",
                       `echo "purged Synapse's data, config and venv"`,
                   ]
-                : [`echo "kept ${p.dataDir} (media, signing key) and ${p.configDir}"`]),
-        ],
-        opts,
-    );
+                : [`echo "kept ${p.dataDir} (media, signing key) and ${p.configDir}"`],
+            opts,
+        ),
+    };
 }
 
 /**

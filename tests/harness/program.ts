@@ -4,9 +4,12 @@
 //
 //   node --import tsx tests/harness/program.ts < request.json
 //
-// request: { config: {"matrix:domain": "..."}, secretKeys: [...], preview?: boolean }
+// request: { config: {"matrix:domain": "..."}, secretKeys: [...], preview?: boolean, delayMs?: number }
 // The mocks echo inputs as state; RandomPassword results are derived from the resource name,
-// so two runs with one config give identical inputs.
+// so two runs with one config give identical inputs. With `delayMs`, each custom resource takes
+// that long, and the result says when each one started and ended: the order the engine would
+// run them in. With `preview`, steps' and files' own outputs are unknown, as in a preview of a
+// change to every one of them.
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
@@ -21,10 +24,15 @@ export interface RecordedResource {
     inputs: Record<string, unknown>;
     /** URNs of the resources this one depends on (explicit dependsOn and through inputs). */
     dependencies: string[];
+    deleteBeforeReplace: boolean;
+    /** What the mock returned as the resource's state (its outputs, secrets wrapped). */
+    outputs: Record<string, unknown>;
 }
 
 export interface ProgramResult {
     resources: RecordedResource[];
+    /** With delayMs: when each custom resource started and ended (ms from the first start). */
+    timeline: Record<string, { start: number; end: number }>;
     outputs: Record<string, { value: unknown; secret: boolean }>;
     error?: string;
 }
@@ -33,6 +41,7 @@ interface Request {
     config: Record<string, string>;
     secretKeys?: string[];
     preview?: boolean;
+    delayMs?: number;
 }
 
 export function mockRandom(name: string, length: number): string {
@@ -45,18 +54,28 @@ async function main(): Promise<void> {
     const request = JSON.parse(readFileSync(0, "utf8")) as Request;
     const resources = new Map<string, RecordedResource>();
 
+    const timeline: ProgramResult["timeline"] = {};
+    const outputs = new Map<string, Record<string, unknown>>();
+    const t0 = Date.now();
     pulumi.runtime.setAllConfig(request.config, request.secretKeys ?? []);
     await pulumi.runtime.setMocks(
         {
-            newResource: (args) => {
+            newResource: async (args) => {
+                const start = Date.now() - t0;
+                if (args.custom && request.delayMs) await new Promise((r) => setTimeout(r, request.delayMs));
                 const state: Record<string, unknown> = { ...args.inputs };
                 if (args.type === "random:index/randomPassword:RandomPassword") {
                     state.result = mockRandom(args.name, Number(args.inputs.length ?? 16));
                 }
-                if (args.type === "command:remote:Command") {
+                if (args.type === "command:remote:Command" && !request.preview) {
                     state.stdout = "";
                     state.stderr = "";
                 }
+                if (args.type.startsWith("pulumi-nodejs:dynamic") && !request.preview) {
+                    state.generation = 1;
+                }
+                if (args.custom) timeline[args.name] = { start, end: Date.now() - t0 };
+                outputs.set(args.name, state);
                 return { id: `${args.name}-id`, state };
             },
             call: (args) => {
@@ -75,6 +94,7 @@ async function main(): Promise<void> {
         getParent(): string;
         getCustom(): boolean;
         getDependenciesList(): string[];
+        getDeletebeforereplace(): boolean;
     };
     const monitor = pulumi.runtime.getMonitor() as unknown as {
         registerResource(req: Req, cb: (err: unknown, res: { getUrn(): string }) => void): void;
@@ -92,6 +112,8 @@ async function main(): Promise<void> {
                     custom: req.getCustom(),
                     inputs: {},
                     dependencies: [...req.getDependenciesList()].sort(),
+                    deleteBeforeReplace: req.getDeletebeforereplace(),
+                    outputs: {},
                 });
                 // Inputs as the mock saw them, secrets still wrapped.
                 const inputs = (req as unknown as { getObject(): { toJavaScript(): Record<string, unknown> } })
@@ -103,13 +125,21 @@ async function main(): Promise<void> {
         });
     };
 
-    const result: ProgramResult = { resources: [], outputs: {} };
+    const result: ProgramResult = { resources: [], outputs: {}, timeline };
     try {
         result.outputs = await runStack();
     } catch (err) {
         result.error = err instanceof Error ? err.message : String(err);
     }
-    result.resources = [...resources.values()].sort((a, b) => a.urn.localeCompare(b.urn));
+    // From the first resource's start: loading the program is not a wait.
+    const first = Math.min(...Object.values(timeline).map((t) => t.start));
+    for (const t of Object.values(timeline)) {
+        t.start -= first;
+        t.end -= first;
+    }
+    result.resources = [...resources.values()]
+        .map((r) => ({ ...r, outputs: outputs.get(r.name) ?? {} }))
+        .sort((a, b) => a.urn.localeCompare(b.urn));
     // Flushed before the caller's process.exit (a pipe takes 64 kB at a time).
     await new Promise((resolve) => process.stdout.write(JSON.stringify(result), resolve));
 }

@@ -29,7 +29,7 @@ export function baseConfig(overrides: Record<string, unknown> = {}): Record<stri
     );
 }
 
-type RunOptions = { preview?: boolean; loader?: "tsx" | "ts-node"; plainKeys?: string[] };
+type RunOptions = { preview?: boolean; loader?: "tsx" | "ts-node"; plainKeys?: string[]; delayMs?: number };
 
 function harnessCall(config: Record<string, string>, opts: RunOptions) {
     const root = path.resolve(__dirname, "../..");
@@ -41,7 +41,7 @@ function harnessCall(config: Record<string, string>, opts: RunOptions) {
     return {
         args: [...loader, path.join(__dirname, "program.ts")],
         cwd: root,
-        input: JSON.stringify({ config, secretKeys, preview: opts.preview ?? false }),
+        input: JSON.stringify({ config, secretKeys, preview: opts.preview ?? false, delayMs: opts.delayMs }),
         env: { ...process.env, CLOUDFLARE_API_TOKEN: "" },
     };
 }

@@ -11,6 +11,7 @@ import {
     managedFileProvider,
     parseReadOutput,
     renderReadScript,
+    renderRemoveScript,
     renderWriteScript,
     type ManagedFileInputs,
 } from "../../lib/managedFile";
@@ -77,6 +78,15 @@ describe("managed file scripts (real bash, real files)", () => {
             .stdout.trim()
             .split("\n");
         assert.deepEqual(leftovers, [path.basename(target)]);
+    });
+});
+
+describe("managed file removal (a vhost or firewall rules on destroy)", () => {
+    it("removes the file, and a second run finds nothing to do", () => {
+        bash(renderWriteScript(wanted), content);
+        bash(renderRemoveScript(target));
+        assert.equal(read().sha256, "absent");
+        bash(renderRemoveScript(target));
     });
 });
 

@@ -24,6 +24,20 @@ for host in $(cat "$src/hosts"); do
     -days 2 -extfile "$work/$host.ext" -out "$live/fullchain.pem" 2>/dev/null
 done
 
+# A control server that does offer TLS 1.1 (same certificate): it shows the TLS 1.1 client below
+# can speak it, so a refusal from the rendered vhosts means something.
+cat > /etc/nginx/sites-enabled/tls11-control.conf <<CONF
+server {
+    listen 4443 ssl;
+    server_name tls11-control;
+    ssl_certificate /etc/letsencrypt/live/$(head -n 1 "$src/hosts")/fullchain.pem;
+    ssl_certificate_key /etc/letsencrypt/live/$(head -n 1 "$src/hosts")/privkey.pem;
+    ssl_protocols TLSv1.1 TLSv1.2;
+    ssl_ciphers DEFAULT:@SECLEVEL=0;
+    return 200 "control\n";
+}
+CONF
+
 echo "=== nginx -t"
 nginx -t 2>&1 && echo "exit 0"
 nginx
@@ -44,6 +58,14 @@ PY
 upstream=$!
 trap 'kill "$upstream" 2>/dev/null; nginx -s stop 2>/dev/null || true' EXIT
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/8008) 2>/dev/null && break; sleep 0.1; done
+
+# A client that can speak TLS 1.1 (OpenSSL 3 allows it at security level 0).
+for target in "tls11-ours 443 $(sed -n 2p "$src/hosts")" "tls11-control 4443 tls11-control"; do
+  set -- $target
+  echo "=== $1"
+  openssl s_client -connect "127.0.0.1:$2" -servername "$3" -CAfile "$work/ca.pem" -tls1_1 -cipher 'DEFAULT:@SECLEVEL=0' \
+    </dev/null 2>&1 | grep -E '^(New|CONNECTED)|^ +Protocol|alert|error' || true
+done
 
 # requests.tsv: name, host, port, path, extra curl arguments
 while IFS=$'\t' read -r name host port path extra; do

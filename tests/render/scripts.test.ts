@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "@jest/globals";
 import {
     renderElementReleaseScript,
+    renderElementDataScript,
     renderElementSiteDeleteScript,
     renderElementSiteScript,
 } from "../../render/element";
@@ -14,10 +15,11 @@ import {
     renderSitesDeleteScript,
     renderSitesScript,
 } from "../../render/nginx";
-import { renderDatabaseDeleteScript, renderDatabaseScript, renderPostgresInstallScript } from "../../render/postgres";
+import { renderDatabaseDataScript, renderDatabaseScript, renderPostgresInstallScript } from "../../render/postgres";
 import { script, shq } from "../../render/shell";
 import {
     renderSynapseInstallScript,
+    renderSynapseDataScript,
     renderSynapseServiceDeleteScript,
     renderSynapseServiceScript,
 } from "../../render/synapse";
@@ -27,26 +29,38 @@ import {
     renderBackupScript,
     renderRestoreCommand,
 } from "../../render/backup";
-import { renderReadScript, renderWriteScript } from "../../lib/managedFile";
+import { renderReadScript, renderRemoveScript, renderWriteScript } from "../../lib/managedFile";
 import {
     renderFirewallApplyScript,
     renderFirewallDeleteScript,
+    renderFirewallInstallDeleteScript,
     renderFirewallInstallScript,
 } from "../../render/firewall";
 import { run, scriptBody } from "./tools";
+
+const dataSteps = (name: string, make: (purge: boolean) => { create: string; delete: string }) => ({
+    [`${name}DataCreate`]: make(false).create,
+    [`${name}Keep`]: make(false).delete,
+    [`${name}Purge`]: make(true).delete,
+});
 
 const deleteScripts: Record<string, string> = {
     backupInstall: renderBackupScript({ schedule: "*-*-* 03:30", retention: 3 }),
     backupDelete: renderBackupDeleteScript(),
     firewallDelete: renderFirewallDeleteScript(),
-    sitesDelete: renderSitesDeleteScript(["matrix-homeserver.conf", "matrix-apex.conf"]),
+    firewallInstallDelete: renderFirewallInstallDeleteScript(),
+    sitesDelete: renderSitesDeleteScript({ disable: ["matrix-homeserver.conf", "matrix-apex.conf"] }),
+    acmeSiteDelete: renderSitesDeleteScript({
+        disable: ["matrix-acme.conf"],
+        files: ["/etc/nginx/sites-available/matrix-acme.conf"],
+    }),
     certificateDelete: renderCertificateDeleteScript("a.example.org"),
-    synapseKeep: renderSynapseServiceDeleteScript({ purge: false }),
-    synapsePurge: renderSynapseServiceDeleteScript({ purge: true }),
-    databaseKeep: renderDatabaseDeleteScript({ database: "synapse", user: "synapse", purge: false }),
-    databasePurge: renderDatabaseDeleteScript({ database: "synapse", user: "synapse", purge: true }),
-    elementKeep: renderElementSiteDeleteScript({ purge: false }),
-    elementPurge: renderElementSiteDeleteScript({ purge: true }),
+    synapseServiceDelete: renderSynapseServiceDeleteScript(),
+    elementSiteDelete: renderElementSiteDeleteScript(),
+    ...dataSteps("synapse", (purge) => renderSynapseDataScript({ purge })),
+    ...dataSteps("database", (purge) => renderDatabaseDataScript({ database: "synapse", user: "synapse", purge })),
+    ...dataSteps("element", (purge) => renderElementDataScript({ purge })),
+    managedFileRemove: renderRemoveScript("/etc/x y/it's.conf"),
 };
 
 const acme = { email: "o'brien@example.org", directoryUrl: "https://127.0.0.1:14000/dir", caBundle: true };
@@ -85,7 +99,7 @@ const scripts: Record<string, string> = {
         url: "https://x.example/e.tgz",
         sha256: "a".repeat(64),
     }),
-    elementSite: renderElementSiteScript({ version: "1.12.29", revision: "x:abc:2" }),
+    elementSite: renderElementSiteScript({ version: "1.12.29", sha256: "a".repeat(64), revision: "x:abc:2" }),
 };
 
 describe("installed commands", () => {

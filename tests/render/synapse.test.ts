@@ -12,6 +12,7 @@ import {
     renderSecretsConfig,
     type HomeserverSettings,
 } from "../../render/synapse";
+import { allStrings, baseConfig, runProgram } from "../harness/run";
 import { run } from "./tools";
 
 const venv = path.resolve(process.env.SYNAPSE_VENV ?? path.join(__dirname, "../../.cache/synapse-venv"));
@@ -31,10 +32,13 @@ const base: HomeserverSettings = {
 };
 
 /** Load the files in Synapse; returns its verdict and, when it parses, what it understood. */
-function load(homeserverYaml: string): { verdict: string; probe?: Record<string, unknown> } {
+function load(
+    homeserverYaml: string,
+    secretsYaml = renderSecretsConfig(secrets),
+): { verdict: string; probe?: Record<string, unknown> } {
     const dir = mkdtempSync(path.join(tmpdir(), "matrix-synapse-"));
     writeFileSync(path.join(dir, "homeserver.yaml"), homeserverYaml);
-    writeFileSync(path.join(dir, "secrets.yaml"), renderSecretsConfig(secrets));
+    writeFileSync(path.join(dir, "secrets.yaml"), secretsYaml);
     writeFileSync(path.join(dir, "log.yaml"), renderLogConfig());
     const created = ["/etc/matrix-synapse", "/var/lib/matrix-synapse"].filter((d) => !existsSync(d));
     created.forEach((d) => mkdirSync(d, { recursive: true }));
@@ -111,16 +115,68 @@ describe("Synapse's own config loader", () => {
         assert.equal(probe?.max_upload_size, 512 * 1024);
     });
 
-    it("keeps homeserver.yaml free of secrets and byte-identical for equal settings", () => {
+    it("renders homeserver.yaml byte-identical for equal settings", () => {
         const text = renderHomeserverConfig({ ...base, extraConfig: { b: 1, a: { z: 1, y: 2 } } });
-        for (const s of [
-            secrets.registrationSharedSecret,
-            secrets.macaroonSecretKey,
-            secrets.formSecret,
-            secrets.database.password,
-        ]) {
-            assert.ok(!text.includes(s));
-        }
         assert.equal(text, renderHomeserverConfig({ ...base, extraConfig: { a: { y: 2, z: 1 }, b: 1 } }));
+    });
+});
+
+describe("where the secrets go, in everything the program renders", () => {
+    // A stack that brings every secret as a known string, so each can be searched for.
+    const brought = {
+        registrationSharedSecret: "knownRegistrationSecret0123456789",
+        macaroonSecretKey: "knownMacaroonKey0123456789",
+        formSecret: "knownFormSecret0123456789",
+        databasePassword: "knownDatabasePassword0123456789",
+    };
+    const program = runProgram(
+        baseConfig({
+            "matrix:secrets": brought,
+            "matrix:users": [{ name: "alice", admin: true }],
+        }),
+    );
+    const FILE = "pulumi-nodejs:dynamic/matrix:ManagedFile";
+    const files = new Map(
+        program.resources
+            .filter((r) => r.type === FILE)
+            .map((r) => [allStrings(r.inputs.path)[0]!, { content: allStrings(r.inputs.content)[0]!, r }]),
+    );
+    const scripts = program.resources
+        .filter((r) => r.type === "command:remote:Command")
+        .flatMap((r) => [r.inputs.create, r.inputs.delete].map((v) => [r.name, allStrings(v).join("")] as const));
+    const found = (text: string) =>
+        Object.entries(brought)
+            .filter(([, v]) => text.includes(v))
+            .map(([k]) => k);
+
+    it("rendered every file a service reads, and every script", () => {
+        assert.equal(program.error, undefined);
+        assert.equal(files.size, 9);
+        assert.ok(scripts.length >= 18);
+    });
+
+    it("puts Synapse's three secrets and the database password in secrets.yaml, and Synapse reads them there", () => {
+        const secretsYaml = files.get("/etc/matrix-synapse/secrets.yaml")!;
+        assert.deepEqual(found(secretsYaml.content).sort(), Object.keys(brought).sort());
+        assert.deepEqual(
+            [secretsYaml.r.inputs.mode, secretsYaml.r.inputs.owner, secretsYaml.r.inputs.group],
+            ["0640", "root", "matrix-synapse"],
+        );
+        const { probe } = load(files.get("/etc/matrix-synapse/homeserver.yaml")!.content, secretsYaml.content);
+        assert.equal(probe?.registration_shared_secret, brought.registrationSharedSecret);
+        assert.equal(probe?.macaroon_secret_key, brought.macaroonSecretKey);
+        assert.equal(probe?.form_secret, brought.formSecret);
+    });
+
+    it("puts none of them in any other file (homeserver.yaml, log config, unit, vhosts, config.json, firewall)", () => {
+        const leaks = [...files]
+            .filter(([path]) => path !== "/etc/matrix-synapse/secrets.yaml")
+            .flatMap(([path, f]) => found(f.content).map((k) => `${path}: ${k}`));
+        assert.deepEqual(leaks, []);
+    });
+
+    it("puts none of them in any script (create or delete: both are visible in the process list)", () => {
+        const leaks = scripts.flatMap(([name, text]) => found(text).map((k) => `${name}: ${k}`));
+        assert.deepEqual(leaks, []);
     });
 });

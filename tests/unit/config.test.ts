@@ -190,7 +190,11 @@ describe("stack config", () => {
             { "matrix:secrets": { registrationSecret: "x" } },
             /^matrix:secrets\.registrationSecret: unknown key/,
         ],
-        ["empty secret", { "matrix:secrets": { formSecret: "" } }, /^matrix:secrets\.formSecret: /],
+        [
+            "empty secret",
+            { "matrix:secrets": { formSecret: "" } },
+            /^matrix:secrets\.formSecret: expected a non-empty string; remove the key to have it generated$/,
+        ],
         [
             "bad postgres name",
             { "matrix:postgres": { database: "syn-apse" } },

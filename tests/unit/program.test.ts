@@ -1,14 +1,15 @@
 // The program under Pulumi's mocks: what it creates, in which order, and what it keeps secret.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { parse as parseYaml } from "yaml";
 import { beforeAll, describe, it } from "@jest/globals";
+import { unwrapSecrets as unwrap } from "../harness/stack";
 import {
     allStrings,
     baseConfig,
     byName,
     dependsOn,
     isSecretValue,
-    mockRandom,
     names,
     plainStrings,
     runProgram,
@@ -20,6 +21,19 @@ const COMMAND = "command:remote:Command";
 const RECORD = "cloudflare:index/dnsRecord:DnsRecord";
 const PASSWORD = "random:index/randomPassword:RandomPassword";
 const FILE = "pulumi-nodejs:dynamic/matrix:ManagedFile";
+
+/** The serialized ManagedFile provider, as far as these tests call it. */
+interface ProviderUnderTest {
+    diff(id: string, olds: unknown, news: unknown): Promise<{ changes: boolean }>;
+    configure(req: { config: { get(key: string): string | undefined; require(key: string): string } }): Promise<void>;
+    currentConnection(props: unknown): { host: string; port: number; user: string; privateKey: string };
+}
+
+/** The value a RandomPassword produced in this run (whatever the mock made it), by resource name. */
+const generated = (r: ProgramResult, name: string) => allStrings(byName(r, name).outputs.result)[0]!;
+/** Every value the run's RandomPasswords produced. */
+const generatedSecrets = (r: ProgramResult) =>
+    r.resources.filter((x) => x.type === PASSWORD).map((x) => allStrings(x.outputs.result)[0]!);
 
 describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
     let result: ProgramResult;
@@ -70,6 +84,7 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
     it("has the remote steps of each component", () => {
         assert.deepEqual(names(result, COMMAND).sort(), [
             "backup-timer",
+            "element-data",
             "element-release",
             "element-site",
             "firewall-apply",
@@ -80,8 +95,10 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
             "nginx-certificate-homeserver",
             "nginx-install",
             "nginx-sites",
+            "postgres-data",
             "postgres-database",
             "postgres-install",
+            "synapse-data",
             "synapse-install",
             "synapse-service",
         ]);
@@ -100,7 +117,13 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
                 .map((r) => [r.name, plainStrings(r.inputs.path)[0], r.inputs.mode, r.inputs.owner, r.inputs.group])
                 .sort(),
             [
-                ["element-config-json", "/var/www/element/releases/v1.12.29/config.json", "0644", "root", "root"],
+                [
+                    "element-config-json",
+                    "/var/www/element/releases/v1.12.29-aaaaaaaaaaaa/config.json",
+                    "0644",
+                    "root",
+                    "root",
+                ],
                 ["element-vhost", "/etc/nginx/sites-available/matrix-element.conf", "0644", "root", "root"],
                 ["firewall-rules", "/etc/matrix-pulumi/firewall.nft", "0644", "root", "root"],
                 ["nginx-apex-vhost", "/etc/nginx/sites-available/matrix-apex.conf", "0644", "root", "root"],
@@ -163,18 +186,79 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         assert.ok(dependsOn(result, "element-site", "element-release"));
     });
 
-    it("leaves independent steps free to run in parallel", () => {
-        assert.deepEqual(byName(result, "postgres-install").dependencies, []);
-        assert.deepEqual(byName(result, "synapse-install").dependencies, []);
-        assert.deepEqual(byName(result, "element-release").dependencies, []);
-        assert.ok(!dependsOn(result, "nginx-install", "synapse-service"));
-        assert.ok(!dependsOn(result, "synapse-install", "postgres-database"));
+    it("starts the installs and Element's download at once, and each later step only after what it needs", () => {
+        // Each resource takes 150 ms under this mock, so the order of starts and ends is the order
+        // the engine would run them in (absolute times also include the program's own work).
+        const timed = runProgram(baseConfig(), { delayMs: 150 });
+        assert.equal(timed.error, undefined);
+        const t = timed.timeline;
+        const firstEnd = Math.min(...Object.values(t).map((x) => x.end));
+        for (const root of ["postgres-install", "firewall-install", "synapse-data", "element-data"]) {
+            assert.ok(t[root]!.start < firstEnd, `${root} starts before anything has ended`);
+        }
+        // Element's download waits only for its data step: not for nginx's chain, nor Synapse's.
+        assert.ok(t["element-release"]!.start < t["nginx-acme-account"]!.start, "before nginx's ACME account");
+        assert.ok(t["element-release"]!.start < t["synapse-service"]!.start, "before Synapse starts");
+        assert.ok(t["element-release"]!.start <= t["element-data"]!.end + 100, "right after its data step");
+        // …and the chain still holds where one step needs another.
+        const before = (a: string, b: string) =>
+            assert.ok(t[a]!.end <= t[b]!.start, `${a} ends (${t[a]!.end}) before ${b} starts (${t[b]!.start})`);
+        before("synapse-service", "nginx-sites");
+        before("nginx-sites", "element-site");
+        before("nginx-certificate-element", "element-vhost");
+        before("element-config-json", "element-site");
+        before("postgres-database", "synapse-secrets-yaml");
     });
 
-    it("keeps the registration secret a secret stack output", () => {
+    it("replaces every step and file delete-first, so no delete undoes a newer create", () => {
+        const steps = result.resources.filter((r) => r.type === COMMAND || r.type === FILE);
+        assert.deepEqual(
+            steps.filter((r) => !r.deleteBeforeReplace).map((r) => r.name),
+            [],
+        );
+    });
+
+    it("orders by values a preview knows: only restart/reload steps wait on what files become", () => {
+        // A preview in which every step's and file's own outputs are unknown (all of them change):
+        // whatever takes a value derived from those shows as changing too. Only the steps that
+        // (re)start a service after its files change may: everything else must stay known.
+        const preview = runProgram(baseConfig(), { preview: true });
+        assert.equal(preview.error, undefined);
+        const unknown = (v: unknown): boolean =>
+            v === "04da6b54-80e4-46f7-96ec-b56ff0331ba9" ||
+            (Array.isArray(v)
+                ? v.some(unknown)
+                : v !== null && typeof v === "object" && Object.values(v).some(unknown));
+        const withUnknowns = preview.resources
+            .filter((r) => r.custom)
+            .filter((r) => Object.entries(r.inputs).some(([k, v]) => k !== "__provider" && unknown(v)))
+            .map((r) => r.name)
+            .sort();
+        assert.deepEqual(withUnknowns, ["element-site", "firewall-apply", "nginx-sites", "synapse-service"]);
+        const known = Object.entries(preview.outputs)
+            .filter(([, o]) => unknown(o.value))
+            .map(([k]) => k);
+        assert.deepEqual(known, [], "stack outputs known in a preview");
+    });
+
+    it("exports as a secret the registration secret that secrets.yaml gives Synapse", () => {
         const out = result.outputs.registrationSharedSecret!;
         assert.equal(out.secret, true);
-        assert.equal(out.value, mockRandom("synapse-registration-shared-secret", 48));
+        const secretsYaml = parseYaml(allStrings(byName(result, "synapse-secrets-yaml").inputs.content)[0]!) as Record<
+            string,
+            unknown
+        >;
+        assert.equal(out.value, secretsYaml.registration_shared_secret);
+        assert.equal(out.value, generated(result, "synapse-registration-shared-secret"));
+        assert.deepEqual(
+            [secretsYaml.macaroon_secret_key, secretsYaml.form_secret].map(
+                (v) => typeof v === "string" && v !== out.value,
+            ),
+            [true, true],
+            "three distinct secrets",
+        );
+        const input = byName(result, "synapse-registration-shared-secret").inputs;
+        assert.deepEqual([input.length, input.special], [48, false]);
     });
 
     it("delivers secrets on stdin, marked secret, and the SSH key only inside a secret connection", () => {
@@ -187,7 +271,7 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         const secretsFile = byName(result, "synapse-secrets-yaml").inputs;
         assert.ok(isSecretValue(secretsFile.content), "secrets.yaml content is secret");
         assert.ok(
-            allStrings(secretsFile.content).join().includes(mockRandom("synapse-registration-shared-secret", 48)),
+            allStrings(secretsFile.content).join().includes(generated(result, "synapse-registration-shared-secret")),
         );
         assert.ok(!isSecretValue(byName(result, "synapse-homeserver-yaml").inputs.content), "homeserver.yaml is plain");
         for (const r of result.resources.filter((r) => r.type === COMMAND || r.type === FILE)) {
@@ -197,14 +281,8 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
     });
 
     it("puts no secret's plaintext in any command line, environment, or plain input or output", () => {
-        const secrets = [
-            TEST_SSH_KEY,
-            "TESTKEYMATERIAL",
-            "cf-test-token",
-            ...result.resources
-                .filter((r) => r.type === PASSWORD)
-                .map((r) => mockRandom(r.name, Number(r.inputs.length))),
-        ];
+        const secrets = [TEST_SSH_KEY, "TESTKEYMATERIAL", "cf-test-token", ...generatedSecrets(result)];
+        assert.equal(secrets.length, 7);
         for (const r of result.resources) {
             const exposed = [
                 ...(r.type === COMMAND
@@ -235,35 +313,48 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         assert.deepEqual(result.outputs.dnsRecordsToCreate!.value, []);
     });
 
-    it("gives delete scripts only to what destroy takes away", () => {
+    it("gives delete scripts only to what destroy takes away, and keeps data unless purged", () => {
         const withDelete = result.resources.filter((r) => r.type === COMMAND && typeof r.inputs.delete === "string");
         assert.deepEqual(withDelete.map((r) => r.name).sort(), [
             "backup-timer",
+            "element-data",
             "element-site",
+            "firewall-apply",
             "firewall-install",
             "nginx-certificate-apex",
             "nginx-certificate-element",
             "nginx-certificate-homeserver",
             "nginx-install",
             "nginx-sites",
-            "postgres-database",
+            "postgres-data",
+            "synapse-data",
             "synapse-service",
         ]);
         const del = (n: string) => String(byName(result, n).inputs.delete);
         assert.match(del("synapse-service"), /systemctl disable --now matrix-synapse/);
-        assert.doesNotMatch(del("synapse-service"), /rm -rf/, "data is kept by default");
-        assert.doesNotMatch(del("postgres-database"), /DROP/, "the database is kept by default");
+        assert.doesNotMatch(del("synapse-data"), /rm -rf/, "data is kept by default");
+        assert.doesNotMatch(del("postgres-data"), /DROP/, "the database is kept by default");
+        assert.doesNotMatch(del("element-data"), /rm -rf/, "releases are kept by default");
         assert.match(del("nginx-certificate-element"), /certbot delete -n --cert-name \S*element\.example\.org/);
+        // Files that only serve the homeserver go with it; config stays for the next deploy.
+        const removed = result.resources.filter((r) => r.type === FILE && r.inputs.removeOnDelete === true);
+        assert.deepEqual(removed.map((r) => r.name).sort(), [
+            "element-vhost",
+            "firewall-rules",
+            "nginx-apex-vhost",
+            "nginx-homeserver-vhost",
+        ]);
     });
 
-    it("changes only the three delete scripts when purgeOnDestroy is set", () => {
+    it("with purgeOnDestroy, changes only the three data steps' delete scripts", () => {
         const purging = runProgram(baseConfig({ "matrix:purgeOnDestroy": "true" }));
         const before = new Map(result.resources.map((r) => [r.urn, JSON.stringify(r.inputs)]));
         const changed = purging.resources.filter((r) => before.get(r.urn) !== JSON.stringify(r.inputs));
-        assert.deepEqual(changed.map((r) => r.name).sort(), ["element-site", "postgres-database", "synapse-service"]);
+        assert.deepEqual(changed.map((r) => r.name).sort(), ["element-data", "postgres-data", "synapse-data"]);
         const del = (n: string) => String(byName(purging, n).inputs.delete);
-        assert.match(del("postgres-database"), /DROP DATABASE IF EXISTS/);
-        assert.match(del("synapse-service"), /rm -rf .*\/var\/lib\/matrix-synapse/);
+        assert.match(del("postgres-data"), /DROP DATABASE IF EXISTS/);
+        assert.match(del("synapse-data"), /rm -rf .*\/var\/lib\/matrix-synapse/);
+        assert.match(del("element-data"), /rm -rf .*\/var\/www\/element/);
         for (const r of changed) {
             const { delete: _d, ...rest } = r.inputs;
             const { delete: _e, ...was } = byName(result, r.name).inputs;
@@ -271,7 +362,7 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         }
     });
 
-    it("loads the same way under ts-node, as the Pulumi CLI runs it", () => {
+    it("loads the same way under ts-node, as the Pulumi CLI runs it, and its managed-file provider works", async () => {
         const viaTsNode = runProgram(baseConfig(), { loader: "ts-node" });
         assert.equal(viaTsNode.error, undefined);
         // The serialized provider is the transpiler's text; the dynamic provider host ignores it in diffs.
@@ -283,6 +374,31 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
             viaTsNode.resources.map((r) => [r.urn, inputs(r)]),
             result.resources.map((r) => [r.urn, inputs(r)]),
         );
+        // The engine runs that text, not the source: load it as its dynamic-provider host does.
+        const file = byName(viaTsNode, "synapse-secrets-yaml");
+        const requireFromString = require("require-from-string") as (code: string) => { handler(): ProviderUnderTest };
+        const provider = requireFromString(String(file.inputs.__provider)).handler();
+        const state = {
+            ...(unwrap(file.inputs) as Record<string, unknown>),
+            mode: "640",
+            generation: 1,
+        };
+        const news = unwrap(file.inputs) as Record<string, unknown>;
+        assert.equal((await provider.diff("id", state, news)).changes, false, "no drift: no change");
+        assert.equal((await provider.diff("id", { ...state, mode: "644" }, news)).changes, true, "a chmod is drift");
+        // Refresh and delete reach the host with the stack's current key, not the recorded one.
+        await provider.configure({
+            config: {
+                get: (key: string) =>
+                    ({
+                        "matrix:machine": JSON.stringify({ ipv4: "203.0.113.99" }),
+                        "matrix:sshPrivateKey": "NEW KEY",
+                    })[key],
+                require: () => "",
+            },
+        });
+        const c = provider.currentConnection(state);
+        assert.deepEqual([c.host, c.port, c.user, c.privateKey], ["203.0.113.99", 22, "root", "NEW KEY"]);
     });
 
     it("renders identical inputs for every resource when run twice with one config", () => {
@@ -308,10 +424,22 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         ["acme.email", { "matrix:acme": { email: "ops@example.org" } }, ["nginx-acme-account"]],
         ["backup.retention", { "matrix:backup": { retention: 14 } }, ["backup-timer"]],
         [
+            "synapse.extraConfig",
+            { "matrix:synapse": { extraConfig: { presence: { enabled: false } } } },
+            ["synapse-homeserver-yaml", "synapse-service"],
+        ],
+        [
             "element.version",
             { "matrix:element": { version: "1.12.30", sha256: "a".repeat(64) } },
             ["element-config-json", "element-release", "element-site"],
         ],
+        [
+            // A new tarball of the same version unpacks into a folder of its own, with its own config.json.
+            "element.sha256",
+            { "matrix:element": { version: "1.12.29", sha256: "b".repeat(64) } },
+            ["element-config-json", "element-release", "element-site"],
+        ],
+        ["purgeOnDestroy", { "matrix:purgeOnDestroy": "true" }, ["element-data", "postgres-data", "synapse-data"]],
     ];
     for (const [key, overrides, expected] of blastRadius) {
         it(`changes exactly ${expected.join(", ")} when ${key} changes`, () => {
@@ -361,6 +489,25 @@ describe("a stack without Cloudflare, delegating elsewhere", () => {
 
     it("removes an apex vhost left from an earlier delegation", () => {
         assert.match(String(byName(result, "nginx-sites").inputs.create), /rm -f .*matrix-apex\.conf/);
+    });
+});
+
+describe("a stack without Cloudflare, delegating to its own apex", () => {
+    it("lists a record for every name that gets a certificate, the apex included", () => {
+        const result = runProgram(
+            baseConfig({
+                "matrix:dns": undefined,
+                "cloudflare:apiToken": undefined,
+                "matrix:machine": { ipv4: "203.0.113.10" },
+            }),
+        );
+        assert.equal(result.error, undefined);
+        assert.ok(names(result).includes("nginx-certificate-apex"));
+        assert.deepEqual(result.outputs.dnsRecordsToCreate!.value, [
+            "matrix.example.org A 203.0.113.10",
+            "element.example.org A 203.0.113.10",
+            "example.org A 203.0.113.10",
+        ]);
     });
 });
 
@@ -436,21 +583,26 @@ describe("declared users", () => {
         for (const name of ["alice", "bob"]) {
             const step = byName(result, `users-${name}`);
             assert.ok(isSecretValue(step.inputs.stdin));
-            assert.equal(allStrings(step.inputs.stdin)[0], mockRandom(`users-${name}-password`, 32));
+            // The account's password is what its RandomPassword made, on stdin only.
+            assert.equal(allStrings(step.inputs.stdin)[0], generated(result, `users-${name}-password`));
+            assert.deepEqual(byName(result, `users-${name}-password`).inputs.length, 32);
             assert.ok(dependsOn(result, `users-${name}`, "synapse-service"));
             assert.ok(
                 !allStrings(step.inputs.create)
                     .join()
-                    .includes(mockRandom(`users-${name}-password`, 32)),
+                    .includes(generated(result, `users-${name}-password`)),
             );
         }
         assert.match(String(byName(result, "users-alice").inputs.create), /--exists-ok -u '\\''alice'\\''/);
         assert.match(String(byName(result, "users-alice").inputs.create), /--admin/);
         assert.match(String(byName(result, "users-bob").inputs.create), /--no-admin/);
+        // The output hands out exactly the passwords the accounts were created with.
+        const stdin = (n: string) => allStrings(byName(result, `users-${n}`).inputs.stdin)[0];
         assert.deepEqual(result.outputs.userPasswords, {
-            value: { alice: mockRandom("users-alice-password", 32), bob: mockRandom("users-bob-password", 32) },
+            value: { alice: stdin("alice"), bob: stdin("bob") },
             secret: true,
         });
+        assert.notEqual(stdin("alice"), stdin("bob"));
     });
 
     it("adds no component when there are none", () => {
