@@ -64,9 +64,15 @@ export function ensureDir(path: string, m: FileMode): string[] {
 
 /** Serialized apt: the install steps run in parallel, and dpkg takes one caller at a time. */
 export const APT_LOCK = "/run/matrix-pulumi-apt.lock";
+/** When a step last refreshed the package lists (in /run: a reboot forgets it). */
+export const APT_UPDATED = "/run/matrix-pulumi-apt.updated";
 const APT = "apt-get -q -o DPkg::Lock::Timeout=600";
 
-/** Install Debian packages only when one is missing, so re-runs do not touch apt. */
+/**
+ * Install Debian packages only when one is missing, so re-runs do not touch apt. The package
+ * lists are refreshed once for the install steps of one deployment (within 30 minutes), not by
+ * each of them in turn behind the lock.
+ */
 export function aptInstall(packages: string[]): string[] {
     const list = packages.map(shq).join(" ");
     return [
@@ -74,7 +80,7 @@ export function aptInstall(packages: string[]): string[] {
         `if [ -n "$missing" ]; then`,
         `  exec 9>${APT_LOCK}`,
         "  flock -w 1200 9",
-        `  ${APT} update`,
+        `  if [ -z "$(find ${APT_UPDATED} -mmin -30 2>/dev/null)" ]; then ${APT} update && touch ${APT_UPDATED}; fi`,
         "  # shellcheck disable=SC2086",
         `  ${APT} install -y --no-install-recommends $missing`,
         "  exec 9>&-",
@@ -82,7 +88,8 @@ export function aptInstall(packages: string[]): string[] {
     ];
 }
 
-function dirOf(path: string): string {
+/** The folder a path is in ("/" for a top-level one). */
+export function dirOf(path: string): string {
     const i = path.lastIndexOf("/");
     return i <= 0 ? "/" : path.slice(0, i);
 }

@@ -1,6 +1,6 @@
 // Synapse: homeserver.yaml (no secrets), the secrets file, log config, systemd unit, scripts.
 import { stringify } from "yaml";
-import { aptInstall, ensureDir, script, sha256, shq } from "./shell";
+import { aptInstall, dirOf, ensureDir, script, sha256, shq } from "./shell";
 
 export const SYNAPSE_PATHS = {
     venv: "/opt/synapse",
@@ -13,6 +13,8 @@ export const SYNAPSE_PATHS = {
     mediaStore: "/var/lib/matrix-synapse/media_store",
     unit: "/etc/systemd/system/matrix-synapse.service",
     backups: "/var/backups/matrix-synapse",
+    /** The revision the running Synapse was (re)started with: a re-run with the same one restarts nothing. */
+    revisionStamp: "/var/lib/matrix-pulumi/synapse.revision",
 } as const;
 export const SYNAPSE_USER = "matrix-synapse";
 export const SYNAPSE_SERVICE = "matrix-synapse";
@@ -279,7 +281,8 @@ export const SYNAPSE_FILE_MODES = {
 /**
  * Generate the signing key once (never replaced), load the unit, check the config with Synapse's
  * own loader, (re)start, wait for /health. `revision` is a hash of everything the running
- * process reads (each file's digest and write generation): when it changes, the engine re-runs this.
+ * process reads (each file's digest and write generation): when it changes, the engine re-runs
+ * this. Run again with the revision Synapse already runs with, and healthy, it restarts nothing.
  */
 export function renderSynapseServiceScript(
     s: { revision: string; healthTimeoutSeconds: number; version: string },
@@ -299,6 +302,11 @@ export function renderSynapseServiceScript(
             '  echo "Synapse rejects its configuration:" >&2; echo "$out" | tail -n 20 >&2; exit 1',
             "fi",
             `systemctl enable ${SYNAPSE_SERVICE} >/dev/null 2>&1`,
+            `if [ "$(cat ${shq(p.revisionStamp)} 2>/dev/null || true)" = ${shq(s.revision)} ] && systemctl is-active --quiet ${SYNAPSE_SERVICE} \\`,
+            `  && curl -fsS --max-time 5 ${shq(health)} >/dev/null 2>&1; then`,
+            `  echo "synapse healthy, already running this revision"; exit 0`,
+            "fi",
+            `rm -f ${shq(p.revisionStamp)}`,
             `systemctl restart ${SYNAPSE_SERVICE} || true`,
             `deadline=$(( $(date +%s) + ${s.healthTimeoutSeconds} ))`,
             `until curl -fsS --max-time 5 ${shq(health)} >/dev/null 2>&1; do`,
@@ -312,6 +320,8 @@ export function renderSynapseServiceScript(
             "  fi",
             "  sleep 0.5",
             "done",
+            ...ensureDir(dirOf(p.revisionStamp), { mode: "0755", owner: "root", group: "root" }),
+            `printf '%s\\n' ${shq(s.revision)} > ${shq(p.revisionStamp)}`,
             `echo "synapse healthy"`,
         ],
         opts,
@@ -325,7 +335,10 @@ export function synapseRevision(parts: string[]): string {
 
 /** On destroy: stop and disable Synapse (its data is SynapseServer's data step's to keep or purge). */
 export function renderSynapseServiceDeleteScript(opts: { user?: string } = {}): string {
-    return script([`systemctl disable --now ${SYNAPSE_SERVICE} 2>/dev/null || true`], opts);
+    return script(
+        [`systemctl disable --now ${SYNAPSE_SERVICE} 2>/dev/null || true`, `rm -f ${shq(SYNAPSE_PATHS.revisionStamp)}`],
+        opts,
+    );
 }
 
 /**
@@ -347,7 +360,7 @@ export function renderSynapseDataScript(
         delete: script(
             s.purge
                 ? [
-                      `rm -rf ${[...kept, p.unit].map(shq).join(" ")}`,
+                      `rm -rf ${[...kept, p.unit, p.revisionStamp].map(shq).join(" ")}`,
                       "systemctl daemon-reload",
                       `echo "purged Synapse's data, config and venv"`,
                   ]

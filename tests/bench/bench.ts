@@ -1,8 +1,9 @@
-// npm run bench: figures, not a test. On the e2e host (systemd-nspawn, pebble, the acting
-// engine), in one run, as ratios with the raw numbers beside them:
-//   cold deploy vs its floor, no-op re-render, blast radius of single-key changes (resources,
-//   restarts, Synapse's unavailability), proxy overhead (nginx+TLS vs 127.0.0.1:8008, same
-//   client on the host, interleaved), and one client's message throughput through the stack.
+// npm run bench: figures, not a test. On the e2e host (systemd-nspawn, pebble, the real Pulumi
+// CLI), in one run, as ratios with the raw numbers beside them:
+//   cold `pulumi up` vs its floor (and the engine's own start-up), a no-op `pulumi up`, the no-op
+//   re-render, for five single-key changes and for drift: what `pulumi preview` lists against
+//   what `pulumi up` changes, the restarts and Synapse's unavailability; proxy overhead (nginx+TLS
+//   vs 127.0.0.1:8008, same client on the host, interleaved); one client's message throughput.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { cpus } from "node:os";
@@ -16,8 +17,8 @@ import { POSTGRES_APT_PACKAGES } from "../../render/postgres";
 import { shq } from "../../render/shell";
 import { SYNAPSE_APT_PACKAGES } from "../../render/synapse";
 import { baseConfig, runProgram } from "../harness/run";
-import { challtestsrv, type EngineResult } from "../e2e/engine";
-import { sshTo } from "../e2e/infra";
+import { challtestsrv, sshTo } from "../e2e/infra";
+import type { Run } from "../e2e/pulumi";
 import {
     CACHE,
     ctx,
@@ -29,14 +30,18 @@ import {
     HS,
     matrixClient,
     NEW_SYNAPSE,
-    NEXT_ELEMENT_VERSION,
     OLD_SYNAPSE,
+    preview,
+    publishDns,
+    RELEASES,
     services,
     sh,
     stackConfig,
     startSession,
     stopSession,
     target,
+    type SettingsOverrides,
+    type StackSettings,
 } from "../e2e/session";
 
 const RUN = path.join(CACHE, "run-bench");
@@ -88,11 +93,21 @@ function floorScript(version: string): string {
     ].join("\n");
 }
 
-async function timedDeploy(config: Record<string, string>): Promise<[EngineResult, number]> {
+async function timedDeploy(settings: StackSettings): Promise<[Run, number]> {
     const start = Date.now();
-    const r = await deploy(config);
-    if (r.error !== undefined) throw new Error(explainFailure(r));
+    const r = await deploy(settings);
+    if (r.code !== 0) throw new Error(explainFailure(r));
     return [r, Date.now() - start];
+}
+
+/** Names listed by one run and not the other, both ways ("" when they agree). */
+function disagreement(listed: string[], changed: string[]): string {
+    const only = (a: string[], b: string[]) => a.filter((x) => !b.includes(x));
+    const p = only(listed, changed);
+    const u = only(changed, listed);
+    return [p.length ? `listed only: ${p.join(", ")}` : "", u.length ? `changed only: ${u.join(", ")}` : ""]
+        .filter(Boolean)
+        .join("; ");
 }
 
 /** Polls Synapse's /health every 100 ms through an SSH tunnel; the longest outage in ms. */
@@ -184,25 +199,54 @@ async function main(): Promise<void> {
         await stopSession();
     }
 
-    // The same on a fresh host, by the program.
+    // The same on a fresh host, by the program: preview (for the DNS records), then a cold up.
     await startSession(RUN);
     try {
+        const first = await preview(stackConfig());
+        if (first.code !== 0) throw new Error(explainFailure(first));
+        await publishDns(first);
         const [cold, coldMs] = await timedDeploy(stackConfig());
+        const work = Math.max(...cold.steps.map((x) => x.end)) - Math.min(...cold.steps.map((x) => x.start));
         figure(
-            `cold deploy vs floor: ${(coldMs / floorMs).toFixed(2)} (deploy ${s(coldMs)}, floor ${s(floorMs)}: apt + Synapse wheels + 3 certificates back to back); target ≤ 1.3`,
+            `cold pulumi up vs floor: ${(coldMs / floorMs).toFixed(2)} (up ${s(coldMs)}, floor ${s(floorMs)}: apt + Synapse wheels + 3 certificates back to back); target ≤ 1.3`,
         );
-        const secret = String(cold.outputs.registrationSharedSecret);
+        figure(
+            `engine overhead of the cold up: ${(coldMs / 1000 - work).toFixed(0)} s of ${s(coldMs)} outside the steps (CLI, plugins, loading the program: ${cold.startupSeconds ?? "?"} s until its first resource)`,
+        );
+        const noop = await timedDeploy(stackConfig());
+        figure(
+            `no-op pulumi up (refreshing every resource first): ${noop[0].changed.length} changes, ${s(noop[1])}; target 0 changes`,
+        );
+        const secret = String((await ctx.stack.outputs(true)).registrationSharedSecret);
 
-        // Blast radius: each change from the previous config, one key at a time.
-        type Overrides = NonNullable<Parameters<typeof stackConfig>[0]>;
-        let current: Overrides = {};
-        const changes: [string, Overrides][] = [
+        // Blast radius: each change from the previous config, one key at a time; the preview
+        // must list what the up then changes.
+        let current: SettingsOverrides = {};
+        const changes: [string, SettingsOverrides][] = [
             ["synapse.enableRegistration", { synapse: { enableRegistration: true } }],
             ["synapse.maxUploadSize", { synapse: { maxUploadSize: "100M" } }],
-            ["element.version", { element: { ...ctx.artifacts.elements[NEXT_ELEMENT_VERSION] } }],
+            ["element.version", { element: { ...ctx.artifacts.elements[RELEASES.next.key] } }],
             ["acme.email", { acme: { email: "ops@matrix-e2e.test" } }],
             ["synapse.version", { synapse: { version: NEW_SYNAPSE } }],
         ];
+        let agreed = 0;
+        const apply = async (key: string, settings: StackSettings) => {
+            const listed = await preview(settings);
+            if (listed.code !== 0) throw new Error(explainFailure(listed));
+            const p0 = services();
+            const [[r, ms], down] = await watchHealth(() => timedDeploy(settings));
+            const p1 = services();
+            const restarted = [
+                p0.synapse !== p1.synapse ? "matrix-synapse restarted" : "",
+                p0.nginx !== p1.nginx ? "nginx restarted" : p0.nginxReloads !== p1.nginxReloads ? "nginx reloaded" : "",
+                p0.postgres !== p1.postgres ? "postgresql restarted" : "",
+            ].filter(Boolean);
+            const differs = disagreement(listed.changed, r.changed);
+            if (!differs) agreed++;
+            figure(
+                `blast radius ${key}: ${r.changed.length} resources (${r.changed.join(", ")}); preview listed ${differs ? `something else (${differs})` : "the same"}; ${restarted.join(", ") || "no service restarted"}; Synapse unavailable ${s(down)}; preview ${s(listed.seconds * 1000)}, up ${s(ms)}`,
+            );
+        };
         for (const [key, change] of changes) {
             current = {
                 ...current,
@@ -211,22 +255,15 @@ async function main(): Promise<void> {
                 element: { ...current.element, ...change.element },
                 acme: { ...current.acme, ...change.acme },
             };
-            const p0 = services();
-            const [[r, ms], down] = await watchHealth(() => timedDeploy(stackConfig(current)));
-            const p1 = services();
-            const changed = r.steps
-                .filter((x) => x.action !== "same")
-                .map((x) => x.name)
-                .sort();
-            const restarted = [
-                p0.synapse !== p1.synapse ? "matrix-synapse restarted" : "",
-                p0.nginx !== p1.nginx ? "nginx restarted" : p0.nginxReloads !== p1.nginxReloads ? "nginx reloaded" : "",
-                p0.postgres !== p1.postgres ? "postgresql restarted" : "",
-            ].filter(Boolean);
-            figure(
-                `blast radius ${key}: ${changed.length} resources (${changed.join(", ")}); ${restarted.join(", ") || "no service restarted"}; Synapse unavailable ${s(down)}; apply ${s(ms)}`,
-            );
+            await apply(key, stackConfig(current));
         }
+        // Drift: two hand edits on the host, found by the refresh, put back by up.
+        sh(
+            "sed -i 's/^enable_registration: true$/enable_registration: false/' /etc/matrix-synapse/homeserver.yaml && " +
+                "echo '# hand edit' >> /etc/nginx/sites-available/matrix-homeserver.conf",
+        );
+        await apply("drift (two files edited by hand)", stackConfig(current));
+        figure(`preview lists what up changes: ${agreed} of ${changes.length + 1} (five keys and drift); target all`);
 
         // Proxy overhead: the same client on the host, 500 requests each way, interleaved.
         const password = randomBytes(12).toString("hex");

@@ -1,15 +1,20 @@
-// End to end: the program deploys a homeserver to a real Debian 12 host (systemd-nspawn), with
-// real PostgreSQL, Synapse from PyPI, nginx, certbot against pebble (HTTP-01 validated for
-// real), and a real Matrix client. Only the Pulumi engine and Cloudflare are stood in for
-// (tests/e2e/engine.ts). Needs root. Run with `npm run test:e2e`.
+// End to end: the real Pulumi CLI deploys the program to a real Debian 12 host (systemd-nspawn),
+// with real PostgreSQL, Synapse, nginx, certbot against pebble (HTTP-01 validated for real), and
+// a real Matrix client. The stack leaves matrix:dns out and the test puts the records the stack
+// lists (dnsRecordsToCreate) into the test DNS, as a user with another DNS provider would.
+// Needs root and the toolchain from `npm run tools:pulumi`. Run with `npm run test:e2e`.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
+import { spawnSync } from "node:child_process";
 import { fetch } from "undici";
-import type { EngineResult } from "./engine";
 import { registerUser, withTunnel } from "../../lib/registerUser";
+import { sshExec } from "../../lib/ssh";
 import { registerFromStack } from "../../scripts/register-user";
+import { hostChecks, httpChecks } from "./checks";
+import type { Run } from "./pulumi";
 import {
     CACHE,
     COMMAND,
@@ -20,15 +25,16 @@ import {
     EL,
     explainFailure,
     get,
-    hostChecks,
     HS,
-    httpChecks,
     lastMessages,
     MANAGED_FILE,
     matrixClient,
     NEW_SYNAPSE,
     OLD_SYNAPSE,
-    resolver,
+    preview,
+    publishDns,
+    rawConfig,
+    RELEASES,
     seesMessage,
     servedSynapseVersion,
     services,
@@ -39,47 +45,84 @@ import {
     target,
     timed,
     timings,
+    type SettingsOverrides,
 } from "./session";
 
-/** The stack's settings after the config-change and upgrade phases. */
-const CURRENT = {
-    synapse: { enableRegistration: true, version: NEW_SYNAPSE },
-    backup: { retention: 2 },
-    users: [{ name: "carol", admin: true }, { name: "dave" }],
-};
+/** What ran, for the log: "name (op)" for every step that changed something. */
+const ran = (run: Run) =>
+    run.steps
+        .filter((s) => !["same", "refresh"].includes(s.op) && s.type !== "pulumi:pulumi:Stack")
+        .map((s) => `${s.name} (${s.op})`);
 
-describe("e2e: a homeserver on a real host", () => {
-    let first: EngineResult;
+/** A config change as a user makes it: `pulumi preview`, then `pulumi up`; both runs kept. */
+async function change(label: string, settings: ReturnType<typeof stackConfig>): Promise<{ preview: Run; up: Run }> {
+    const p = await timed(`preview (${label})`, () => preview(settings));
+    assert.equal(p.code, 0, explainFailure(p));
+    const u = await timed(`up (${label})`, () => deploy(settings));
+    assert.equal(u.code, 0, explainFailure(u));
+    console.log(`${label}: preview lists ${p.changed.join(", ") || "nothing"}; up changed ${ran(u).join(", ")}`);
+    return { preview: p, up: u };
+}
+
+describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", () => {
+    let firstPreview: Run;
+    let records: string[];
+    let first: Run;
     let secret: string;
     const alicePassword = randomBytes(12).toString("hex");
     let roomId: string;
     const message = `hello from e2e ${Date.now()}`;
+    /** The stack's settings as the phases below leave them. */
+    let current: SettingsOverrides = {};
+    const settings = () => stackConfig(current);
 
     beforeAll(async () => {
         await startSession(path.join(CACHE, "run"));
-        first = await timed("deploy (cold)", () => deploy(stackConfig()));
-        for (const [c, s] of componentTimes(first)) timings.push([`  deploy ${c}`, s]);
-        assert.equal(first.error, undefined, explainFailure(first));
-        secret = String(first.outputs.registrationSharedSecret);
+        // A new user's first steps: preview, create the DNS records it lists, then up.
+        firstPreview = await timed("preview (cold)", () => preview(settings()));
+        assert.equal(firstPreview.code, 0, explainFailure(firstPreview));
+        records = await publishDns(firstPreview);
+        first = await timed("up (cold)", () => deploy(settings()));
+        for (const [c, s] of componentTimes(first)) timings.push([`  up (cold): ${c}`, s]);
+        assert.equal(first.code, 0, explainFailure(first));
+        secret = String((await ctx.stack.outputs(true)).registrationSharedSecret);
     });
 
     afterAll(stopSession);
 
-    it("ran every step once, in the program's order", () => {
-        const commands = first.steps.filter((s) => s.type === COMMAND);
-        assert.equal(commands.length, 15);
-        assert.ok(commands.every((s) => s.action === "create"));
-        const files = first.steps.filter((s) => s.type === MANAGED_FILE);
-        assert.equal(files.length, 9);
-        assert.ok(files.every((s) => s.action === "create"));
-        const end = (n: string) => first.steps.find((s) => s.name === n)!.end;
-        const start = (n: string) => first.steps.find((s) => s.name === n)!.start;
-        assert.ok(start("nginx-certificate-homeserver") >= end("dns-homeserver-a"));
-        assert.ok(start("synapse-service") >= end("postgres-database"));
-        assert.ok(start("synapse-service") >= end("synapse-secrets-yaml"));
-        assert.ok(start("nginx-sites") >= end("nginx-homeserver-vhost"));
-        assert.ok(start("nginx-sites") >= end("synapse-service"));
-        assert.ok(start("element-site") >= end("nginx-sites"));
+    it("previewed the records to create, the apex's included, and created exactly what it previewed", () => {
+        assert.deepEqual([...records].sort(), [DOMAIN, EL, HS].map((n) => `${n} A ${ctx.host.guestIp}`).sort());
+        assert.equal(first.steps.filter((s) => s.failed).length, 0);
+        assert.deepEqual(first.changed, firstPreview.changed);
+        assert.ok(first.steps.filter((s) => s.type !== "pulumi:pulumi:Stack").every((s) => s.op === "create"));
+    });
+
+    it("ran every step once, in the program's order, the independent ones side by side", () => {
+        assert.equal(first.steps.filter((s) => s.type === COMMAND).length, 18);
+        assert.equal(first.steps.filter((s) => s.type === MANAGED_FILE).length, 9);
+        const step = (n: string) => first.steps.find((s) => s.name === n)!;
+        const after = (later: string, earlier: string) =>
+            assert.ok(step(later).startSeq > step(earlier).endSeq, `${later} starts after ${earlier} ends`);
+        after("synapse-service", "postgres-database");
+        after("synapse-service", "synapse-secrets-yaml");
+        after("nginx-sites", "nginx-homeserver-vhost");
+        after("nginx-sites", "synapse-service");
+        after("element-site", "nginx-sites");
+        after("element-site", "element-config-json");
+        // Element's download and the installs overlap: none waits for another.
+        for (const [a, b] of [
+            ["element-release", "synapse-install"],
+            ["postgres-install", "nginx-install"],
+            ["synapse-install", "nginx-install"],
+        ]) {
+            assert.ok(step(a!).startSeq < step(b!).endSeq && step(b!).startSeq < step(a!).endSeq, `${a} ∥ ${b}`);
+        }
+    });
+
+    it("previews no change right after (pulumi preview --expect-no-changes)", async () => {
+        const again = await timed("preview (no change)", () => ctx.stack.preview({ expectNoChanges: true }));
+        assert.equal(again.code, 0, explainFailure(again));
+        assert.deepEqual(again.changed, []);
     });
 
     httpChecks();
@@ -108,16 +151,42 @@ describe("e2e: a homeserver on a real host", () => {
         assert.match(upload.content_uri, new RegExp(`^mxc://${DOMAIN.replace(/\./g, "\\.")}/`));
     });
 
-    describe("re-running every create script against the same host", () => {
-        let rerun: EngineResult;
+    describe("every create script run again on the same host (scripts are idempotent)", () => {
+        const results: { name: string; code: number; stderr: string }[] = [];
+        let after: Run;
+        let pids: [ReturnType<typeof services>, ReturnType<typeof services>];
         beforeAll(async () => {
-            rerun = await timed("deploy (re-run all)", () => deploy(stackConfig(), "recreate"));
-            assert.equal(rerun.error, undefined, explainFailure(rerun));
+            const before = services();
+            // The scripts exactly as the state holds them, in its (dependency) order, stdin included.
+            const state = await ctx.stack.resources();
+            await timed("re-run every create script", async () => {
+                for (const r of state.filter((x) => x.type === COMMAND)) {
+                    const i = r.inputs as {
+                        create: string;
+                        stdin?: string;
+                        connection: Parameters<typeof sshExec>[0];
+                    };
+                    const res = await sshExec(i.connection, i.create, i.stdin ?? "");
+                    results.push({ name: r.name, code: res.code, stderr: res.stderr });
+                }
+            });
+            pids = [before, services()];
+            after = await timed("preview (after the re-runs)", () => ctx.stack.preview({ expectNoChanges: true }));
         });
-        it("ran all 15 scripts and wrote all 9 files again, and kept the secrets", () => {
-            assert.equal(rerun.steps.filter((s) => s.type === COMMAND && s.action === "create").length, 15);
-            assert.equal(rerun.steps.filter((s) => s.type === MANAGED_FILE && s.action === "create").length, 9);
-            assert.equal(rerun.outputs.registrationSharedSecret, secret);
+        it("ran all 18 scripts again, each exiting 0", () => {
+            assert.equal(results.length, 18);
+            assert.deepEqual(
+                results.filter((r) => r.code !== 0).map((r) => `${r.name}: ${r.stderr.slice(-300)}`),
+                [],
+            );
+        });
+        it("restarted nothing: Synapse, nginx and PostgreSQL keep their processes", () => {
+            const [before, now] = pids;
+            assert.deepEqual([now.synapse, now.nginx, now.postgres], [before.synapse, before.nginx, before.postgres]);
+        });
+        it("left nothing for Pulumi to change (preview --expect-no-changes)", () => {
+            assert.equal(after.code, 0, explainFailure(after));
+            assert.deepEqual(after.changed, []);
         });
         httpChecks();
         hostChecks();
@@ -126,26 +195,58 @@ describe("e2e: a homeserver on a real host", () => {
         });
     });
 
-    describe("a config change: synapse.enableRegistration", () => {
-        let change: EngineResult;
+    describe("config changes, key by key: pulumi preview lists exactly what pulumi up then changes", () => {
+        const results: Record<string, { preview: Run; up: Run }> = {};
         let pidsBefore: ReturnType<typeof services>;
+        let pidsAfterRegistration: ReturnType<typeof services>;
+        // Each key's change applied on top of the ones before it.
+        const keys: [string, () => SettingsOverrides, string[]][] = [
+            [
+                "synapse.enableRegistration",
+                () => ({ synapse: { enableRegistration: true } }),
+                ["synapse-homeserver-yaml", "synapse-service"],
+            ],
+            [
+                "synapse.maxUploadSize",
+                () => ({ synapse: { enableRegistration: true, maxUploadSize: "100M" } }),
+                ["nginx-homeserver-vhost", "nginx-sites", "synapse-homeserver-yaml", "synapse-service"],
+            ],
+            [
+                "element.version",
+                () => ({ element: { ...ctx.artifacts.elements[RELEASES.next.key] } }),
+                ["element-config-json", "element-release", "element-site"],
+            ],
+            [
+                "element.sha256 (a new tarball of the same version)",
+                () => ({ element: { ...ctx.artifacts.elements[RELEASES.rebuilt.key] } }),
+                ["element-config-json", "element-release", "element-site"],
+            ],
+            ["acme.email", () => ({ acme: { email: "ops@matrix-e2e.test" } }), ["nginx-acme-account"]],
+            [
+                `synapse.version ${OLD_SYNAPSE} → ${NEW_SYNAPSE}`,
+                () => ({ synapse: { enableRegistration: true, maxUploadSize: "100M", version: NEW_SYNAPSE } }),
+                ["synapse-install", "synapse-service"],
+            ],
+        ];
         beforeAll(async () => {
             pidsBefore = services();
-            change = await timed("deploy (enableRegistration)", () =>
-                deploy(stackConfig({ synapse: { enableRegistration: true } })),
-            );
-            assert.equal(change.error, undefined, explainFailure(change));
-            const ran = change.steps.filter((s) => s.action !== "same").map((s) => `${s.name} (${s.action})`);
-            console.log(`blast radius: ${ran.join(", ")}`);
+            for (const [key, overrides] of keys) {
+                current = { ...current, ...overrides() };
+                results[key] = await change(key, settings());
+                if (key === "synapse.enableRegistration") pidsAfterRegistration = services();
+            }
         });
-        it("re-ran only Synapse's config and restart steps", () => {
-            assert.deepEqual(
-                change.steps
-                    .filter((s) => s.action !== "same")
-                    .map((s) => s.name)
-                    .sort(),
-                ["synapse-homeserver-yaml", "synapse-service"],
-            );
+        for (const [key, , expected] of keys) {
+            it(`${key}: previewed and changed exactly ${expected.join(", ")}`, () => {
+                const r = results[key]!;
+                assert.deepEqual(r.preview.changed, r.up.changed, "what the preview listed is what up changed");
+                assert.deepEqual(r.up.changed, expected);
+            });
+        }
+        it("left nginx and PostgreSQL running as they were when Synapse's config changed", () => {
+            assert.notEqual(pidsAfterRegistration.synapse, pidsBefore.synapse);
+            assert.equal(pidsAfterRegistration.nginx, pidsBefore.nginx);
+            assert.equal(pidsAfterRegistration.postgres, pidsBefore.postgres);
         });
         it("opened registration", async () => {
             const url = `https://${HS}/_matrix/client/v3/register`;
@@ -160,34 +261,27 @@ describe("e2e: a homeserver on a real host", () => {
             assert.equal(done.status, 200, await done.clone().text());
             assert.equal(((await done.json()) as { user_id: string }).user_id, `@bob:${DOMAIN}`);
         });
-        it("left nginx and PostgreSQL running as they were", () => {
-            const after = services();
-            assert.equal(after.nginx, pidsBefore.nginx);
-            assert.equal(after.postgres, pidsBefore.postgres);
+        it("serves the rebuilt Element release with its own config.json pointing at the homeserver", async () => {
+            const index = await (await get(`https://${EL}/`)).text();
+            assert.match(index, /element 1\.12\.31 rebuilt/);
+            const config = (await (await get(`https://${EL}/config.json`)).json()) as {
+                default_server_config: { "m.homeserver": { base_url: string } };
+            };
+            assert.equal(config.default_server_config["m.homeserver"].base_url, `https://${HS}`);
+            // The release before it keeps its folder and its config.json (a rollback is a switch).
+            const dirs = sh("ls /var/www/element/releases").stdout.trim().split("\n");
+            assert.equal(dirs.filter((d) => d.startsWith("v1.12.31-")).length, 2, dirs.join(" "));
         });
-    });
-
-    describe(`an upgrade: synapse.version ${OLD_SYNAPSE} → ${NEW_SYNAPSE}`, () => {
-        let upgrade: EngineResult;
-        beforeAll(async () => {
-            upgrade = await timed("deploy (upgrade Synapse)", () =>
-                deploy(stackConfig({ synapse: { enableRegistration: true, version: NEW_SYNAPSE } })),
-            );
-            assert.equal(upgrade.error, undefined, explainFailure(upgrade));
-        });
-        it("re-ran only the install and restart steps, backing up the database first", () => {
-            const ran = upgrade.steps.filter((s) => s.action !== "same");
-            assert.deepEqual(ran.map((s) => s.name).sort(), ["synapse-install", "synapse-service"]);
-            const install = ran.find((s) => s.name === "synapse-install")!.stdout ?? "";
-            const backup = /backup before upgrading from 1\.162\.0: (\S+\.dump)/.exec(install)?.[1];
+        it("upgraded Synapse, backing up the database first", async () => {
+            assert.equal(await servedSynapseVersion(), NEW_SYNAPSE);
+            const install = sh("ls /var/backups/matrix-synapse").stdout;
+            const backup = new RegExp(
+                `pre-upgrade-${OLD_SYNAPSE.replace(/\./g, "\\.")}-to-${NEW_SYNAPSE}-\\S+\\.dump`,
+            ).exec(install)?.[0];
             assert.ok(backup, install);
-            assert.match(backup, new RegExp(`pre-upgrade-${OLD_SYNAPSE}-to-${NEW_SYNAPSE}-`));
-            const listing = sh(`pg_restore --list ${backup} | grep -c 'TABLE DATA'`);
+            const listing = sh(`pg_restore --list /var/backups/matrix-synapse/${backup} | grep -c 'TABLE DATA'`);
             assert.ok(Number(listing.stdout.trim()) > 50, `a real dump: ${listing.stdout}${listing.stderr}`);
             assert.equal(sh(`stat -c '%a' /var/backups/matrix-synapse`).stdout.trim(), "700");
-        });
-        it("runs the new release", async () => {
-            assert.equal(await servedSynapseVersion(), NEW_SYNAPSE);
         });
         it("kept the users and the message", async () => {
             assert.ok(await seesMessage("alice", alicePassword, roomId, message));
@@ -195,7 +289,6 @@ describe("e2e: a homeserver on a real host", () => {
     });
 
     describe("drift: files edited by hand on the host", () => {
-        const upgraded = () => stackConfig({ synapse: { enableRegistration: true, version: NEW_SYNAPSE } });
         const edited = [
             "element-config-json",
             "nginx-homeserver-vhost",
@@ -209,10 +302,10 @@ describe("e2e: a homeserver on a real host", () => {
         let clean: string;
         let editedDigests: string;
         let pidsEdited: ReturnType<typeof services>;
-        let preview: EngineResult;
+        let drift: Run;
         let afterPreview: { digests: string; secretsMode: string };
-        let withoutRefresh: EngineResult;
-        let restored: EngineResult;
+        let withoutRefresh: Run;
+        let restored: Run;
         beforeAll(async () => {
             clean = digests();
             const edit = sh(
@@ -229,45 +322,36 @@ describe("e2e: a homeserver on a real host", () => {
             assert.equal(edit.code, 0, edit.stderr);
             pidsEdited = services();
             editedDigests = digests();
-            preview = await timed("preview --refresh (drift)", () => deploy(upgraded(), "preview"));
-            assert.equal(preview.error, undefined, explainFailure(preview));
+            drift = await timed("preview (drift, refreshing)", () => preview(settings()));
             afterPreview = {
                 digests: digests(),
                 secretsMode: sh("stat -c %a /etc/matrix-synapse/secrets.yaml").stdout,
             };
-            withoutRefresh = await deploy(upgraded(), "apply", { refresh: false });
-            assert.equal(withoutRefresh.error, undefined, explainFailure(withoutRefresh));
-            restored = await timed("up --refresh (drift)", () => deploy(upgraded()));
-            assert.equal(restored.error, undefined, explainFailure(restored));
-            const ran = restored.steps.filter((s) => s.action !== "same").map((s) => `${s.name} (${s.action})`);
-            console.log(`drift repaired: ${ran.join(", ")}`);
+            withoutRefresh = await timed("up --refresh=false (drift)", () => deploy(settings(), { refresh: false }));
+            assert.equal(withoutRefresh.code, 0, explainFailure(withoutRefresh));
+            restored = await timed("up (drift, refreshing)", () => deploy(settings()));
+            assert.equal(restored.code, 0, explainFailure(restored));
+            console.log(`drift repaired: ${ran(restored).join(", ")}`);
         });
-        it("preview --refresh names each edited file, what differs, and changes nothing", () => {
-            const files = preview.steps.filter((s) => s.type === MANAGED_FILE);
-            assert.deepEqual(
-                files
-                    .filter((s) => s.action === "update")
-                    .map((s) => s.name)
-                    .sort(),
-                edited,
-            );
-            const refreshed = Object.fromEntries(files.map((s) => [s.name, s.refreshed ?? []]));
-            assert.deepEqual(refreshed["synapse-homeserver-yaml"], ["sha256"]);
-            assert.deepEqual(refreshed["synapse-secrets-yaml"], ["mode"]);
-            assert.deepEqual(refreshed["synapse-unit"], []);
+        it("preview names each edited file, what differs, and changes nothing", () => {
+            assert.equal(drift.code, 0, explainFailure(drift));
+            const files = drift.steps.filter((s) => s.type === MANAGED_FILE && s.op === "update");
+            assert.deepEqual(files.map((s) => s.name).sort(), edited);
+            // The refresh read each file back: what it found different is that step's diff.
+            const refreshed = drift.steps.filter((s) => s.type === MANAGED_FILE && s.op === "refresh");
+            const diffs = Object.fromEntries(refreshed.map((s) => [s.name, s.diffs]));
+            assert.ok(diffs["synapse-homeserver-yaml"]!.includes("sha256"), JSON.stringify(diffs));
+            assert.ok(diffs["synapse-secrets-yaml"]!.includes("mode"), JSON.stringify(diffs));
             assert.match(afterPreview.secretsMode, /^644/);
             assert.notEqual(editedDigests, clean);
             assert.equal(afterPreview.digests, editedDigests, "the preview wrote nothing");
         });
         it("without a refresh, Pulumi's state still matches the program: nothing runs", () => {
-            assert.deepEqual(
-                withoutRefresh.steps.filter((s) => s.action !== "same").map((s) => s.name),
-                [],
-            );
+            assert.deepEqual(withoutRefresh.changed, []);
         });
-        it("up --refresh rewrites exactly the edited files, then restarts Synapse and reloads nginx", () => {
-            const ran = restored.steps.filter((s) => s.action !== "same");
-            assert.deepEqual(ran.map((s) => s.name).sort(), [...edited, "nginx-sites", "synapse-service"].sort());
+        it("up rewrites exactly the edited files, restarts Synapse and reloads nginx: what the preview listed", () => {
+            assert.deepEqual(restored.changed, [...edited, "nginx-sites", "synapse-service"].sort());
+            assert.deepEqual(drift.changed, restored.changed);
             assert.equal(digests(), clean);
             assert.equal(
                 sh("stat -c '%a %U %G' /etc/matrix-synapse/secrets.yaml").stdout.trim(),
@@ -275,11 +359,11 @@ describe("e2e: a homeserver on a real host", () => {
             );
         });
         it("restarted only Synapse; nginx reloaded (new workers, same master); PostgreSQL untouched", () => {
-            const after = services();
-            assert.notEqual(after.synapse, pidsEdited.synapse);
-            assert.equal(after.nginx, pidsEdited.nginx);
-            assert.notEqual(after.nginxWorkers, pidsEdited.nginxWorkers);
-            assert.equal(after.postgres, pidsEdited.postgres);
+            const now = services();
+            assert.notEqual(now.synapse, pidsEdited.synapse);
+            assert.equal(now.nginx, pidsEdited.nginx);
+            assert.notEqual(now.nginxWorkers, pidsEdited.nginxWorkers);
+            assert.equal(now.postgres, pidsEdited.postgres);
         });
         it("serves the restored settings", async () => {
             const res = await get(`https://${HS}/_matrix/client/v3/register`, { method: "POST", body: "{}" });
@@ -289,19 +373,110 @@ describe("e2e: a homeserver on a real host", () => {
         });
     });
 
+    describe("replacements (pulumi up --replace): a delete never undoes a newer create", () => {
+        let replaced: Run;
+        let certBefore: string;
+        const serial = () => sh(`openssl x509 -noout -serial -in /etc/letsencrypt/live/${HS}/cert.pem`).stdout.trim();
+        beforeAll(async () => {
+            certBefore = serial();
+            replaced = await timed("up --replace (service, certificate, firewall)", () =>
+                deploy(settings(), {
+                    replace: ["synapse-service", "nginx-certificate-homeserver", "firewall-install"],
+                }),
+            );
+            assert.equal(replaced.code, 0, explainFailure(replaced));
+            console.log(`replaced: ${ran(replaced).join(", ")}`);
+        });
+        it("deleted each old one before creating its replacement", () => {
+            for (const name of ["synapse-service", "nginx-certificate-homeserver", "firewall-install"]) {
+                const ops = replaced.steps.filter((s) => s.name === name);
+                const del = ops.find((s) => s.op === "delete-replaced");
+                const create = ops.find((s) => s.op === "create-replacement");
+                assert.ok(del && create, `${name}: ${ops.map((s) => s.op).join(", ")}`);
+                assert.ok(del.endSeq < create.startSeq, `${name}: delete before create`);
+            }
+        });
+        it("left Synapse running, a new certificate served, the firewall loaded", async () => {
+            assert.equal(
+                sh("systemctl is-active matrix-synapse matrix-pulumi-firewall").stdout.trim(),
+                "active\nactive",
+            );
+            assert.equal((await get(`https://${HS}/_matrix/client/versions`)).status, 200);
+            assert.notEqual(serial(), certBefore, "pebble issued a new certificate");
+            const served = sh(
+                `echo | openssl s_client -connect 127.0.0.1:443 -servername ${HS} 2>/dev/null | openssl x509 -noout -serial`,
+            ).stdout.trim();
+            assert.equal(served, serial(), "nginx serves it");
+            assert.match(sh("nft list chain inet matrix_pulumi input").stdout, /policy drop/);
+        });
+        it("kept the user and the message", async () => {
+            assert.ok(await seesMessage("alice", alicePassword, roomId, message));
+        });
+    });
+
+    describe("SSH key rotation: a new key authorized, set in the stack, the old one removed", () => {
+        let rotated: Run;
+        let afterRemoval: Run;
+        let accepted: string;
+        let newFingerprint: string;
+        beforeAll(async () => {
+            const keyPath = path.join(ctx.run, "key-rotated");
+            spawnSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "rotated", "-f", keyPath]);
+            newFingerprint = spawnSync("ssh-keygen", ["-lf", `${keyPath}.pub`], { encoding: "utf8" }).stdout.split(
+                " ",
+            )[1]!;
+            sh("cat >> /root/.ssh/authorized_keys", readFileSync(`${keyPath}.pub`, "utf8"));
+            const since = sh("date '+%Y-%m-%d %H:%M:%S'").stdout.trim();
+            const newKey = readFileSync(keyPath, "utf8");
+            rotated = await timed("up (new SSH key)", () => deploy(stackConfig(current, newKey)));
+            assert.equal(rotated.code, 0, explainFailure(rotated));
+            accepted = sh(
+                `journalctl -u ssh --since '${since}' -o cat --no-pager | grep 'Accepted publickey' || true`,
+            ).stdout;
+            // Only the new key is authorized from now on; the checks below use it too.
+            sh(
+                `grep -v ' matrix-e2e$' /root/.ssh/authorized_keys > /root/.ssh/k && mv /root/.ssh/k /root/.ssh/authorized_keys`,
+            );
+            ctx.host.keyPath = keyPath;
+            ctx.host.privateKey = newKey;
+            afterRemoval = await timed("preview (old key removed)", () => ctx.stack.preview({ expectNoChanges: true }));
+            console.log(`key rotation: up changed ${ran(rotated).length} steps`);
+        });
+        it("pulumi up, refreshing first, succeeded and reached the host with the new key", () => {
+            assert.ok(accepted.includes(newFingerprint), accepted);
+        });
+        it("with the old key removed, the next preview (refreshing every file) finds nothing to change", () => {
+            assert.equal(afterRemoval.code, 0, explainFailure(afterRemoval));
+            assert.deepEqual(afterRemoval.changed, []);
+            assert.ok(afterRemoval.steps.some((s) => s.type === MANAGED_FILE && s.op === "refresh"));
+        });
+        it("the old key no longer gets in", () => {
+            const old = spawnSync("ssh", [
+                "-i",
+                path.join(ctx.run, "key"),
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                `root@${ctx.host.guestIp}`,
+                "true",
+            ]);
+            assert.notEqual(old.status, 0);
+        });
+    });
+
     describe("backups (matrix:backup)", () => {
-        let applied: EngineResult;
+        let applied: { preview: Run; up: Run };
         let newest: string;
         beforeAll(async () => {
-            const { users: _later, ...withoutUsers } = CURRENT;
-            applied = await timed("deploy (backup retention)", () => deploy(stackConfig(withoutUsers)));
-            assert.equal(applied.error, undefined, explainFailure(applied));
+            current = { ...current, backup: { retention: 2 } };
+            applied = await change("backup.retention", settings());
         });
         it("changed only the backup timer step", () => {
-            assert.deepEqual(
-                applied.steps.filter((s) => s.action !== "same").map((s) => s.name),
-                ["backup-timer"],
-            );
+            assert.deepEqual(applied.up.changed, ["backup-timer"]);
+            assert.deepEqual(applied.preview.changed, applied.up.changed);
             assert.equal(sh("systemctl is-enabled matrix-synapse-backup.timer").stdout.trim(), "enabled");
         });
         it("backs up database, signing key and media, keeping the newest two", async () => {
@@ -342,29 +517,33 @@ describe("e2e: a homeserver on a real host", () => {
     });
 
     describe("declared users (matrix:users)", () => {
-        let added: EngineResult;
+        let added: { preview: Run; up: Run };
+        let passwords: Record<string, string>;
         beforeAll(async () => {
-            added = await timed("deploy (add users)", () => deploy(stackConfig(CURRENT)));
-            assert.equal(added.error, undefined, explainFailure(added));
+            current = { ...current, users: [{ name: "carol", admin: true }, { name: "dave" }] };
+            added = await change("add users", settings());
+            passwords = (await ctx.stack.outputs(true)).userPasswords as Record<string, string>;
         });
         it("ran only the new accounts' steps", () => {
-            const ran = added.steps.filter((s) => s.action !== "same").map((s) => s.name);
-            assert.deepEqual(ran.sort(), ["users-carol", "users-carol-password", "users-dave", "users-dave-password"]);
+            assert.deepEqual(added.up.changed, [
+                "users",
+                "users-carol",
+                "users-carol-password",
+                "users-dave",
+                "users-dave-password",
+            ]);
+            assert.deepEqual(added.preview.changed, added.up.changed);
         });
         it("created accounts that log in with their output passwords, carol as admin", async () => {
-            const passwords = added.outputs.userPasswords as Record<string, string>;
             const carol = await matrixClient("carol", passwords.carol!);
             assert.equal(carol.getUserId(), `@carol:${DOMAIN}`);
             const dave = await matrixClient("dave", passwords.dave!);
             assert.equal(dave.getUserId(), `@dave:${DOMAIN}`);
-            const isAdmin = async (user: string) =>
-                (
-                    await get(`https://${HS}/_synapse/admin/v1/users/@${user}:${DOMAIN}/admin`, {
-                        headers: { Authorization: `Bearer ${carol.getAccessToken()}` },
-                    })
-                ).status;
             // The admin API is not proxied at all; ask Synapse itself through the tunnel.
-            assert.equal(await isAdmin("carol"), 404);
+            const proxied = await get(`https://${HS}/_synapse/admin/v1/users/@carol:${DOMAIN}/admin`, {
+                headers: { Authorization: `Bearer ${carol.getAccessToken()}` },
+            });
+            assert.equal(proxied.status, 404);
             const admin = await withTunnel(target(), async (base) => {
                 const res = await fetch(`${base}/_synapse/admin/v1/users/@carol:${DOMAIN}/admin`, {
                     headers: { Authorization: `Bearer ${carol.getAccessToken()}` },
@@ -374,7 +553,7 @@ describe("e2e: a homeserver on a real host", () => {
             assert.equal(admin.admin, true);
         });
         it("registers a one-off account with npm run register-user, once", async () => {
-            const reader = () => ({ config: () => stackConfig(CURRENT), registrationSharedSecret: () => secret });
+            const reader = () => ({ config: () => rawConfig(settings()), registrationSharedSecret: () => secret });
             const { userId, password } = await registerFromStack(["erin"], reader);
             assert.equal(userId, `@erin:${DOMAIN}`);
             const erin = await matrixClient("erin", password!);
@@ -382,60 +561,87 @@ describe("e2e: a homeserver on a real host", () => {
             await assert.rejects(registerFromStack(["erin"], reader), /M_USER_IN_USE/);
             await assert.rejects(registerFromStack(["Erin!"], reader), /usage: npm run register-user/);
         });
-        it("does nothing on the next apply", async () => {
-            const again = await deploy(stackConfig(CURRENT));
-            assert.equal(again.error, undefined);
-            assert.deepEqual(
-                again.steps.filter((s) => s.action !== "same").map((s) => s.name),
-                [],
-            );
+        it("previews no change afterwards", async () => {
+            const again = await ctx.stack.preview({ expectNoChanges: true });
+            assert.equal(again.code, 0, explainFailure(again));
+        });
+    });
+
+    describe("the stack's state (pulumi stack export)", () => {
+        it("kept every secret out of the stack's exported state (pulumi stack export)", async () => {
+            const exported = await ctx.stack.export();
+            const secrets = (await ctx.stack.outputs(true)) as { userPasswords: Record<string, string> };
+            writeFileSync(path.join(ctx.run, "export.json"), exported);
+            for (const [label, value] of [
+                ["registration secret", secret],
+                [
+                    "SSH key",
+                    ctx.host.privateKey
+                        .split("\n")
+                        .filter((l) => l.length >= 60)
+                        .pop()!
+                        .slice(0, 40),
+                ],
+                ["carol's password", secrets.userPasswords.carol!],
+            ] as const) {
+                assert.ok(!exported.includes(value), `${label} in plain text`);
+            }
+            // The values searched for are the real ones: the export shows them when asked to.
+            const shown = await ctx.stack.export(true);
+            assert.ok(shown.includes(secret) && shown.includes(secrets.userPasswords.carol!));
         });
     });
 
     describe("an Element release with a wrong checksum", () => {
-        let bad: EngineResult;
+        let bad: Run;
         beforeAll(async () => {
-            bad = await timed("deploy (bad sha256)", () =>
-                deploy(stackConfig({ ...CURRENT, element: { version: "1.12.30", sha256: "0".repeat(64) } })),
+            bad = await timed("up (bad sha256)", () =>
+                deploy(stackConfig({ ...current, element: { version: "1.12.30", sha256: "0".repeat(64) } })),
             );
         });
         it("fails at the release step, saying nothing was extracted", () => {
-            assert.notEqual(bad.error, undefined);
-            const failed = bad.steps.filter((s) => s.action === "failed");
+            assert.notEqual(bad.code, 0);
             assert.deepEqual(
-                failed.map((s) => s.name),
+                bad.steps.filter((s) => s.failed).map((s) => s.name),
                 ["element-release"],
             );
-            assert.match(failed[0]!.error ?? "", /nothing was extracted/);
+            assert.match(bad.errors, /nothing was extracted/);
         });
         it("extracted nothing and kept serving the release in place", async () => {
-            assert.equal(
-                sh("test -e /var/www/element/releases/v1.12.30 && echo present || echo absent").stdout.trim(),
-                "absent",
-            );
-            assert.equal(sh("readlink /var/www/element/current").stdout.trim(), "/var/www/element/releases/v1.12.29");
+            assert.equal(sh("ls /var/www/element/releases | grep -c '^v1.12.30' || true").stdout.trim(), "0");
+            assert.match(sh("readlink /var/www/element/current").stdout, /\/v1\.12\.31-/);
             assert.equal((await get(`https://${EL}/`)).status, 200);
         });
     });
+
     describe("destroy, keeping the data", () => {
-        let destroyed: EngineResult;
+        let destroyed: Run;
         beforeAll(async () => {
-            destroyed = await timed("destroy (keep data)", () => deploy(stackConfig(CURRENT), "destroy"));
-            assert.equal(destroyed.error, undefined, explainFailure(destroyed));
+            // Back to the settings the stack had before the failed release.
+            const restored = await timed("up (good release again)", () => deploy(settings()));
+            assert.equal(restored.code, 0, explainFailure(restored));
+            destroyed = await timed("destroy (keep data)", () => ctx.stack.destroy());
+            assert.equal(destroyed.code, 0, explainFailure(destroyed));
         });
         it("deleted every resource, dependents first", () => {
-            assert.ok(destroyed.steps.every((s) => s.action === "delete"));
-            const order = destroyed.steps.map((s) => s.name);
-            assert.ok(order.indexOf("element-site") < order.indexOf("nginx-sites"));
-            assert.ok(order.indexOf("nginx-sites") < order.indexOf("synapse-service"));
-            assert.ok(order.indexOf("synapse-service") < order.indexOf("postgres-database"));
+            const order = destroyed.steps.filter((s) => s.op === "delete").map((s) => s.name);
+            const at = (n: string) => order.indexOf(n);
+            assert.ok(at("element-site") < at("nginx-sites"));
+            assert.ok(at("nginx-sites") < at("synapse-service"));
+            assert.ok(at("synapse-service") < at("synapse-data"));
+            assert.ok(at("postgres-database") < at("postgres-data"));
+            assert.equal(destroyed.steps.filter((s) => s.failed).length, 0);
         });
-        it("took away the DNS records, sites, certificates and the Synapse service", async () => {
-            await assert.rejects(resolver.resolve4(HS));
+        it("took away the sites, the certificates, the firewall and the Synapse service", () => {
             assert.equal(sh("ls /etc/nginx/sites-enabled | grep -c '^matrix-' || true").stdout.trim(), "0");
+            assert.equal(sh("ls /etc/nginx/sites-available | grep -c '^matrix-' || true").stdout.trim(), "0");
             assert.equal(sh(`test -e /etc/letsencrypt/live/${HS} && echo yes || echo no`).stdout.trim(), "no");
             assert.equal(sh("systemctl is-active matrix-synapse || true").stdout.trim(), "inactive");
             assert.equal(sh("systemctl is-enabled matrix-synapse || true").stdout.trim(), "disabled");
+            assert.equal(
+                sh("nft list table inet matrix_pulumi >/dev/null 2>&1 && echo loaded || echo gone").stdout.trim(),
+                "gone",
+            );
             assert.equal(sh("systemctl is-active nginx postgresql@15-main").stdout.trim(), "active\nactive");
         });
         it("kept the database, the media store and the signing key", () => {
@@ -451,8 +657,8 @@ describe("e2e: a homeserver on a real host", () => {
 
     describe("a new deploy onto the kept data", () => {
         beforeAll(async () => {
-            const again = await timed("deploy (onto kept data)", () => deploy(stackConfig(CURRENT)));
-            assert.equal(again.error, undefined, explainFailure(again));
+            const again = await timed("up (onto kept data)", () => deploy(settings()));
+            assert.equal(again.code, 0, explainFailure(again));
         });
         it("serves the same users and messages", async () => {
             assert.ok(await seesMessage("alice", alicePassword, roomId, message));
@@ -460,13 +666,17 @@ describe("e2e: a homeserver on a real host", () => {
     });
 
     describe("destroy with purgeOnDestroy", () => {
+        let purging: { preview: Run; up: Run };
         beforeAll(async () => {
-            // As with the engine: the flag reaches the delete scripts through an update first.
-            const purging = { ...CURRENT, purgeOnDestroy: true };
-            const update = await timed("deploy (purgeOnDestroy)", () => deploy(stackConfig(purging)));
-            assert.equal(update.error, undefined, explainFailure(update));
-            const destroyed = await timed("destroy (purge)", () => deploy(stackConfig(purging), "destroy"));
-            assert.equal(destroyed.error, undefined, explainFailure(destroyed));
+            // As with any delete script: the flag reaches the host through an update first.
+            current = { ...current, purgeOnDestroy: true };
+            purging = await change("purgeOnDestroy", settings());
+            const destroyed = await timed("destroy (purge)", () => ctx.stack.destroy());
+            assert.equal(destroyed.code, 0, explainFailure(destroyed));
+        });
+        it("updated only the three data steps before the destroy", () => {
+            assert.deepEqual(purging.up.changed, ["element-data", "postgres-data", "synapse-data"]);
+            assert.deepEqual(purging.preview.changed, purging.up.changed);
         });
         it("dropped the database and role and removed Synapse's data and Element", () => {
             const db = sh(

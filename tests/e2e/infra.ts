@@ -1,6 +1,6 @@
 // What surrounds the e2e host on the test machine: Debian's pebble (ACME, validating HTTP-01 for
-// real) and pebble-challtestsrv (the DNS the program's records land in), a server for the
-// Element tarball, and the host itself (host.sh).
+// real) and pebble-challtestsrv (the test DNS, where the records a stack asks for are put), a
+// server for the Element tarball and the Synapse wheelhouse, and the host itself (host.sh).
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
@@ -204,6 +204,12 @@ export async function startAcme(dir: string, listenIp: string): Promise<Acme> {
     };
 }
 
+/** A request to pebble-challtestsrv's management API (add-a, clear-a, ...). */
+export async function challtestsrv(base: string, op: string, body: unknown): Promise<void> {
+    const res = await fetch(`${base}/${op}`, { method: "POST", body: JSON.stringify(body) });
+    if (!res.ok) throw new Error(`challtestsrv ${op}: ${res.status} ${await res.text()}`);
+}
+
 export interface ElementRelease {
     version: string;
     url: string;
@@ -213,7 +219,7 @@ export interface ElementRelease {
 export interface Artifacts {
     /** The first release served. */
     element: ElementRelease;
-    /** Every release served, by version. */
+    /** Every release served, by its key. */
     elements: Record<string, ElementRelease>;
     /** pip --find-links URL of the Synapse wheelhouse. */
     wheelhouse: string;
@@ -238,32 +244,42 @@ export function buildWheelhouse(cache: string, venv: string, versions: string[])
     return dir;
 }
 
+/** A release the artifact server offers: `key` names it, `build` tells two tarballs of one version apart. */
+export interface ReleaseSpec {
+    key: string;
+    version: string;
+    build?: string;
+}
+
 /**
  * Element's real tarball cannot be downloaded here: serve a small one with the release's
- * layout (one top folder element-vX.Y.Z/ with index.html, config.sample.json, bundles/, i18n/),
- * and the wheelhouse as a page of links.
+ * layout (one top folder element-vX.Y.Z/ with index.html, config.sample.json, bundles/, i18n/).
  */
-function elementTarball(dir: string, version: string): Buffer {
-    const top = path.join(dir, `element-v${version}`);
+function elementTarball(dir: string, r: ReleaseSpec): Buffer {
+    const work = path.join(dir, r.key);
+    const top = path.join(work, `element-v${r.version}`);
     mkdirSync(path.join(top, "bundles", "0123abcd"), { recursive: true });
     mkdirSync(path.join(top, "i18n"), { recursive: true });
-    writeFileSync(path.join(top, "index.html"), `<!doctype html><title>Element</title><p>element ${version}</p>\n`);
+    const label = `element ${r.version}${r.build ? ` ${r.build}` : ""}`;
+    writeFileSync(path.join(top, "index.html"), `<!doctype html><title>Element</title><p>${label}</p>\n`);
     writeFileSync(path.join(top, "config.sample.json"), JSON.stringify({ default_server_config: {} }));
     writeFileSync(path.join(top, "bundles", "0123abcd", "bundle.js"), "console.log('element');\n");
     writeFileSync(path.join(top, "i18n", "en_EN.json"), "{}\n");
-    writeFileSync(path.join(top, "version"), `${version}\n`);
-    const tarball = path.join(dir, `element-v${version}.tar.gz`);
-    sh("tar", ["-czf", tarball, "-C", dir, `element-v${version}`]);
+    writeFileSync(path.join(top, "version"), `${r.version}\n`);
+    const tarball = path.join(work, `element-v${r.version}.tar.gz`);
+    sh("tar", ["-czf", tarball, "-C", work, `element-v${r.version}`]);
     return readFileSync(tarball);
 }
 
+/** Serves Element tarballs (at /<key>/element-vX.Y.Z.tar.gz) and the wheelhouse as a page of links. */
 export async function serveArtifacts(
     dir: string,
     listenIp: string,
-    versions: string[],
+    releases: ReleaseSpec[],
     wheelhouse: string,
 ): Promise<Artifacts> {
-    const tarballs = new Map(versions.map((v) => [`/element-v${v}.tar.gz`, elementTarball(dir, v)]));
+    const urlPath = (r: ReleaseSpec) => `/${r.key}/element-v${r.version}.tar.gz`;
+    const tarballs = new Map(releases.map((r) => [urlPath(r), elementTarball(dir, r)]));
     const wheels = readdirSync(wheelhouse).filter((f) => f.endsWith(".whl"));
     const server: Server = createServer((req, res) => {
         const url = req.url ?? "";
@@ -283,19 +299,19 @@ export async function serveArtifacts(
     });
     await new Promise<void>((r) => server.listen(8099, listenIp, r));
     const elements = Object.fromEntries(
-        versions.map((version) => [
-            version,
+        releases.map((r) => [
+            r.key,
             {
-                version,
-                url: `http://${listenIp}:8099/element-v${version}.tar.gz`,
+                version: r.version,
+                url: `http://${listenIp}:8099${urlPath(r)}`,
                 sha256: createHash("sha256")
-                    .update(tarballs.get(`/element-v${version}.tar.gz`)!)
+                    .update(tarballs.get(urlPath(r))!)
                     .digest("hex"),
             },
         ]),
     );
     return {
-        element: elements[versions[0]!]!,
+        element: elements[releases[0]!.key]!,
         elements,
         wheelhouse: `http://${listenIp}:8099/wheels/`,
         stop: () => new Promise((r) => server.close(() => r())),

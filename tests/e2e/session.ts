@@ -1,20 +1,18 @@
 // What the end-to-end suites share: a session that boots the real host (systemd-nspawn), pebble,
-// challtestsrv and the artifact server; the stack config they deploy; the acting engine run in a
-// process of its own; an HTTP client that resolves through the program's DNS and trusts pebble;
-// a Matrix client; and the checks every phase repeats.
+// challtestsrv and the artifact server; a stack of the program deployed by the real Pulumi CLI
+// (tests/e2e/pulumi.ts); an HTTP client that resolves through the test DNS and trusts pebble; a
+// Matrix client; and helpers the phases repeat. No Jest here: the bench uses it too.
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { Resolver } from "node:dns/promises";
 import { mkdirSync, rmSync } from "node:fs";
 import * as path from "node:path";
-import * as tls from "node:tls";
-import { it } from "@jest/globals";
 import { Agent, fetch, type RequestInit } from "undici";
-import type { EngineRequest, EngineResult } from "./engine";
 import { DEFAULT_SYNAPSE_VERSION } from "../../config";
 import type { SshTarget } from "../../lib/registerUser";
 import {
     buildWheelhouse,
+    challtestsrv,
     hostDown,
     hostUp,
     keyValues,
@@ -25,6 +23,7 @@ import {
     type Artifacts,
     type Host,
 } from "./infra";
+import { Stack, type Run } from "./pulumi";
 
 const ROOT = path.resolve(__dirname, "../..");
 export const MANAGED_FILE = "pulumi-nodejs:dynamic/matrix:ManagedFile";
@@ -34,37 +33,42 @@ const SYNAPSE_VENV = process.env.SYNAPSE_VENV ?? path.join(ROOT, ".cache/synapse
 export const DOMAIN = "matrix-e2e.test";
 export const HS = `matrix.${DOMAIN}`;
 export const EL = `element.${DOMAIN}`;
-const ELEMENT_VERSION = "1.12.29";
-/** A second release, for changing element.version. */
-export const NEXT_ELEMENT_VERSION = "1.12.31";
+/** The Element releases the artifact server offers: a first, a next, and the next rebuilt. */
+export const RELEASES = {
+    first: { key: "first", version: "1.12.29" },
+    next: { key: "next", version: "1.12.31" },
+    rebuilt: { key: "rebuilt", version: "1.12.31", build: "rebuilt" },
+} as const;
 // The first deploy installs an older Synapse; a later phase upgrades to the program's default.
 export const OLD_SYNAPSE = "1.162.0";
 export const NEW_SYNAPSE = DEFAULT_SYNAPSE_VERSION;
 export const timings: [string, number][] = [];
+/** Runs a phase, printing its name and duration as it ends (the log shows progress). */
 export async function timed<T>(label: string, fn: () => Promise<T> | T): Promise<T> {
     const start = Date.now();
     try {
         return await fn();
     } finally {
-        timings.push([label, (Date.now() - start) / 1000]);
+        const s = (Date.now() - start) / 1000;
+        timings.push([label, s]);
+        console.log(`» ${label}: ${s.toFixed(1)} s`);
     }
 }
 
 /** The running session: set by startSession. */
-export const ctx = {} as { run: string; host: Host; acme: Acme; artifacts: Artifacts; http: Agent; statePath: string };
+export const ctx = {} as { run: string; host: Host; acme: Acme; artifacts: Artifacts; http: Agent; stack: Stack };
 
 /** A shell command on the host as root (checks, not deployment). */
 export const sh = (command: string, input?: string) => onHost(ctx.host, command, input);
 
 /**
- * Boot a fresh host from the cached rootfs, start pebble, challtestsrv and the artifact server.
- * `run` is the session's folder (state file, keys, logs); it starts empty.
+ * Boot a fresh host from the cached rootfs, start pebble, challtestsrv and the artifact server,
+ * and make a stack of the program. `run` is the session's folder (stack, keys, logs); it starts empty.
  */
 export async function startSession(run: string): Promise<void> {
     rmSync(run, { recursive: true, force: true });
     mkdirSync(run, { recursive: true });
     ctx.run = run;
-    ctx.statePath = path.join(run, "state.json");
     await timed("rootfs (debootstrap or cache)", () => {
         const r = spawnSync("bash", [path.join(__dirname, "host.sh"), "rootfs"], { stdio: "inherit" });
         assert.equal(r.status, 0);
@@ -74,13 +78,10 @@ export async function startSession(run: string): Promise<void> {
     const wheels = await timed("wheelhouse (pip wheel or cache)", () =>
         buildWheelhouse(CACHE, SYNAPSE_VENV, [OLD_SYNAPSE, NEW_SYNAPSE]),
     );
-    ctx.artifacts = await serveArtifacts(
-        path.join(run, "artifacts"),
-        ctx.host.hostIp,
-        [ELEMENT_VERSION, NEXT_ELEMENT_VERSION],
-        wheels,
-    );
+    ctx.artifacts = await serveArtifacts(path.join(run, "artifacts"), ctx.host.hostIp, Object.values(RELEASES), wheels);
     ctx.http = client();
+    ctx.stack = new Stack(path.join(run, "pulumi"), "e2e");
+    await timed("pulumi stack init", () => ctx.stack.init());
 }
 
 /** Stop everything, print the phase durations, and fail if anything outlived the session. */
@@ -89,7 +90,7 @@ export async function stopSession(): Promise<void> {
     ctx.acme?.stop();
     if (ctx.run) hostDown(ctx.run);
     console.log("\nphase durations:");
-    for (const [label, s] of timings) console.log(`  ${label.padEnd(40)} ${s.toFixed(1)} s`);
+    for (const [label, s] of timings) console.log(`  ${label.padEnd(48)} ${s.toFixed(1)} s`);
     // Nothing may outlive the run: no container, no link, no NAT rule, no pebble.
     await new Promise((r) => setTimeout(r, 500));
     const leftovers = [
@@ -100,101 +101,116 @@ export async function stopSession(): Promise<void> {
         spawnSync("pgrep", ["-f", "systemd-nspawn .*-M matrix-e2e"]).status === 0 ? "systemd-nspawn" : "",
         spawnSync("pgrep", ["-x", "pebble"]).status === 0 ? "pebble" : "",
         spawnSync("pgrep", ["-x", "pebble-challtestsrv"]).status === 0 ? "pebble-challtestsrv" : "",
+        spawnSync("pgrep", ["-f", "pulumi-resource-"]).status === 0 ? "a Pulumi provider" : "",
     ].filter(Boolean);
     assert.deepEqual(leftovers, [], `left behind: ${leftovers.join(", ")}`);
 }
 
-export function stackConfig(
-    overrides: {
-        synapse?: Record<string, unknown>;
-        element?: Record<string, unknown>;
-        purgeOnDestroy?: boolean;
-        users?: unknown[];
-        backup?: Record<string, unknown>;
-        firewall?: Record<string, unknown>;
-        acme?: Record<string, unknown>;
-    } = {},
-): Record<string, string> {
+/** Stack settings as a user keeps them: plain values (the stack file) and secrets. */
+export interface StackSettings {
+    plain: Record<string, unknown>;
+    secrets: Record<string, string>;
+}
+
+export interface SettingsOverrides {
+    synapse?: Record<string, unknown>;
+    element?: Record<string, unknown>;
+    purgeOnDestroy?: boolean;
+    users?: unknown[];
+    backup?: Record<string, unknown>;
+    firewall?: Record<string, unknown>;
+    acme?: Record<string, unknown>;
+}
+
+/**
+ * The test stack: no matrix:dns (the test publishes dnsRecordsToCreate into the test DNS, as a
+ * user with another DNS provider would), pebble as the ACME CA, Synapse from the wheelhouse.
+ */
+export function stackConfig(overrides: SettingsOverrides = {}, privateKey = ctx.host.privateKey): StackSettings {
     const { host, acme, artifacts } = ctx;
-    const values: Record<string, unknown> = {
-        "matrix:domain": DOMAIN,
-        "matrix:machine": { ipv4: host.guestIp, sshHostKey: host.hostKey },
-        "matrix:sshPrivateKey": host.privateKey,
-        "matrix:dns": { zoneId: "0123456789abcdef0123456789abcdef" },
-        "cloudflare:apiToken": "e2e-token-never-used",
-        "matrix:acme": {
-            email: "admin@matrix-e2e.test",
-            directoryUrl: acme.directoryUrl,
-            caBundle: acme.listenerCa,
-            ...overrides.acme,
+    return {
+        plain: {
+            "matrix:domain": DOMAIN,
+            "matrix:machine": { ipv4: host.guestIp, sshHostKey: host.hostKey },
+            "matrix:acme": {
+                email: "admin@matrix-e2e.test",
+                directoryUrl: acme.directoryUrl,
+                caBundle: acme.listenerCa,
+                ...overrides.acme,
+            },
+            "matrix:synapse": {
+                healthTimeoutSeconds: 240,
+                wheelhouse: artifacts.wheelhouse,
+                version: OLD_SYNAPSE,
+                ...overrides.synapse,
+            },
+            "matrix:element": { ...artifacts.element, ...overrides.element },
+            ...(overrides.purgeOnDestroy ? { "matrix:purgeOnDestroy": true } : {}),
+            ...(overrides.users ? { "matrix:users": overrides.users } : {}),
+            ...(overrides.backup ? { "matrix:backup": overrides.backup } : {}),
+            ...(overrides.firewall ? { "matrix:firewall": overrides.firewall } : {}),
         },
-        "matrix:synapse": {
-            healthTimeoutSeconds: 240,
-            wheelhouse: artifacts.wheelhouse,
-            version: OLD_SYNAPSE,
-            ...overrides.synapse,
-        },
-        "matrix:element": { ...artifacts.element, ...overrides.element },
-        ...(overrides.purgeOnDestroy ? { "matrix:purgeOnDestroy": "true" } : {}),
-        ...(overrides.users ? { "matrix:users": overrides.users } : {}),
-        ...(overrides.backup ? { "matrix:backup": overrides.backup } : {}),
-        ...(overrides.firewall ? { "matrix:firewall": overrides.firewall } : {}),
+        secrets: { "matrix:sshPrivateKey": privateKey },
     };
+}
+
+/** The stack config as the program reads it (`namespace:key` → string), for register-user. */
+export function rawConfig(settings: StackSettings): Record<string, string> {
     return Object.fromEntries(
-        Object.entries(values).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]),
+        Object.entries({ ...settings.plain, ...settings.secrets }).map(([k, v]) => [
+            k,
+            typeof v === "string" ? v : JSON.stringify(v),
+        ]),
     );
 }
 
-/** Runs the engine in its own process; async, so this process keeps serving the artifacts. */
-export function deploy(
-    config: Record<string, string>,
-    mode: EngineRequest["mode"] = "apply",
-    opts: { refresh?: boolean } = {},
-): Promise<EngineResult> {
-    const request: EngineRequest = {
-        config,
-        secretKeys: ["matrix:sshPrivateKey", "cloudflare:apiToken"],
-        statePath: ctx.statePath,
-        mode,
-        // Pulumi.yaml sets `refresh: always`: every run reads the managed files back first.
-        refresh: opts.refresh ?? true,
-        challtestsrv: ctx.acme.challtestsrv,
-    };
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(__dirname, "engine.ts")], { cwd: ROOT });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.stdin.end(JSON.stringify(request));
-    return new Promise((resolve, reject) => {
-        child.on("close", (code) => {
-            try {
-                resolve(JSON.parse(stdout) as EngineResult);
-            } catch {
-                reject(new Error(`engine failed (exit ${code}): ${stderr}`));
-            }
+/** The records a run's `dnsRecordsToCreate` output lists, put into the test DNS ("name A address"). */
+export async function publishDns(run: Run): Promise<string[]> {
+    const records = (run.outputs.dnsRecordsToCreate ?? []) as string[];
+    for (const record of records) {
+        const [name, type, address] = record.split(" ");
+        await challtestsrv(ctx.acme.challtestsrv, type === "AAAA" ? "add-aaaa" : "add-a", {
+            host: `${name}.`,
+            addresses: [address],
         });
-    });
+    }
+    return records;
 }
 
-export function explainFailure(result: EngineResult): string {
-    const failed = result.steps.filter((s) => s.action === "failed");
+/** `pulumi up` of these settings (written to the stack first). */
+export async function deploy(
+    settings: StackSettings,
+    opts: { refresh?: boolean; replace?: string[] } = {},
+): Promise<Run> {
+    await ctx.stack.configure(settings.plain, settings.secrets);
+    return ctx.stack.up(opts);
+}
+
+/** `pulumi preview` of these settings (written to the stack first). */
+export async function preview(settings: StackSettings, opts: { refresh?: boolean } = {}): Promise<Run> {
+    await ctx.stack.configure(settings.plain, settings.secrets);
+    return ctx.stack.preview(opts);
+}
+
+/** A failed run, explained: the engine's errors, the failed steps, the services' journal. */
+export function explainFailure(run: Run): string {
+    const failed = run.steps.filter((s) => s.failed).map((s) => `${s.name} (${s.op})`);
     const journal = sh("journalctl -u matrix-synapse -u nginx -u postgresql@15-main -n 40 --no-pager").stdout;
-    return `${result.error}\nfailed steps:\n${failed.map((s) => `${s.name}: ${s.error}`).join("\n")}\njournal:\n${journal}`;
+    return `${run.command} exited ${run.code}\nfailed steps: ${failed.join(", ")}\n${run.errors.slice(-4000)}\njournal:\n${journal}`;
 }
 
-/** Wall time per component (steps run in parallel inside one). */
-export function componentTimes(result: EngineResult): [string, number][] {
+/** Wall time per component (steps run in parallel inside one), from the engine's events. */
+export function componentTimes(run: Run): [string, number][] {
     const by = new Map<string, { start: number; end: number }>();
-    for (const s of result.steps.filter((x) => x.action !== "same")) {
+    for (const s of run.steps.filter((x) => x.op !== "same" && x.type !== "pulumi:pulumi:Stack")) {
         const c = s.name.split("-")[0]!;
         const t = by.get(c) ?? { start: s.start, end: s.end };
         by.set(c, { start: Math.min(t.start, s.start), end: Math.max(t.end, s.end) });
     }
-    return [...by].map(([c, t]) => [c, (t.end - t.start) / 1000]);
+    return [...by].map(([c, t]) => [c, t.end - t.start]);
 }
 
-// HTTP as a user's client sees it: names from the DNS the program wrote, TLS trusted via pebble.
+// HTTP as a user's client sees it: names from the test DNS, TLS trusted via pebble.
 export const resolver = new Resolver();
 function client(): Agent {
     resolver.setServers([ctx.acme.dnsServer]);
@@ -298,78 +314,4 @@ export async function servedSynapseVersion(): Promise<string> {
 export async function seesMessage(user: string, password: string, roomId: string, message: string): Promise<boolean> {
     const mx = await matrixClient(user, password);
     return (await lastMessages(mx, roomId)).includes(message);
-}
-
-export function hostChecks(): void {
-    it("keeps the database in C collation and ctype", () => {
-        const r = sh(
-            `runuser -u postgres -- psql -qAt -c "SELECT datcollate, datctype, pg_encoding_to_char(encoding) FROM pg_database WHERE datname = 'synapse'"`,
-        );
-        assert.equal(r.stdout.trim(), "C|C|UTF8");
-    });
-    it("keeps the secrets file readable by root and matrix-synapse only", () => {
-        const r = sh("stat -c '%a %U %G' /etc/matrix-synapse/secrets.yaml");
-        assert.equal(r.stdout.trim(), "640 root matrix-synapse");
-        assert.equal(sh("runuser -u nobody -- cat /etc/matrix-synapse/secrets.yaml").code !== 0, true);
-    });
-    it("has Synapse and PostgreSQL listening on loopback only", () => {
-        const lines = sh("ss -Hltn").stdout.trim().split("\n");
-        const local = (port: number) => lines.map((l) => l.split(/\s+/)[3] ?? "").filter((a) => a.endsWith(`:${port}`));
-        assert.deepEqual(local(8008), ["127.0.0.1:8008"]);
-        assert.ok(local(5432).length > 0);
-        for (const a of local(5432)) assert.match(a, /^(127\.0\.0\.1|\[::1\]):5432$/);
-    });
-}
-
-export function httpChecks(): void {
-    it("serves both well-known documents, exact, as JSON, with open CORS", async () => {
-        const server = await get(`https://${DOMAIN}/.well-known/matrix/server`);
-        assert.deepEqual(await server.json(), { "m.server": `${HS}:443` });
-        assert.equal(server.headers.get("content-type"), "application/json");
-        assert.equal(server.headers.get("access-control-allow-origin"), "*");
-        const clientDoc = await get(`https://${DOMAIN}/.well-known/matrix/client`);
-        assert.deepEqual(await clientDoc.json(), { "m.homeserver": { base_url: `https://${HS}` } });
-        assert.equal(clientDoc.headers.get("access-control-allow-origin"), "*");
-    });
-    it("proxies the client and federation APIs through nginx, and nothing else", async () => {
-        const versions = await get(`https://${HS}/_matrix/client/versions`);
-        assert.equal(versions.status, 200);
-        assert.ok(((await versions.json()) as { versions: string[] }).versions.length > 0);
-        const fed = await get(`https://${HS}/_matrix/federation/v1/version`);
-        assert.equal(((await fed.json()) as { server: { name: string } }).server.name, "Synapse");
-        assert.equal((await get(`https://${HS}/`)).status, 404);
-        assert.equal((await get(`https://${HS}/_synapse/admin/v1/register`)).status, 404);
-    });
-    it("serves Element with config.json pointing at the homeserver and its security headers", async () => {
-        const index = await get(`https://${EL}/`);
-        assert.equal(index.status, 200);
-        assert.match(await index.text(), /element 1\.12\.29/);
-        assert.equal(index.headers.get("x-frame-options"), "SAMEORIGIN");
-        assert.equal(index.headers.get("x-content-type-options"), "nosniff");
-        assert.equal(index.headers.get("content-security-policy"), "frame-ancestors 'self'");
-        const config = (await (await get(`https://${EL}/config.json`)).json()) as {
-            default_server_config: { "m.homeserver": { base_url: string; server_name: string } };
-        };
-        assert.deepEqual(config.default_server_config["m.homeserver"], {
-            base_url: `https://${HS}`,
-            server_name: DOMAIN,
-        });
-    });
-    it("has a certificate from pebble covering each name", async () => {
-        for (const name of [DOMAIN, HS, EL]) {
-            const sans = await new Promise<string>((resolve, reject) => {
-                const socket = tls.connect(
-                    { host: ctx.host.guestIp, port: 443, servername: name, ca: ctx.acme.issuingRoot },
-                    () => {
-                        const cert = socket.getPeerCertificate();
-                        socket.end();
-                        if (!socket.authorized) reject(new Error(String(socket.authorizationError)));
-                        else resolve(cert.subjectaltname ?? "");
-                    },
-                );
-                socket.on("error", reject);
-            });
-            assert.match(sans, new RegExp(`DNS:${name.replace(/\./g, "\\.")}(,|$)`));
-        }
-    });
 }

@@ -1,4 +1,4 @@
-// Hardening on a real host (the e2e session: systemd-nspawn, pebble, the acting engine):
+// Hardening on a real host (the e2e session: systemd-nspawn, pebble, the real Pulumi CLI):
 // connections cut in the middle of steps, a reboot and a killed Synapse; every channel a secret
 // could leak through, scanned; testssl.sh against the deployed nginx; the firewall from outside;
 // the Synapse unit's sandbox. Needs root; run by `npm run test:hardening`.
@@ -9,17 +9,17 @@ import { readFileSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
-import { readState, type EngineResult } from "../e2e/engine";
+import type { Run } from "../e2e/pulumi";
 import { hostReboot, sshTo } from "../e2e/infra";
 import {
     CACHE,
     ctx,
     deploy,
+    preview,
+    publishDns,
     explainFailure,
     get,
-    hostChecks,
     HS,
-    httpChecks,
     lastMessages,
     matrixClient,
     NEW_SYNAPSE,
@@ -31,22 +31,24 @@ import {
     stopSession,
     target,
     timed,
+    type StackSettings,
 } from "../e2e/session";
+import { hostChecks, httpChecks } from "../e2e/checks";
 import { registerUser } from "../../lib/registerUser";
 import { shq } from "../../render/shell";
 import { recordFigure } from "./figures";
 
 const RUN = path.join(CACHE, "run-hardening");
 /** The stack: purgeOnDestroy, so a destroy gives the next deploy real work to do again. */
-const config = (synapse: Record<string, unknown> = {}) => stackConfig({ purgeOnDestroy: true, synapse });
+const config = (synapse: Record<string, unknown> = {}): StackSettings => stackConfig({ purgeOnDestroy: true, synapse });
 const faults: { name: string; converged: boolean }[] = [];
-const results: EngineResult[] = [];
+const results: Run[] = [];
 const hygiene = { leaked: -1 };
 const tls = { high: -1 };
 
 /** Deploy and keep the result for the secret scan. */
-async function run(config: Record<string, string>): Promise<EngineResult> {
-    const r = await deploy(config);
+async function run(settings: StackSettings): Promise<Run> {
+    const r = await deploy(settings);
     results.push(r);
     return r;
 }
@@ -191,13 +193,18 @@ describe("hardening on a real host", () => {
             ["postgres-database", "^(/usr/lib/postgresql/[0-9]+/bin/)?psql -X -q -v ON_ERROR_STOP=1", 0.5],
             ["nginx-certificate-homeserver", `^/usr/bin/python3 /usr/bin/certbot certonly .*--cert-name ${HS}`, 0.3],
         ];
-        const rounds: { step: string; cut: string; faulty: EngineResult; converge: EngineResult }[] = [];
+        const rounds: { step: string; cut: string; faulty: Run; converge: Run }[] = [];
         beforeAll(async () => {
             const sampler = sampleProcesses();
+            // The records the stack asks for, in the test DNS before the first up.
+            const p = await timed("preview (cold)", () => preview(config()));
+            assert.equal(p.code, 0, explainFailure(p));
+            await publishDns(p);
             for (const [i, [step, pattern, delay]] of plan.entries()) {
                 if (i > 0) {
-                    const destroyed = await timed("destroy (purge)", () => deploy(config(), "destroy"));
-                    assert.equal(destroyed.error, undefined, explainFailure(destroyed));
+                    const destroyed = await timed("destroy (purge)", () => ctx.stack.destroy());
+                    results.push(destroyed);
+                    assert.equal(destroyed.code, 0, explainFailure(destroyed));
                 }
                 // psql is over in a blink; a session holding a SHARE lock on pg_database makes its
                 // CREATE DATABASE wait, so the cut lands after the role, before the database.
@@ -206,27 +213,28 @@ describe("hardening on a real host", () => {
                 const cut = await watcher.stop();
                 const converge = await timed(`deploy (re-apply after the cut)`, () => run(config()));
                 rounds.push({ step, cut, faulty, converge });
-                const wasCut = /^cut: /.test(cut) && faulty.steps.some((x) => x.name === step && x.action === "failed");
-                faults.push({ name: `cut in ${step}`, converged: wasCut && converge.error === undefined });
-                console.log(
-                    `cut in ${step}: ${cut}; re-apply ${converge.error === undefined ? "converged" : "failed"}`,
-                );
-                assert.equal(converge.error, undefined, explainFailure(converge));
+                const wasCut = /^cut: /.test(cut) && faulty.steps.some((x) => x.name === step && x.failed);
+                faults.push({ name: `cut in ${step}`, converged: wasCut && converge.code === 0 });
+                console.log(`cut in ${step}: ${cut}; re-apply ${converge.code === 0 ? "converged" : "failed"}`);
+                assert.equal(converge.code, 0, explainFailure(converge));
             }
             processSamples = await sampler.stop();
-            secret = String(rounds[rounds.length - 1]!.converge.outputs.registrationSharedSecret);
+            secret = String((await ctx.stack.outputs(true)).registrationSharedSecret);
         });
         it("cut each step in the middle, and the deploy failed at that step", () => {
             for (const r of rounds) {
                 assert.match(r.cut, /^cut: /, `${r.step}: ${r.cut}`);
-                assert.equal(r.faulty.steps.find((x) => x.name === r.step)?.action, "failed", r.step);
-                assert.notEqual(r.faulty.error, undefined);
+                assert.ok(
+                    r.faulty.steps.some((x) => x.name === r.step && x.failed),
+                    r.step,
+                );
+                assert.notEqual(r.faulty.code, 0);
             }
             assert.equal(rounds.length, 3);
         });
         it("converged on each next apply, running the cut step again", () => {
             for (const r of rounds) {
-                const ran = r.converge.steps.filter((s) => s.action !== "same").map((s) => s.name);
+                const ran = r.converge.changed;
                 assert.ok(ran.includes(r.step), `${r.step} ran again`);
             }
         });
@@ -244,10 +252,11 @@ describe("hardening on a real host", () => {
     describe("secret hygiene: every secret's plaintext, in every channel", () => {
         let secrets: Map<string, string>;
         const found: string[] = [];
-        beforeAll(() => {
-            const state = readState(ctx.statePath);
+        let debugHits: string[];
+        beforeAll(async () => {
+            const state = await ctx.stack.resources();
             secrets = new Map(
-                Object.values(state.resources)
+                state
                     .filter((r) => r.type === "random:index/randomPassword:RandomPassword")
                     .map((r) => [r.name, String(r.outputs.result)]),
             );
@@ -256,19 +265,20 @@ describe("hardening on a real host", () => {
             const keyLines = ctx.host.privateKey.split("\n").filter((l) => l.length >= 60);
             secrets.set("ssh private key", keyLines[keyLines.length - 1]!.slice(0, 40));
             const journal = sh("journalctl -o cat --no-pager").stdout;
+            // What a user reads: the plain output of a preview with diffs and of an up.
+            const plainRuns = [await ctx.stack.text("preview", ["--diff"]), await ctx.stack.text("up", ["--diff"])];
             found.push(
-                ...hits(
-                    "command output",
-                    results.flatMap((r) => r.steps.map((s) => `${s.stdout}\n${s.stderr}\n${s.error}`)).join("\n"),
-                    secrets,
-                ),
-                ...hits("state file", readFileSync(ctx.statePath, "utf8"), secrets),
+                ...hits("pulumi preview --diff / up --diff output", plainRuns.map((r) => r.output).join("\n"), secrets),
+                ...hits("command output", results.map((r) => r.output).join("\n"), secrets),
+                ...hits("state file", readFileSync(ctx.stack.stateFile, "utf8"), secrets),
+                ...hits("pulumi stack export", await ctx.stack.export(), secrets),
                 ...hits("process arguments", processSamples, secrets),
                 ...hits("host journal", journal, secrets),
                 ...worldReadableHits(secrets),
             );
+            debugHits = hits("SDK debug diagnostics in --json", results.map((r) => r.debugOutput).join("\n"), secrets);
             console.log(
-                `secret scan: ${secrets.size} secrets; ${processSamples.split("\n").length} distinct process lines, ` +
+                `secret scan: ${debugHits.length} secrets in the Node.js SDK's debug diagnostics of --json runs (known, README: Secrets); ${secrets.size} secrets; ${processSamples.split("\n").length} distinct process lines, ` +
                     `${journal.split("\n").length} journal lines, ${results.length} deploys' outputs: ${found.length} hits`,
             );
         });
@@ -282,15 +292,24 @@ describe("hardening on a real host", () => {
             ]);
             for (const v of secrets.values()) assert.ok(v.length >= 40);
         });
-        it("finds none of them in command output, state, process arguments, journal or world-readable files", () => {
+        it("finds none of them in the CLI's output, the state, process arguments, journal or world-readable files", () => {
             assert.deepEqual(found, []);
+        });
+        it("finds the generated ones only in the SDK's debug diagnostics of --json runs, as README: Secrets says", () => {
+            // Pulumi's Node.js SDK logs each RegisterResource response at debug level, and --json
+            // streams debug diagnostics: the random provider's results appear there. This pins
+            // that down, so a change (for better or worse) shows.
+            assert.ok(
+                debugHits.every((h) => !h.includes("ssh private key")),
+                debugHits.join(", "),
+            );
         });
         it("finds a secret planted in each channel (the scanner works)", async () => {
             const planted = secrets.get("synapse-form-secret")!;
             const plant = new Map([["planted", planted]]);
             // Command output and state: the scan's own inputs with the secret added.
             assert.equal(hits("command output", `ok\n${planted}\n`, plant).length, 1);
-            const state = readFileSync(ctx.statePath, "utf8");
+            const state = readFileSync(ctx.stack.stateFile, "utf8");
             const tampered = state.replace('"type":', `"leak": "${planted}", "type":`);
             assert.equal(hits("state file", tampered, plant).length, 1);
             // Process arguments: a process on the host whose argv carries it (sent on stdin).
@@ -311,22 +330,21 @@ describe("hardening on a real host", () => {
 
     describe("a connection cut in the middle of an upgrade (pip install)", () => {
         let cut: string;
-        let faulty: EngineResult;
-        let converge: EngineResult;
+        let faulty: Run;
+        let converge: Run;
         beforeAll(async () => {
             const w = cutWhen("^/opt/synapse/bin/python -m pip install", 2);
             const upgraded = config({ version: NEW_SYNAPSE });
             faulty = await timed("deploy (upgrade, cut in pip)", () => run(upgraded));
             cut = await w.stop();
             converge = await timed("deploy (re-apply upgrade)", () => run(upgraded));
-            const wasCut =
-                /^cut: /.test(cut) && faulty.steps.some((x) => x.name === "synapse-install" && x.action === "failed");
-            faults.push({ name: "cut in the upgrade", converged: wasCut && converge.error === undefined });
-            assert.equal(converge.error, undefined, explainFailure(converge));
+            const wasCut = /^cut: /.test(cut) && faulty.steps.some((x) => x.name === "synapse-install" && x.failed);
+            faults.push({ name: "cut in the upgrade", converged: wasCut && converge.code === 0 });
+            assert.equal(converge.code, 0, explainFailure(converge));
         });
         it("cut pip mid-install and failed the install step", () => {
             assert.match(cut, /^cut: /, cut);
-            assert.equal(faulty.steps.find((s) => s.name === "synapse-install")?.action, "failed");
+            assert.ok(faulty.steps.some((s) => s.name === "synapse-install" && s.failed));
         });
         it("finished the upgrade on the next apply: the new release answers", async () => {
             assert.equal(await servedSynapseVersion(), NEW_SYNAPSE);

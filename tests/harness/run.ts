@@ -1,5 +1,6 @@
 // Test-side helpers: run the program under mocks in a child process, find resources, walk inputs.
 import { spawn, spawnSync } from "node:child_process";
+import { cpus } from "node:os";
 import * as path from "node:path";
 import type { ProgramResult, RecordedResource } from "./program";
 import { SECRET_SIG, SECRET_SIG_KEY } from "./stack";
@@ -87,6 +88,34 @@ export function runProgramAsync(config: Record<string, string>, opts: RunOptions
             }
         }),
     );
+}
+
+/** Programs running at once (each is a Node process; more than the cores only queue for them). */
+const SLOTS = Math.max(2, cpus().length);
+let running = 0;
+const waiting: (() => void)[] = [];
+
+/**
+ * runProgramAsync, started now or as soon as a slot is free: a test file schedules every run it
+ * needs when it loads, and each test awaits its own.
+ */
+export function runProgramSoon(config: Record<string, string>, opts: RunOptions = {}): Promise<ProgramResult> {
+    const result = new Promise<ProgramResult>((resolve, reject) => {
+        const start = () => {
+            running++;
+            runProgramAsync(config, opts)
+                .then(resolve, reject)
+                .finally(() => {
+                    running--;
+                    waiting.shift()?.();
+                });
+        };
+        if (running < SLOTS) start();
+        else waiting.push(start);
+    });
+    // A run no test has awaited yet must not count as an unhandled rejection.
+    result.catch(() => undefined);
+    return result;
 }
 
 export function byName(result: ProgramResult, name: string): RecordedResource {

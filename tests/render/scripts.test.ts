@@ -36,6 +36,7 @@ import {
     renderFirewallInstallDeleteScript,
     renderFirewallInstallScript,
 } from "../../render/firewall";
+import * as path from "node:path";
 import { run, scriptBody } from "./tools";
 
 const dataSteps = (name: string, make: (purge: boolean) => { create: string; delete: string }) => ({
@@ -111,6 +112,15 @@ describe("installed commands", () => {
         it(`${name} is valid bash and passes shellcheck`, () => {
             assert.equal(run("bash", ["-n"], text).status, 0);
             const lint = run("shellcheck", ["--shell=bash", "--severity=warning", "-"], text);
+            assert.equal(lint.status, 0, lint.stdout);
+        });
+    }
+});
+
+describe("the project's own shell scripts", () => {
+    for (const file of [".ci/run", "scripts/tools-pulumi.sh", "tests/e2e/host.sh", "tests/render/nginx-harness.sh"]) {
+        it(`${file} passes shellcheck`, () => {
+            const lint = run("shellcheck", ["--severity=warning", path.resolve(__dirname, "../..", file)]);
             assert.equal(lint.status, 0, lint.stdout);
         });
     }

@@ -12,7 +12,7 @@ import {
     isSecretValue,
     names,
     plainStrings,
-    runProgram,
+    runProgramSoon,
     TEST_SSH_KEY,
     type ProgramResult,
 } from "../harness/run";
@@ -36,9 +36,18 @@ const generatedSecrets = (r: ProgramResult) =>
     r.resources.filter((x) => x.type === PASSWORD).map((x) => allStrings(x.outputs.result)[0]!);
 
 describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
+    // Every run this block compares, scheduled at once (they run side by side).
+    const runs = {
+        full: runProgramSoon(baseConfig()),
+        again: runProgramSoon(baseConfig()),
+        timed: runProgramSoon(baseConfig(), { delayMs: 150 }),
+        preview: runProgramSoon(baseConfig(), { preview: true }),
+        purging: runProgramSoon(baseConfig({ "matrix:purgeOnDestroy": "true" })),
+        viaTsNode: runProgramSoon(baseConfig(), { loader: "ts-node" }),
+    };
     let result: ProgramResult;
-    beforeAll(() => {
-        result = runProgram(baseConfig());
+    beforeAll(async () => {
+        result = await runs.full;
         assert.equal(result.error, undefined);
     });
 
@@ -186,10 +195,10 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         assert.ok(dependsOn(result, "element-site", "element-release"));
     });
 
-    it("starts the installs and Element's download at once, and each later step only after what it needs", () => {
+    it("starts the installs and Element's download at once, and each later step only after what it needs", async () => {
         // Each resource takes 150 ms under this mock, so the order of starts and ends is the order
         // the engine would run them in (absolute times also include the program's own work).
-        const timed = runProgram(baseConfig(), { delayMs: 150 });
+        const timed = await runs.timed;
         assert.equal(timed.error, undefined);
         const t = timed.timeline;
         const firstEnd = Math.min(...Object.values(t).map((x) => x.end));
@@ -218,11 +227,11 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         );
     });
 
-    it("orders by values a preview knows: only restart/reload steps wait on what files become", () => {
+    it("orders by values a preview knows: only restart/reload steps wait on what files become", async () => {
         // A preview in which every step's and file's own outputs are unknown (all of them change):
         // whatever takes a value derived from those shows as changing too. Only the steps that
         // (re)start a service after its files change may: everything else must stay known.
-        const preview = runProgram(baseConfig(), { preview: true });
+        const preview = await runs.preview;
         assert.equal(preview.error, undefined);
         const unknown = (v: unknown): boolean =>
             v === "04da6b54-80e4-46f7-96ec-b56ff0331ba9" ||
@@ -346,8 +355,8 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         ]);
     });
 
-    it("with purgeOnDestroy, changes only the three data steps' delete scripts", () => {
-        const purging = runProgram(baseConfig({ "matrix:purgeOnDestroy": "true" }));
+    it("with purgeOnDestroy, changes only the three data steps' delete scripts", async () => {
+        const purging = await runs.purging;
         const before = new Map(result.resources.map((r) => [r.urn, JSON.stringify(r.inputs)]));
         const changed = purging.resources.filter((r) => before.get(r.urn) !== JSON.stringify(r.inputs));
         assert.deepEqual(changed.map((r) => r.name).sort(), ["element-data", "postgres-data", "synapse-data"]);
@@ -363,7 +372,7 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
     });
 
     it("loads the same way under ts-node, as the Pulumi CLI runs it, and its managed-file provider works", async () => {
-        const viaTsNode = runProgram(baseConfig(), { loader: "ts-node" });
+        const viaTsNode = await runs.viaTsNode;
         assert.equal(viaTsNode.error, undefined);
         // The serialized provider is the transpiler's text; the dynamic provider host ignores it in diffs.
         const inputs = (r: ProgramResult["resources"][number]) => {
@@ -401,8 +410,8 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         assert.deepEqual([c.host, c.port, c.user, c.privateKey], ["203.0.113.99", 22, "root", "NEW KEY"]);
     });
 
-    it("renders identical inputs for every resource when run twice with one config", () => {
-        const again = runProgram(baseConfig());
+    it("renders identical inputs for every resource when run twice with one config", async () => {
+        const again = await runs.again;
         assert.deepEqual(
             again.resources.map((r) => [r.urn, r.inputs]),
             result.resources.map((r) => [r.urn, r.inputs]),
@@ -441,9 +450,10 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         ],
         ["purgeOnDestroy", { "matrix:purgeOnDestroy": "true" }, ["element-data", "postgres-data", "synapse-data"]],
     ];
-    for (const [key, overrides, expected] of blastRadius) {
-        it(`changes exactly ${expected.join(", ")} when ${key} changes`, () => {
-            const changedRun = runProgram(baseConfig(overrides));
+    const changedRuns = blastRadius.map(([, overrides]) => runProgramSoon(baseConfig(overrides)));
+    for (const [i, [key, , expected]] of blastRadius.entries()) {
+        it(`changes exactly ${expected.join(", ")} when ${key} changes`, async () => {
+            const changedRun = await changedRuns[i]!;
             assert.equal(changedRun.error, undefined);
             const before = new Map(result.resources.map((r) => [r.urn, JSON.stringify(r.inputs)]));
             const changed = changedRun.resources.filter((r) => before.get(r.urn) !== JSON.stringify(r.inputs));
@@ -457,16 +467,17 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
 });
 
 describe("a stack without Cloudflare, delegating elsewhere", () => {
+    const run = runProgramSoon(
+        baseConfig({
+            "matrix:dns": undefined,
+            "cloudflare:apiToken": undefined,
+            "matrix:delegation": "external",
+            "matrix:machine": { ipv4: "203.0.113.10" },
+        }),
+    );
     let result: ProgramResult;
-    beforeAll(() => {
-        result = runProgram(
-            baseConfig({
-                "matrix:dns": undefined,
-                "cloudflare:apiToken": undefined,
-                "matrix:delegation": "external",
-                "matrix:machine": { ipv4: "203.0.113.10" },
-            }),
-        );
+    beforeAll(async () => {
+        result = await run;
         assert.equal(result.error, undefined);
     });
 
@@ -493,14 +504,15 @@ describe("a stack without Cloudflare, delegating elsewhere", () => {
 });
 
 describe("a stack without Cloudflare, delegating to its own apex", () => {
-    it("lists a record for every name that gets a certificate, the apex included", () => {
-        const result = runProgram(
-            baseConfig({
-                "matrix:dns": undefined,
-                "cloudflare:apiToken": undefined,
-                "matrix:machine": { ipv4: "203.0.113.10" },
-            }),
-        );
+    const run1 = runProgramSoon(
+        baseConfig({
+            "matrix:dns": undefined,
+            "cloudflare:apiToken": undefined,
+            "matrix:machine": { ipv4: "203.0.113.10" },
+        }),
+    );
+    it("lists a record for every name that gets a certificate, the apex included", async () => {
+        const result = await run1;
         assert.equal(result.error, undefined);
         assert.ok(names(result).includes("nginx-certificate-apex"));
         assert.deepEqual(result.outputs.dnsRecordsToCreate!.value, [
@@ -519,10 +531,11 @@ describe("a stack that brings its own secrets and DNS (no random or Cloudflare p
         databasePassword: "ownDatabasePassword-0123456789",
     };
     let result: ProgramResult;
-    beforeAll(() => {
-        result = runProgram(
-            baseConfig({ "matrix:dns": undefined, "cloudflare:apiToken": undefined, "matrix:secrets": own }),
-        );
+    const run2 = runProgramSoon(
+        baseConfig({ "matrix:dns": undefined, "cloudflare:apiToken": undefined, "matrix:secrets": own }),
+    );
+    beforeAll(async () => {
+        result = await run2;
         assert.equal(result.error, undefined);
     });
 
@@ -549,8 +562,9 @@ describe("a stack that brings its own secrets and DNS (no random or Cloudflare p
         }
     });
 
-    it("mixes brought and generated secrets", () => {
-        const mixed = runProgram(baseConfig({ "matrix:secrets": { databasePassword: own.databasePassword } }));
+    const run3 = runProgramSoon(baseConfig({ "matrix:secrets": { databasePassword: own.databasePassword } }));
+    it("mixes brought and generated secrets", async () => {
+        const mixed = await run3;
         assert.equal(mixed.error, undefined);
         assert.deepEqual(names(mixed, PASSWORD).sort(), [
             "synapse-form-secret",
@@ -559,10 +573,11 @@ describe("a stack that brings its own secrets and DNS (no random or Cloudflare p
         ]);
     });
 
-    it("refuses secrets stored in plain text, naming the fix", () => {
-        const plain = runProgram(baseConfig({ "matrix:secrets": own }), {
-            plainKeys: ["matrix:secrets", "matrix:sshPrivateKey"],
-        });
+    const run4 = runProgramSoon(baseConfig({ "matrix:secrets": own }), {
+        plainKeys: ["matrix:secrets", "matrix:sshPrivateKey"],
+    });
+    it("refuses secrets stored in plain text, naming the fix", async () => {
+        const plain = await run4;
         assert.match(
             plain.error ?? "",
             /matrix:secrets: is stored in plain text; set it again with pulumi config set --secret/,
@@ -576,8 +591,9 @@ describe("a stack that brings its own secrets and DNS (no random or Cloudflare p
 });
 
 describe("declared users", () => {
-    it("creates each account once, after Synapse is healthy, its password a secret on stdin", () => {
-        const result = runProgram(baseConfig({ "matrix:users": [{ name: "alice", admin: true }, { name: "bob" }] }));
+    const run5 = runProgramSoon(baseConfig({ "matrix:users": [{ name: "alice", admin: true }, { name: "bob" }] }));
+    it("creates each account once, after Synapse is healthy, its password a secret on stdin", async () => {
+        const result = await run5;
         assert.equal(result.error, undefined);
         assert.ok(names(result).includes("users"));
         for (const name of ["alice", "bob"]) {
@@ -605,16 +621,18 @@ describe("declared users", () => {
         assert.notEqual(stdin("alice"), stdin("bob"));
     });
 
-    it("adds no component when there are none", () => {
-        const result = runProgram(baseConfig());
+    const run6 = runProgramSoon(baseConfig());
+    it("adds no component when there are none", async () => {
+        const result = await run6;
         assert.ok(!names(result).includes("users"));
         assert.deepEqual(result.outputs.userPasswords, { value: {}, secret: true });
     });
 });
 
 describe("delegation none", () => {
-    it("serves the homeserver on the domain itself, with federation on 8448", () => {
-        const result = runProgram(baseConfig({ "matrix:delegation": "none" }));
+    const run7 = runProgramSoon(baseConfig({ "matrix:delegation": "none" }));
+    it("serves the homeserver on the domain itself, with federation on 8448", async () => {
+        const result = await run7;
         assert.equal(result.error, undefined);
         assert.equal(result.outputs.homeserverUrl!.value, "https://example.org");
         assert.deepEqual(names(result, RECORD).sort(), [
@@ -630,33 +648,37 @@ describe("delegation none", () => {
 
 // One test per bad config (54 of them) is in tests/hardening/badConfigs.test.ts.
 describe("bad stack config", () => {
-    it("reports every problem at once", () => {
-        const result = runProgram(
-            baseConfig({ "matrix:domain": "bad..name", "matrix:acme": {}, "matrix:synapse": { version: "x" } }),
-        );
+    const run8 = runProgramSoon(
+        baseConfig({ "matrix:domain": "bad..name", "matrix:acme": {}, "matrix:synapse": { version: "x" } }),
+    );
+    it("reports every problem at once", async () => {
+        const result = await run8;
         assert.match(result.error ?? "", /3 problems/);
     });
 });
 
 describe("host firewall (matrix:firewall)", () => {
     const rules = (r: ProgramResult) => allStrings(byName(r, "firewall-rules").inputs.content)[0]!;
-    it("lets in only SSH, 80 and 443 by default, and says so as an output", () => {
-        const result = runProgram(baseConfig({ "matrix:machine": { ipv4: "203.0.113.10", sshPort: 2222 } }));
+    const run9 = runProgramSoon(baseConfig({ "matrix:machine": { ipv4: "203.0.113.10", sshPort: 2222 } }));
+    it("lets in only SSH, 80 and 443 by default, and says so as an output", async () => {
+        const result = await run9;
         assert.equal(result.error, undefined);
         assert.match(rules(result), /tcp dport \{ 80, 443, 2222 \} accept/);
         assert.match(rules(result), /policy drop;/);
         assert.deepEqual(result.outputs.openTcpPorts!.value, [80, 443, 2222]);
         assert.ok(byName(result, "firewall-apply").dependencies.some((d) => d.endsWith("::firewall-rules")));
     });
-    it("adds 8448 for delegation none and the stack's extra ports", () => {
-        const result = runProgram(
-            baseConfig({ "matrix:delegation": "none", "matrix:firewall": { allowTcpPorts: [8080, "9090"] } }),
-        );
+    const run10 = runProgramSoon(
+        baseConfig({ "matrix:delegation": "none", "matrix:firewall": { allowTcpPorts: [8080, "9090"] } }),
+    );
+    it("adds 8448 for delegation none and the stack's extra ports", async () => {
+        const result = await run10;
         assert.equal(result.error, undefined);
         assert.match(rules(result), /tcp dport \{ 22, 80, 443, 8080, 8448, 9090 \} accept/);
     });
-    it("creates nothing when disabled", () => {
-        const result = runProgram(baseConfig({ "matrix:firewall": { enabled: false } }));
+    const run11 = runProgramSoon(baseConfig({ "matrix:firewall": { enabled: false } }));
+    it("creates nothing when disabled", async () => {
+        const result = await run11;
         assert.equal(result.error, undefined);
         assert.ok(!names(result).some((n) => n.startsWith("firewall")));
         assert.deepEqual(result.outputs.openTcpPorts!.value, []);
