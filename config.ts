@@ -29,6 +29,9 @@ export const MANAGED_SYNAPSE_KEYS: Record<string, string> = {
     media_store_path: "the program keeps media under /var/lib/matrix-synapse/media_store",
     log_config: "the program manages the log configuration",
     max_upload_size: "set matrix:synapse.maxUploadSize",
+    federation_custom_ca_list: "set matrix:federation.caBundle",
+    federation_domain_whitelist: "set matrix:federation.allowedServers",
+    ip_range_whitelist: "set matrix:federation.allowedIpRanges",
     enable_registration: "set matrix:synapse.enableRegistration",
     report_stats: "set matrix:synapse.reportStats",
 };
@@ -90,6 +93,11 @@ const dnsSchema = z.strictObject({
         .default(1),
 });
 
+const pem = (what: string) =>
+    z.string().refine((s) => s.includes("-----BEGIN CERTIFICATE-----"), {
+        error: `expected PEM text containing -----BEGIN CERTIFICATE----- (${what})`,
+    });
+
 const acmeSchema = z.strictObject({
     /** Contact address for the ACME account (expiry notices). */
     email: z.email({ error: "expected an e-mail address for the ACME account, such as admin@example.org" }),
@@ -98,12 +106,7 @@ const acmeSchema = z.strictObject({
         .url({ protocol: /^https$/, error: "expected an https:// ACME directory URL" })
         .default(LETSENCRYPT_PRODUCTION),
     /** PEM CA bundle that signs a private ACME server's own TLS certificate. */
-    caBundle: z
-        .string()
-        .refine((s) => s.includes("-----BEGIN CERTIFICATE-----"), {
-            error: "expected PEM text containing -----BEGIN CERTIFICATE-----",
-        })
-        .optional(),
+    caBundle: pem("the CA that signs the ACME server's own TLS certificate").optional(),
 });
 
 const synapseSchema = z.strictObject({
@@ -155,6 +158,23 @@ const backupSchema = z.strictObject({
     retention: int("expected a whole number of backups to keep, from 1 to 365")
         .refine((n) => n >= 1 && n <= 365, { error: "expected a whole number of backups to keep, from 1 to 365" })
         .default(7),
+});
+
+const federationSchema = z.strictObject({
+    /** PEM bundle of the CAs whose certificates federation trusts (instead of the system's). */
+    caBundle: pem("the CA certificates other homeservers' certificates chain to").optional(),
+    /** Server names federation is limited to (a closed federation). */
+    allowedServers: z
+        .array(hostname("other.example.org"), {
+            error: 'expected a list of server names such as ["other.example.org"]',
+        })
+        .optional(),
+    /** Private address ranges federation may reach (Synapse refuses private addresses otherwise). */
+    allowedIpRanges: z
+        .array(z.union([z.cidrv4(), z.cidrv6()], { error: "expected an address range such as 10.0.0.0/8" }), {
+            error: 'expected a list of address ranges such as ["10.0.0.0/8"]',
+        })
+        .optional(),
 });
 
 const tcpPort = int("expected a TCP port number from 1 to 65535").refine((p) => p >= 1 && p <= 65535, {
@@ -222,6 +242,7 @@ const stackSchema = z.strictObject({
     purgeOnDestroy: bool().default(false),
     backup: backupSchema.prefault({}),
     firewall: firewallSchema.prefault({}),
+    federation: federationSchema.prefault({}),
     users: z
         .array(userSchema, { error: 'expected a list such as [{"name": "alice", "admin": true}]' })
         .refine((u) => new Set(u.map((x) => x.name)).size === u.length, { error: "names must be unique" })
@@ -246,6 +267,8 @@ export interface StackConfig {
     backup: z.infer<typeof backupSchema>;
     /** The host firewall (README: Firewall). */
     firewall: z.infer<typeof firewallSchema>;
+    /** Who federation trusts and reaches (README: Closed federation). */
+    federation: z.infer<typeof federationSchema>;
     /** Accounts the program creates once each (README: Users). */
     users: z.infer<typeof userSchema>[];
     /** `pulumi destroy` also deletes the database, media store, signing key and config. */
@@ -315,6 +338,7 @@ const STRUCTURED_KEYS = new Set([
     "users",
     "backup",
     "firewall",
+    "federation",
 ]);
 
 /** Keys whose values must be stored encrypted (`pulumi config set --secret`). */

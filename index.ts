@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { DnsRecords } from "./components/dnsRecords";
 import { ElementWeb } from "./components/elementWeb";
 import { HostFirewall } from "./components/hostFirewall";
+import { HostPackages } from "./components/hostPackages";
 import { MatrixUsers } from "./components/matrixUsers";
 import { NginxProxy } from "./components/nginxProxy";
 import { PostgresDatabase } from "./components/postgresDatabase";
@@ -20,6 +21,7 @@ import {
 } from "./config";
 import type { Host } from "./lib/remote";
 import { registerAdminCommand } from "./render/outputs";
+import { hostPackages } from "./render/packages";
 import { wellKnownClient, wellKnownServer } from "./render/wellknown";
 
 const cfg = loadStackConfig(); // throws, naming every bad key, before any resource exists
@@ -28,7 +30,7 @@ const names = publicHostnames(cfg);
 const provided = (name: ProvidedSecret) => (cfg.providedSecrets[name] ? loadProvidedSecret(name) : undefined);
 const ipv6 = cfg.machine.ipv6 !== undefined;
 
-const host: Host = {
+const machine: Host = {
     connection: {
         host: cfg.machine.ipv4,
         port: cfg.machine.sshPort,
@@ -41,6 +43,12 @@ const host: Host = {
     user: cfg.machine.sshUser,
     config: HOST_CONFIG_KEYS,
 };
+// One apt run for every package the host needs; every other step waits for it.
+const packages = new HostPackages("packages", {
+    host: machine,
+    packages: hostPackages({ firewall: cfg.firewall.enabled }),
+});
+const host: Host = { ...machine, prerequisites: [packages.installed] };
 
 const dns = cfg.dns
     ? new DnsRecords("dns", {
@@ -75,6 +83,7 @@ const synapse = new SynapseServer("synapse", {
     reportStats: cfg.synapse.reportStats,
     extraConfig: cfg.synapse.extraConfig,
     healthTimeoutSeconds: cfg.synapse.healthTimeoutSeconds,
+    federation: cfg.federation,
     purgeOnDestroy: cfg.purgeOnDestroy,
     secrets: {
         registrationSharedSecret: provided("registrationSharedSecret"),
@@ -130,6 +139,7 @@ const element = new ElementWeb("element", {
     sha256: cfg.element.sha256,
     brand: cfg.element.brand,
     disableCustomUrls: cfg.element.disableCustomUrls,
+    registration: cfg.synapse.enableRegistration,
     ipv6,
     purgeOnDestroy: cfg.purgeOnDestroy,
 });

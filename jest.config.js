@@ -1,6 +1,6 @@
 // Jest runs every suite (README: Testing), one project per kind of test:
 //   unit, render   `npm test`: milliseconds to seconds, no host needed (render needs root)
-//   e2e, hardening `npm run test:e2e`, `npm run test:hardening`: a real host, one suite at a time
+//   e2e, hardening, federation `npm run test:e2e` (…): real hosts, each suite with its own
 // TypeScript is compiled by @swc/jest, without type-checking (that is `npm run build`'s job, once
 // for the whole tree); so are the ESM-only packages the Matrix client brings.
 const swc = [
@@ -23,7 +23,13 @@ const onHost = { setupFilesAfterEnv: ["<rootDir>/tests/e2e/setup.ts"] };
 
 /** @type {import('jest').Config} */
 module.exports = {
-    projects: [project("unit"), project("render"), project("e2e", onHost), project("hardening", onHost)],
+    projects: [
+        project("unit"),
+        project("render"),
+        project("e2e", onHost),
+        project("hardening", onHost),
+        project("federation", onHost),
+    ],
     verbose: true,
     // Every unit test runs the whole program in a process of its own: seconds, not milliseconds.
     testTimeout: 120_000,

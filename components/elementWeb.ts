@@ -34,6 +34,8 @@ export interface ElementWebArgs {
     brand?: pulumi.Input<string>;
     /** Hide the "other homeserver" option at login. Default: false. */
     disableCustomUrls?: pulumi.Input<boolean>;
+    /** Offer "Create Account" (the homeserver's registration is open). Default: false. */
+    registration?: pulumi.Input<boolean>;
     /** Listen on IPv6 too. Default: false. */
     ipv6?: boolean;
     /** On destroy, delete the releases too (the vhost always goes). Default: false. */
@@ -86,9 +88,10 @@ export class ElementWeb extends pulumi.ComponentResource {
                         args.homeserverHost,
                         args.brand ?? "Element",
                         args.disableCustomUrls ?? false,
+                        args.registration ?? false,
                     ])
-                    .apply(([serverName, homeserverHost, brand, disableCustomUrls]) =>
-                        renderElementConfig({ serverName, homeserverHost, brand, disableCustomUrls }),
+                    .apply(([serverName, homeserverHost, brand, disableCustomUrls, registration]) =>
+                        renderElementConfig({ serverName, homeserverHost, brand, disableCustomUrls, registration }),
                     ),
                 ...ELEMENT_FILE_MODE,
             },

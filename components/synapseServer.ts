@@ -38,6 +38,15 @@ export interface SynapseServerArgs {
     extraConfig?: pulumi.Input<Record<string, unknown>>;
     /** How long to wait for /health after a (re)start, in seconds. Default: 300. */
     healthTimeoutSeconds?: pulumi.Input<number>;
+    /**
+     * A closed or private federation: the CAs it trusts (PEM, instead of the system's), the only
+     * servers it talks to, and private address ranges it may reach. Default: open federation.
+     */
+    federation?: {
+        caBundle?: string;
+        allowedServers?: string[];
+        allowedIpRanges?: string[];
+    };
     /** Secrets to use instead of generated ones (48 random letters and digits each). Default: generated. */
     secrets?: {
         registrationSharedSecret?: pulumi.Input<string>;
@@ -113,6 +122,11 @@ export class SynapseServer extends pulumi.ComponentResource {
                     maxUploadSize,
                     reportStats,
                     extraConfig,
+                    federation: {
+                        customCa: args.federation?.caBundle !== undefined,
+                        allowedServers: args.federation?.allowedServers,
+                        allowedIpRanges: args.federation?.allowedIpRanges,
+                    },
                 }),
                 logConfig: renderLogConfig(),
                 unit: renderSynapseUnit(),
@@ -128,6 +142,11 @@ export class SynapseServer extends pulumi.ComponentResource {
         const homeserverConfig = file("homeserverConfig", "homeserver-yaml", files.homeserverConfig);
         const logConfig = file("logConfig", "log-yaml", files.logConfig);
         const unit = file("unit", "unit", files.unit);
+        // The CAs federation trusts: read by Synapse, so a file whose drift restarts it.
+        const federationCa =
+            args.federation?.caBundle !== undefined
+                ? [file("federationCa", "federation-ca", args.federation.caBundle)]
+                : [];
 
         const secretsFile = pulumi
             .all([
@@ -156,7 +175,7 @@ export class SynapseServer extends pulumi.ComponentResource {
                 delete: renderSynapseServiceDeleteScript({ user }),
                 create: pulumi
                     .all([
-                        filesRevision([homeserverConfig, logConfig, secrets, unit]),
+                        filesRevision([homeserverConfig, logConfig, secrets, unit, ...federationCa]),
                         args.version,
                         args.healthTimeoutSeconds ?? 300,
                     ])

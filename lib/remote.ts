@@ -16,6 +16,8 @@ export interface Host {
      * the stack's current settings, so a rotated SSH key works on the very next refresh.
      */
     config: ConnectionConfig;
+    /** What every step on the host waits for (its packages). Default: nothing. */
+    prerequisites?: pulumi.Resource[];
 }
 
 export interface RemoteStep {
@@ -49,6 +51,7 @@ export function remoteStep(
         },
         {
             ...opts,
+            dependsOn: [...((opts.dependsOn as pulumi.Resource[] | undefined) ?? []), ...(host.prerequisites ?? [])],
             // Output is kept in state; a step fed secrets keeps it secret there too.
             additionalSecretOutputs: step.stdin !== undefined ? ["stdout", "stderr"] : undefined,
             // A delete undoes its create: on a replacement it must run before the new create, or

@@ -31,6 +31,8 @@ export interface ElementConfigSettings {
     homeserverHost: string;
     brand: string;
     disableCustomUrls: boolean;
+    /** Whether the homeserver takes registrations: Element offers "Create Account" only then. */
+    registration: boolean;
 }
 
 /** config.json: `default_server_config` only (never mixed with default_server_name/default_hs_url). */
@@ -43,6 +45,8 @@ export function renderElementConfig(s: ElementConfigSettings): string {
         disable_custom_urls: s.disableCustomUrls,
         disable_guests: true,
         room_directory: { servers: [s.serverName] },
+        // Without this Element offers "Create Account" on a server that refuses it.
+        setting_defaults: { "UIFeature.registration": s.registration },
         show_labs_settings: false,
     };
     return JSON.stringify(config, null, 2) + "\n";

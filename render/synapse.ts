@@ -12,6 +12,8 @@ export const SYNAPSE_PATHS = {
     signingKey: "/var/lib/matrix-synapse/signing.key",
     mediaStore: "/var/lib/matrix-synapse/media_store",
     unit: "/etc/systemd/system/matrix-synapse.service",
+    /** The CAs federation trusts, when the stack names them (matrix:federation.caBundle). */
+    federationCa: "/etc/matrix-synapse/federation-ca.pem",
     backups: "/var/backups/matrix-synapse",
     /** The revision the running Synapse was (re)started with: a re-run with the same one restarts nothing. */
     revisionStamp: "/var/lib/matrix-pulumi/synapse.revision",
@@ -27,6 +29,17 @@ export interface HomeserverSettings {
     maxUploadSize: string;
     reportStats: boolean;
     extraConfig: Record<string, unknown>;
+    /** A closed or private federation (matrix:federation). Default: open, system CAs. */
+    federation?: FederationSettings;
+}
+
+export interface FederationSettings {
+    /** Federation trusts only the CAs in SYNAPSE_PATHS.federationCa. */
+    customCa?: boolean;
+    /** The only servers federation talks to. */
+    allowedServers?: string[];
+    /** Private ranges federation may reach. */
+    allowedIpRanges?: string[];
 }
 
 export interface SynapseSecrets {
@@ -80,8 +93,13 @@ export function renderHomeserverConfig(s: HomeserverSettings): string {
         enable_registration: s.enableRegistration,
         // nginx serves /.well-known; Synapse need not.
         serve_server_wellknown: false,
-        trusted_key_servers: s.extraConfig.trusted_key_servers ?? [{ server_name: "matrix.org" }],
+        // A closed federation asks its members for their keys, not matrix.org.
+        trusted_key_servers:
+            s.extraConfig.trusted_key_servers ?? (s.federation?.allowedServers ? [] : [{ server_name: "matrix.org" }]),
         suppress_key_server_warning: true,
+        ...(s.federation?.customCa ? { federation_custom_ca_list: [SYNAPSE_PATHS.federationCa] } : {}),
+        ...(s.federation?.allowedServers ? { federation_domain_whitelist: s.federation.allowedServers } : {}),
+        ...(s.federation?.allowedIpRanges ? { ip_range_whitelist: s.federation.allowedIpRanges } : {}),
     };
     const verifies = ["registrations_require_3pid", "registration_requires_token", "recaptcha_public_key"];
     if (s.enableRegistration && !verifies.some((k) => k in s.extraConfig)) {
@@ -273,6 +291,7 @@ export function renderSynapseInstallScript(s: SynapseInstallSettings, opts: { us
 /** Mode and owner of each file Synapse reads (ManagedFile resources write them). */
 export const SYNAPSE_FILE_MODES = {
     homeserverConfig: { mode: "0640", ...ROOT_SYNAPSE },
+    federationCa: { mode: "0640", ...ROOT_SYNAPSE },
     logConfig: { mode: "0640", ...ROOT_SYNAPSE },
     secretsConfig: { mode: "0640", ...ROOT_SYNAPSE },
     unit: { mode: "0644", owner: "root", group: "root" },

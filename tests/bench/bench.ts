@@ -10,12 +10,8 @@ import { cpus } from "node:os";
 import * as path from "node:path";
 import { fetch } from "undici";
 import { registerUser, withTunnel } from "../../lib/registerUser";
-import { ELEMENT_APT_PACKAGES } from "../../render/element";
-import { FIREWALL_APT_PACKAGES } from "../../render/firewall";
-import { NGINX_APT_PACKAGES } from "../../render/nginx";
-import { POSTGRES_APT_PACKAGES } from "../../render/postgres";
+import { hostPackages } from "../../render/packages";
 import { shq } from "../../render/shell";
-import { SYNAPSE_APT_PACKAGES } from "../../render/synapse";
 import { baseConfig, runProgram } from "../harness/run";
 import { challtestsrv, sshTo } from "../e2e/infra";
 import type { Run } from "../e2e/pulumi";
@@ -38,6 +34,7 @@ import {
     sh,
     stackConfig,
     startSession,
+    SLOTS,
     stopSession,
     target,
     type SettingsOverrides,
@@ -56,16 +53,8 @@ const quantile = (xs: number[], q: number) => {
     return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 };
 
-/** What the program installs with apt, every script's list together. */
-const APT_PACKAGES = [
-    ...new Set([
-        ...POSTGRES_APT_PACKAGES,
-        ...SYNAPSE_APT_PACKAGES,
-        ...NGINX_APT_PACKAGES,
-        ...ELEMENT_APT_PACKAGES,
-        ...FIREWALL_APT_PACKAGES,
-    ]),
-];
+/** What the program installs with apt (render/packages.ts). */
+const APT_PACKAGES = hostPackages({ firewall: true });
 
 /**
  * The floor: on a fresh host, only the work no deployment can skip, back to back in one SSH
@@ -179,7 +168,7 @@ async function main(): Promise<void> {
     figure(`no-op re-render: ${differ.length} resources with different inputs (of ${b.resources.length}); target 0`);
 
     // Floor, on a fresh host.
-    await startSession(RUN);
+    await startSession(RUN, SLOTS.bench, [{ name: "bench", domain: DOMAIN }]);
     let floorMs: number;
     try {
         for (const name of [DOMAIN, HS, EL])
@@ -200,7 +189,7 @@ async function main(): Promise<void> {
     }
 
     // The same on a fresh host, by the program: preview (for the DNS records), then a cold up.
-    await startSession(RUN);
+    await startSession(RUN, SLOTS.bench, [{ name: "bench", domain: DOMAIN }]);
     try {
         const first = await preview(stackConfig());
         if (first.code !== 0) throw new Error(explainFailure(first));

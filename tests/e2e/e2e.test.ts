@@ -41,6 +41,7 @@ import {
     sh,
     stackConfig,
     startSession,
+    SLOTS,
     stopSession,
     target,
     timed,
@@ -77,7 +78,7 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
     const settings = () => stackConfig(current);
 
     beforeAll(async () => {
-        await startSession(path.join(CACHE, "run"));
+        await startSession(path.join(CACHE, "run"), SLOTS.e2e);
         // A new user's first steps: preview, create the DNS records it lists, then up.
         firstPreview = await timed("preview (cold)", () => preview(settings()));
         assert.equal(firstPreview.code, 0, explainFailure(firstPreview));
@@ -98,7 +99,7 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
     });
 
     it("ran every step once, in the program's order, the independent ones side by side", () => {
-        assert.equal(first.steps.filter((s) => s.type === COMMAND).length, 18);
+        assert.equal(first.steps.filter((s) => s.type === COMMAND).length, 19);
         assert.equal(first.steps.filter((s) => s.type === MANAGED_FILE).length, 9);
         const step = (n: string) => first.steps.find((s) => s.name === n)!;
         const after = (later: string, earlier: string) =>
@@ -173,8 +174,8 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
             pids = [before, services()];
             after = await timed("preview (after the re-runs)", () => ctx.stack.preview({ expectNoChanges: true }));
         });
-        it("ran all 18 scripts again, each exiting 0", () => {
-            assert.equal(results.length, 18);
+        it("ran all 19 scripts again, each exiting 0", () => {
+            assert.equal(results.length, 19);
             assert.deepEqual(
                 results.filter((r) => r.code !== 0).map((r) => `${r.name}: ${r.stderr.slice(-300)}`),
                 [],
@@ -204,7 +205,7 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
             [
                 "synapse.enableRegistration",
                 () => ({ synapse: { enableRegistration: true } }),
-                ["synapse-homeserver-yaml", "synapse-service"],
+                ["element-config-json", "synapse-homeserver-yaml", "synapse-service"],
             ],
             [
                 "synapse.maxUploadSize",
@@ -453,7 +454,7 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
         it("the old key no longer gets in", () => {
             const old = spawnSync("ssh", [
                 "-i",
-                path.join(ctx.run, "key"),
+                path.join(ctx.server.dir, "key"),
                 "-o",
                 "BatchMode=yes",
                 "-o",

@@ -6,6 +6,10 @@
 #   host.sh up RUN_DIR       boot an ephemeral copy; writes RUN_DIR/{pid,key,key.pub,host.env}
 #   host.sh reboot RUN_DIR   power it off and boot the same rootfs again (as a server restarts)
 #   host.sh down RUN_DIR     stop it and remove its link and NAT rule (safe to call twice)
+#
+# E2E_MACHINE (at most 12 characters: the link is ve-<machine>), E2E_HOST_IP and E2E_GUEST_IP (a
+# /30 of their own) let several hosts run side by side. E2E_NAMESERVER, when set, becomes the
+# host's resolver.
 set -euo pipefail
 cache=${E2E_CACHE:-$(cd "$(dirname "$0")/../.." && pwd)/.cache/e2e}
 machine=${E2E_MACHINE:-matrix-e2e}
@@ -26,7 +30,7 @@ rootfs() {
   ln -sf /lib/systemd/system/systemd-networkd.service "$dir/etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
   rm -f "$dir/etc/resolv.conf"
   grep '^nameserver' /etc/resolv.conf > "$dir/etc/resolv.conf"
-  echo "$machine" > "$dir/etc/hostname"
+  echo matrix-e2e > "$dir/etc/hostname"
   # Like a fresh cloud server: apt lists empty, root by key only.
   rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/archives/*.deb
   tar -C "$dir" -cf "$tarball.part" . && mv "$tarball.part" "$tarball"
@@ -45,6 +49,8 @@ up() {
   mkdir -p "$root/etc/systemd/network"
   printf '[Match]\nName=host0\n\n[Network]\nAddress=%s/30\nGateway=%s\n' "$guest_ip" "$host_ip" \
     > "$root/etc/systemd/network/10-matrix-e2e.network"
+  echo "$machine" > "$root/etc/hostname"
+  if [ -n "${E2E_NAMESERVER:-}" ]; then printf 'nameserver %s\n' "$E2E_NAMESERVER" > "$root/etc/resolv.conf"; fi
   rm -f "$run/key" "$run/key.pub"
   ssh-keygen -q -t ed25519 -N '' -C matrix-e2e -f "$run/key"
   install -d -m 0700 "$root/root/.ssh"
@@ -99,7 +105,11 @@ down() {
   stop "$run"
   ip link del "$link" 2>/dev/null || true
   while iptables -t nat -D POSTROUTING -s "$subnet" ! -o "$link" -j MASQUERADE 2>/dev/null; do :; done
-  if [ -f "$run/ip_forward.before" ]; then cat "$run/ip_forward.before" > /proc/sys/net/ipv4/ip_forward; rm -f "$run/ip_forward.before"; fi
+  # Forwarding goes back to how it was, unless another test host still needs it.
+  if [ -f "$run/ip_forward.before" ]; then
+    if ! ip -o link show | grep -q ' ve-'; then cat "$run/ip_forward.before" > /proc/sys/net/ipv4/ip_forward; fi
+    rm -f "$run/ip_forward.before"
+  fi
   rm -rf "$run/rootfs"
 }
 

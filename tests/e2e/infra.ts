@@ -8,7 +8,23 @@ import { createServer, type Server } from "node:http";
 import * as path from "node:path";
 import { Agent, fetch } from "undici";
 
+/** Where a test host lives: its machine name (at most 12 characters) and its /30. */
+export interface Net {
+    machine: string;
+    hostIp: string;
+    guestIp: string;
+    /** The host's resolver (default: the test machine's). */
+    nameserver?: string;
+}
+
+/** Host `n`'s network: 10.231.n.0/30, the test machine at .1, the host at .2. */
+export function netOf(n: number, machine: string): Net {
+    if (machine.length > 12) throw new Error(`machine name over 12 characters: ${machine}`);
+    return { machine, hostIp: `10.231.${n}.1`, guestIp: `10.231.${n}.2` };
+}
+
 export interface Host {
+    net: Net;
     hostIp: string;
     guestIp: string;
     hostKey: string;
@@ -35,10 +51,18 @@ export function keyValues(text: string): Record<string, string> {
     );
 }
 
-export function hostUp(runDir: string): Host {
-    sh("bash", [HOST_SH, "up", runDir]);
+const hostEnv = (net: Net) => ({
+    E2E_MACHINE: net.machine,
+    E2E_HOST_IP: net.hostIp,
+    E2E_GUEST_IP: net.guestIp,
+    E2E_NAMESERVER: net.nameserver ?? "",
+});
+
+export function hostUp(runDir: string, net: Net): Host {
+    sh("bash", [HOST_SH, "up", runDir], { env: hostEnv(net) });
     const env = keyValues(readFileSync(path.join(runDir, "host.env"), "utf8"));
     return {
+        net,
         hostIp: env.HOST_IP!,
         guestIp: env.GUEST_IP!,
         hostKey: env.HOST_KEY!,
@@ -47,8 +71,22 @@ export function hostUp(runDir: string): Host {
     };
 }
 
-export function hostDown(runDir: string): void {
-    spawnSync("bash", [HOST_SH, "down", runDir], { stdio: "inherit" });
+export function hostDown(runDir: string, net: Net): void {
+    spawnSync("bash", [HOST_SH, "down", runDir], { stdio: "inherit", env: { ...process.env, ...hostEnv(net) } });
+}
+
+/** What of a host outlived it: its nspawn, its link, its NAT rule. */
+export function hostLeftovers(net: Net): string[] {
+    const subnet = `${net.hostIp.split(".").slice(0, 3).join(".")}.0/30`;
+    return [
+        spawnSync("ip", ["link", "show", `ve-${net.machine}`]).status === 0 ? `link ve-${net.machine}` : "",
+        spawnSync("iptables", ["-t", "nat", "-S", "POSTROUTING"], { encoding: "utf8" }).stdout.includes(subnet)
+            ? `NAT rule for ${subnet}`
+            : "",
+        spawnSync("pgrep", ["-f", `systemd-nspawn .*-M ${net.machine} `]).status === 0
+            ? `systemd-nspawn ${net.machine}`
+            : "",
+    ].filter(Boolean);
 }
 
 /** ssh arguments that reach the host as root with the test key (checks, tunnels). */
@@ -63,6 +101,21 @@ export function onHost(host: Host, command: string, input?: string): { code: num
     return { code: res.status ?? 255, stdout: res.stdout, stderr: res.stderr };
 }
 
+/** The ports a session's pebble and challtestsrv use (sessions side by side need their own). */
+export interface AcmePorts {
+    directory: number;
+    management: number;
+    dns: number;
+    dnsManagement: number;
+}
+
+export const acmePorts = (n: number): AcmePorts => ({
+    directory: 14000 + 10 * n,
+    management: 15000 + 10 * n,
+    dns: 8053 + 10 * n,
+    dnsManagement: 8055 + 10 * n,
+});
+
 export interface Acme {
     directoryUrl: string;
     /** CA of pebble's own listener certificate (what certbot must trust to talk to pebble). */
@@ -72,6 +125,8 @@ export interface Acme {
     challtestsrv: string;
     dnsServer: string;
     stop(): void;
+    /** Whether pebble or challtestsrv still runs. */
+    running(): boolean;
 }
 
 function waitForPort(url: string, dispatcher?: Agent): Promise<void> {
@@ -88,7 +143,7 @@ function waitForPort(url: string, dispatcher?: Agent): Promise<void> {
     return attempt();
 }
 
-export async function startAcme(dir: string, listenIp: string): Promise<Acme> {
+export async function startAcme(dir: string, listenIp: string, ports: AcmePorts): Promise<Acme> {
     mkdirSync(dir, { recursive: true });
     const f = (n: string) => path.join(dir, n);
     sh("openssl", [
@@ -140,8 +195,8 @@ export async function startAcme(dir: string, listenIp: string): Promise<Acme> {
         f("pebble.json"),
         JSON.stringify({
             pebble: {
-                listenAddress: `${listenIp}:14000`,
-                managementListenAddress: `${listenIp}:15000`,
+                listenAddress: `${listenIp}:${ports.directory}`,
+                managementListenAddress: `${listenIp}:${ports.management}`,
                 certificate: f("cert.pem"),
                 privateKey: f("key.pem"),
                 httpPort: 80,
@@ -167,9 +222,9 @@ export async function startAcme(dir: string, listenIp: string): Promise<Acme> {
         "challtestsrv",
         spawn("pebble-challtestsrv", [
             "-dns01",
-            "127.0.0.1:8053",
+            `127.0.0.1:${ports.dns}`,
             "-management",
-            "127.0.0.1:8055",
+            `127.0.0.1:${ports.dnsManagement}`,
             "-http01",
             "",
             "-https01",
@@ -184,24 +239,53 @@ export async function startAcme(dir: string, listenIp: string): Promise<Acme> {
     );
     log(
         "pebble",
-        spawn("pebble", ["-config", f("pebble.json"), "-dnsserver", "127.0.0.1:8053"], {
+        spawn("pebble", ["-config", f("pebble.json"), "-dnsserver", `127.0.0.1:${ports.dns}`], {
             // Real HTTP-01 validation (no PEBBLE_VA_ALWAYS_VALID); no artificial delays or nonce faults.
             env: { ...process.env, PEBBLE_VA_NOSLEEP: "1", PEBBLE_WFE_NONCEREJECT: "0" },
         }),
     );
     const listenerCa = readFileSync(f("ca.pem"), "utf8");
     const trusting = new Agent({ connect: { ca: listenerCa } });
-    await waitForPort("http://127.0.0.1:8055/");
-    await waitForPort(`https://${listenIp}:14000/dir`, trusting);
-    const issuingRoot = await (await fetch(`https://${listenIp}:15000/roots/0`, { dispatcher: trusting })).text();
+    await waitForPort(`http://127.0.0.1:${ports.dnsManagement}/`);
+    await waitForPort(`https://${listenIp}:${ports.directory}/dir`, trusting);
+    const issuingRoot = await (
+        await fetch(`https://${listenIp}:${ports.management}/roots/0`, { dispatcher: trusting })
+    ).text();
     return {
-        directoryUrl: `https://${listenIp}:14000/dir`,
+        directoryUrl: `https://${listenIp}:${ports.directory}/dir`,
         listenerCa,
         issuingRoot,
-        challtestsrv: "http://127.0.0.1:8055",
-        dnsServer: "127.0.0.1:8053",
+        challtestsrv: `http://127.0.0.1:${ports.dnsManagement}`,
+        dnsServer: `127.0.0.1:${ports.dns}`,
         stop: () => procs.forEach((p) => p.kill()),
+        running: () => procs.some((p) => p.exitCode === null && p.signalCode === null),
     };
+}
+
+/**
+ * A resolver for hosts that must find each other by name (federation): Debian's dnsmasq on the
+ * test machine's side of each host's link, answering `.test` names from challtestsrv (the test
+ * DNS) and forwarding every other name to the test machine's own resolver (apt, PyPI).
+ */
+export function startResolver(dir: string, listen: string[], testDns: string): { stop(): void; running(): boolean } {
+    mkdirSync(dir, { recursive: true });
+    const [ip, port] = testDns.split(":");
+    const p = spawn("dnsmasq", [
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-hosts",
+        "--pid-file=",
+        // The links appear as the hosts boot.
+        "--bind-dynamic",
+        ...listen.map((a) => `--listen-address=${a}`),
+        `--server=/test/${ip}#${port}`,
+        "--resolv-file=/etc/resolv.conf",
+        "--log-facility=-",
+    ]);
+    const out: string[] = [];
+    p.stderr.on("data", (d: Buffer) => out.push(d.toString()));
+    p.on("exit", () => writeFileSync(path.join(dir, "dnsmasq.log"), out.join("")));
+    return { stop: () => p.kill(), running: () => p.exitCode === null && p.signalCode === null };
 }
 
 /** A request to pebble-challtestsrv's management API (add-a, clear-a, ...). */
@@ -244,11 +328,15 @@ export function buildWheelhouse(cache: string, venv: string, versions: string[])
     return dir;
 }
 
-/** A release the artifact server offers: `key` names it, `build` tells two tarballs of one version apart. */
+/**
+ * A release the artifact server offers: `key` names it, `build` tells two tarballs of one version
+ * apart; `file` is a real release tarball to serve instead of a small stand-in.
+ */
 export interface ReleaseSpec {
     key: string;
     version: string;
     build?: string;
+    file?: string;
 }
 
 /**
@@ -275,11 +363,14 @@ function elementTarball(dir: string, r: ReleaseSpec): Buffer {
 export async function serveArtifacts(
     dir: string,
     listenIp: string,
+    port: number,
     releases: ReleaseSpec[],
     wheelhouse: string,
 ): Promise<Artifacts> {
     const urlPath = (r: ReleaseSpec) => `/${r.key}/element-v${r.version}.tar.gz`;
-    const tarballs = new Map(releases.map((r) => [urlPath(r), elementTarball(dir, r)]));
+    const tarballs = new Map(
+        releases.map((r) => [urlPath(r), r.file ? readFileSync(r.file) : elementTarball(dir, r)] as const),
+    );
     const wheels = readdirSync(wheelhouse).filter((f) => f.endsWith(".whl"));
     const server: Server = createServer((req, res) => {
         const url = req.url ?? "";
@@ -297,13 +388,13 @@ export async function serveArtifacts(
             res.writeHead(404).end();
         }
     });
-    await new Promise<void>((r) => server.listen(8099, listenIp, r));
+    await new Promise<void>((r) => server.listen(port, listenIp, r));
     const elements = Object.fromEntries(
         releases.map((r) => [
             r.key,
             {
                 version: r.version,
-                url: `http://${listenIp}:8099${urlPath(r)}`,
+                url: `http://${listenIp}:${port}${urlPath(r)}`,
                 sha256: createHash("sha256")
                     .update(tarballs.get(urlPath(r))!)
                     .digest("hex"),
@@ -313,12 +404,12 @@ export async function serveArtifacts(
     return {
         element: elements[releases[0]!.key]!,
         elements,
-        wheelhouse: `http://${listenIp}:8099/wheels/`,
+        wheelhouse: `http://${listenIp}:${port}/wheels/`,
         stop: () => new Promise((r) => server.close(() => r())),
     };
 }
 
 /** Power the host off and boot the same rootfs again; resolves once SSH answers. */
-export function hostReboot(runDir: string): void {
-    sh("bash", [HOST_SH, "reboot", runDir]);
+export function hostReboot(runDir: string, net: Net): void {
+    sh("bash", [HOST_SH, "reboot", runDir], { env: hostEnv(net) });
 }

@@ -11,17 +11,22 @@ import { Agent, fetch, type RequestInit } from "undici";
 import { DEFAULT_SYNAPSE_VERSION } from "../../config";
 import type { SshTarget } from "../../lib/registerUser";
 import {
+    acmePorts,
     buildWheelhouse,
     challtestsrv,
     hostDown,
+    hostLeftovers,
     hostUp,
     keyValues,
+    netOf,
     onHost,
     serveArtifacts,
     startAcme,
+    startResolver,
     type Acme,
     type Artifacts,
     type Host,
+    type Net,
 } from "./infra";
 import { Stack, type Run } from "./pulumi";
 
@@ -33,11 +38,16 @@ const SYNAPSE_VENV = process.env.SYNAPSE_VENV ?? path.join(ROOT, ".cache/synapse
 export const DOMAIN = "matrix-e2e.test";
 export const HS = `matrix.${DOMAIN}`;
 export const EL = `element.${DOMAIN}`;
-/** The Element releases the artifact server offers: a first, a next, and the next rebuilt. */
+/** A real Element Web release build (../shared/fixtures/README.md), served as the release users download. */
+export const ELEMENT_FIXTURE =
+    process.env.ELEMENT_FIXTURE ?? path.resolve(ROOT, "../shared/fixtures/element-v1.12.7.tar.gz");
+
+/** The Element releases the artifact server offers: small stand-ins (a first, a next, the next rebuilt) and the real one. */
 export const RELEASES = {
     first: { key: "first", version: "1.12.29" },
     next: { key: "next", version: "1.12.31" },
     rebuilt: { key: "rebuilt", version: "1.12.31", build: "rebuilt" },
+    real: { key: "real", version: "1.12.7", file: ELEMENT_FIXTURE },
 } as const;
 // The first deploy installs an older Synapse; a later phase upgrades to the program's default.
 export const OLD_SYNAPSE = "1.162.0";
@@ -55,57 +65,6 @@ export async function timed<T>(label: string, fn: () => Promise<T> | T): Promise
     }
 }
 
-/** The running session: set by startSession. */
-export const ctx = {} as { run: string; host: Host; acme: Acme; artifacts: Artifacts; http: Agent; stack: Stack };
-
-/** A shell command on the host as root (checks, not deployment). */
-export const sh = (command: string, input?: string) => onHost(ctx.host, command, input);
-
-/**
- * Boot a fresh host from the cached rootfs, start pebble, challtestsrv and the artifact server,
- * and make a stack of the program. `run` is the session's folder (stack, keys, logs); it starts empty.
- */
-export async function startSession(run: string): Promise<void> {
-    rmSync(run, { recursive: true, force: true });
-    mkdirSync(run, { recursive: true });
-    ctx.run = run;
-    await timed("rootfs (debootstrap or cache)", () => {
-        const r = spawnSync("bash", [path.join(__dirname, "host.sh"), "rootfs"], { stdio: "inherit" });
-        assert.equal(r.status, 0);
-    });
-    ctx.host = await timed("boot host", () => hostUp(run));
-    ctx.acme = await timed("start pebble + challtestsrv", () => startAcme(path.join(run, "acme"), ctx.host.hostIp));
-    const wheels = await timed("wheelhouse (pip wheel or cache)", () =>
-        buildWheelhouse(CACHE, SYNAPSE_VENV, [OLD_SYNAPSE, NEW_SYNAPSE]),
-    );
-    ctx.artifacts = await serveArtifacts(path.join(run, "artifacts"), ctx.host.hostIp, Object.values(RELEASES), wheels);
-    ctx.http = client();
-    ctx.stack = new Stack(path.join(run, "pulumi"), "e2e");
-    await timed("pulumi stack init", () => ctx.stack.init());
-}
-
-/** Stop everything, print the phase durations, and fail if anything outlived the session. */
-export async function stopSession(): Promise<void> {
-    await ctx.artifacts?.stop();
-    ctx.acme?.stop();
-    if (ctx.run) hostDown(ctx.run);
-    console.log("\nphase durations:");
-    for (const [label, s] of timings) console.log(`  ${label.padEnd(48)} ${s.toFixed(1)} s`);
-    // Nothing may outlive the run: no container, no link, no NAT rule, no pebble.
-    await new Promise((r) => setTimeout(r, 500));
-    const leftovers = [
-        spawnSync("ip", ["link", "show", "ve-matrix-e2e"]).status === 0 ? "link ve-matrix-e2e" : "",
-        /10\.231\.0\.0\/30/.test(spawnSync("iptables", ["-t", "nat", "-S", "POSTROUTING"], { encoding: "utf8" }).stdout)
-            ? "NAT rule"
-            : "",
-        spawnSync("pgrep", ["-f", "systemd-nspawn .*-M matrix-e2e"]).status === 0 ? "systemd-nspawn" : "",
-        spawnSync("pgrep", ["-x", "pebble"]).status === 0 ? "pebble" : "",
-        spawnSync("pgrep", ["-x", "pebble-challtestsrv"]).status === 0 ? "pebble-challtestsrv" : "",
-        spawnSync("pgrep", ["-f", "pulumi-resource-"]).status === 0 ? "a Pulumi provider" : "",
-    ].filter(Boolean);
-    assert.deepEqual(leftovers, [], `left behind: ${leftovers.join(", ")}`);
-}
-
 /** Stack settings as a user keeps them: plain values (the stack file) and secrets. */
 export interface StackSettings {
     plain: Record<string, unknown>;
@@ -120,39 +79,213 @@ export interface SettingsOverrides {
     backup?: Record<string, unknown>;
     firewall?: Record<string, unknown>;
     acme?: Record<string, unknown>;
+    federation?: Record<string, unknown>;
+    /** Any other top-level keys (without the matrix: prefix). */
+    more?: Record<string, unknown>;
 }
 
-/**
- * The test stack: no matrix:dns (the test publishes dnsRecordsToCreate into the test DNS, as a
- * user with another DNS provider would), pebble as the ACME CA, Synapse from the wheelhouse.
- */
-export function stackConfig(overrides: SettingsOverrides = {}, privateKey = ctx.host.privateKey): StackSettings {
-    const { host, acme, artifacts } = ctx;
-    return {
-        plain: {
-            "matrix:domain": DOMAIN,
-            "matrix:machine": { ipv4: host.guestIp, sshHostKey: host.hostKey },
-            "matrix:acme": {
-                email: "admin@matrix-e2e.test",
-                directoryUrl: acme.directoryUrl,
-                caBundle: acme.listenerCa,
-                ...overrides.acme,
+/** One homeserver of a session: its host (booted from the rootfs) and its stack of the program. */
+export class Server {
+    host!: Host;
+    readonly stack: Stack;
+
+    constructor(
+        readonly session: Session,
+        /** The stack's name and the server's folder in the session. */
+        readonly name: string,
+        readonly net: Net,
+        /** The Matrix server name; the homeserver and Element hosts follow from it and the delegation. */
+        readonly domain: string,
+        readonly delegation: "apex" | "none" = "apex",
+    ) {
+        this.stack = new Stack(path.join(this.dir, "pulumi"), name);
+    }
+
+    get dir(): string {
+        return path.join(this.session.run, this.name);
+    }
+    get hs(): string {
+        return this.delegation === "none" ? this.domain : `matrix.${this.domain}`;
+    }
+    get el(): string {
+        return `element.${this.domain}`;
+    }
+
+    async boot(): Promise<void> {
+        mkdirSync(this.dir, { recursive: true });
+        this.host = await timed(`boot host ${this.net.machine}`, () => hostUp(this.dir, this.net));
+        await timed(`pulumi stack init ${this.name}`, () => this.stack.init());
+    }
+
+    /** A shell command on the host as root (checks, not deployment). */
+    sh(command: string, input?: string) {
+        return onHost(this.host, command, input);
+    }
+
+    /**
+     * The test stack: no matrix:dns (the test publishes dnsRecordsToCreate into the test DNS, as a
+     * user with another DNS provider would), pebble as the ACME CA, Synapse from the wheelhouse.
+     */
+    settings(overrides: SettingsOverrides = {}, privateKey = this.host.privateKey): StackSettings {
+        const { acme, artifacts } = this.session;
+        const o = (key: string, value: unknown) => (value === undefined ? {} : { [`matrix:${key}`]: value });
+        return {
+            plain: {
+                "matrix:domain": this.domain,
+                ...(this.delegation === "apex" ? {} : { "matrix:delegation": this.delegation }),
+                "matrix:machine": { ipv4: this.host.guestIp, sshHostKey: this.host.hostKey },
+                "matrix:acme": {
+                    email: `admin@${this.domain}`,
+                    directoryUrl: acme.directoryUrl,
+                    caBundle: acme.listenerCa,
+                    ...overrides.acme,
+                },
+                "matrix:synapse": {
+                    healthTimeoutSeconds: 240,
+                    wheelhouse: artifacts.wheelhouse,
+                    version: OLD_SYNAPSE,
+                    ...overrides.synapse,
+                },
+                "matrix:element": { ...artifacts.element, ...overrides.element },
+                ...o("purgeOnDestroy", overrides.purgeOnDestroy),
+                ...o("users", overrides.users),
+                ...o("backup", overrides.backup),
+                ...o("firewall", overrides.firewall),
+                ...o("federation", overrides.federation),
+                ...Object.fromEntries(Object.entries(overrides.more ?? {}).map(([k, v]) => [`matrix:${k}`, v])),
             },
-            "matrix:synapse": {
-                healthTimeoutSeconds: 240,
-                wheelhouse: artifacts.wheelhouse,
-                version: OLD_SYNAPSE,
-                ...overrides.synapse,
-            },
-            "matrix:element": { ...artifacts.element, ...overrides.element },
-            ...(overrides.purgeOnDestroy ? { "matrix:purgeOnDestroy": true } : {}),
-            ...(overrides.users ? { "matrix:users": overrides.users } : {}),
-            ...(overrides.backup ? { "matrix:backup": overrides.backup } : {}),
-            ...(overrides.firewall ? { "matrix:firewall": overrides.firewall } : {}),
-        },
-        secrets: { "matrix:sshPrivateKey": privateKey },
-    };
+            secrets: { "matrix:sshPrivateKey": privateKey },
+        };
+    }
+
+    /** `pulumi up` of these settings (written to the stack first). */
+    async deploy(settings: StackSettings, opts: { refresh?: boolean; replace?: string[] } = {}): Promise<Run> {
+        await this.stack.configure(settings.plain, settings.secrets);
+        return this.stack.up(opts);
+    }
+
+    /** `pulumi preview` of these settings (written to the stack first). */
+    async preview(settings: StackSettings, opts: { refresh?: boolean } = {}): Promise<Run> {
+        await this.stack.configure(settings.plain, settings.secrets);
+        return this.stack.preview(opts);
+    }
+
+    /** The host as `npm run register-user` reaches it (lib/registerUser.ts): SSH with the pinned key. */
+    target(): SshTarget {
+        return {
+            ipv4: this.host.guestIp,
+            sshPort: 22,
+            sshUser: "root",
+            sshHostKey: this.host.hostKey,
+            privateKey: this.host.privateKey,
+        };
+    }
+
+    down(): void {
+        if (this.host) hostDown(this.dir, this.net);
+    }
 }
+
+/** A session: pebble and challtestsrv, the artifact server, and one server or more. */
+export interface Session {
+    run: string;
+    acme: Acme;
+    artifacts: Artifacts;
+    http: Agent;
+    servers: Server[];
+    /** The hosts' resolver, when they resolve each other's names (federation). */
+    resolver?: { stop(): void; running(): boolean };
+}
+
+/** The running session and its first server (what the single-server suites use): set by startSession. */
+export const ctx = {} as Session & { server: Server; host: Host; stack: Stack };
+
+/** A shell command on the first server's host as root (checks, not deployment). */
+export const sh = (command: string, input?: string) => ctx.server.sh(command, input);
+
+/** Each suite's own slot: hosts, CA and artifact ports apart, so suites can run side by side. */
+export const SLOTS = { e2e: 0, hardening: 1, federation: 2, bench: 4, demo: 5 } as const;
+
+/**
+ * Start pebble, challtestsrv and the artifact server for suite `slot`, and boot its servers
+ * (default: one, matrix-e2e.test, named after the suite). `run` is the session's folder; it starts empty.
+ */
+export async function startSession(
+    run: string,
+    slot: number,
+    servers: { name: string; domain: string; delegation?: "apex" | "none"; nameserver?: boolean }[] = [
+        { name: "e2e", domain: DOMAIN },
+    ],
+): Promise<Session> {
+    rmSync(run, { recursive: true, force: true });
+    mkdirSync(run, { recursive: true });
+    await timed("rootfs (debootstrap or cache)", () => {
+        const r = spawnSync("bash", [path.join(__dirname, "host.sh"), "rootfs"], { stdio: "inherit" });
+        assert.equal(r.status, 0);
+    });
+    // The test machine is .1 of each host's /30; the first host's address serves the CA and artifacts.
+    const nets = servers.map((s, i) => netOf(10 * slot + i, `mx-${s.name}`));
+    const listen = nets[0]!.hostIp;
+    const acme = await timed("start pebble + challtestsrv", () =>
+        startAcme(path.join(run, "acme"), listen, acmePorts(slot)),
+    );
+    const wheels = await timed("wheelhouse (pip wheel or cache)", () =>
+        buildWheelhouse(CACHE, SYNAPSE_VENV, [OLD_SYNAPSE, NEW_SYNAPSE]),
+    );
+    const artifacts = await serveArtifacts(
+        path.join(run, "artifacts"),
+        listen,
+        8099 + 10 * slot,
+        Object.values(RELEASES),
+        wheels,
+    );
+    const session: Session = { run, acme, artifacts, http: client(acme), servers: [] };
+    const resolving = nets.filter((_, i) => servers[i]!.nameserver).map((n) => n.hostIp);
+    if (resolving.length) session.resolver = startResolver(path.join(run, "resolver"), resolving, acme.dnsServer);
+    for (const [i, s] of servers.entries()) {
+        const net = { ...nets[i]!, nameserver: s.nameserver ? nets[i]!.hostIp : undefined };
+        const server = new Server(session, s.name, net, s.domain, s.delegation);
+        await server.boot();
+        session.servers.push(server);
+    }
+    Object.assign(ctx, session, {
+        server: session.servers[0]!,
+        host: session.servers[0]!.host,
+        stack: session.servers[0]!.stack,
+    });
+    return session;
+}
+
+/** Stop everything, print the phase durations, and fail if anything outlived the session. */
+export async function stopSession(session: Session = ctx): Promise<void> {
+    await session.artifacts?.stop();
+    session.acme?.stop();
+    session.resolver?.stop();
+    for (const s of session.servers ?? []) s.down();
+    console.log("\nphase durations:");
+    for (const [label, s] of timings) console.log(`  ${label.padEnd(48)} ${s.toFixed(1)} s`);
+    // Nothing may outlive the run: no container, no link, no NAT rule, no pebble.
+    await new Promise((r) => setTimeout(r, 500));
+    const leftovers = [
+        ...(session.servers ?? []).flatMap((s) => hostLeftovers(s.net)),
+        session.acme?.running() ? "pebble or challtestsrv" : "",
+        session.resolver?.running() ? "dnsmasq" : "",
+    ].filter(Boolean);
+    assert.deepEqual(leftovers, [], `left behind: ${leftovers.join(", ")}`);
+}
+
+/** The first server's stack settings (see Server.settings). */
+export function stackConfig(overrides: SettingsOverrides = {}, privateKey?: string): StackSettings {
+    return ctx.server.settings(overrides, privateKey);
+}
+
+/** `pulumi up` of the first server. */
+export const deploy = (settings: StackSettings, opts: { refresh?: boolean; replace?: string[] } = {}) =>
+    ctx.server.deploy(settings, opts);
+
+/** `pulumi preview` of the first server. */
+export const preview = (settings: StackSettings, opts: { refresh?: boolean } = {}) =>
+    ctx.server.preview(settings, opts);
 
 /** The stack config as the program reads it (`namespace:key` → string), for register-user. */
 export function rawConfig(settings: StackSettings): Record<string, string> {
@@ -165,11 +298,11 @@ export function rawConfig(settings: StackSettings): Record<string, string> {
 }
 
 /** The records a run's `dnsRecordsToCreate` output lists, put into the test DNS ("name A address"). */
-export async function publishDns(run: Run): Promise<string[]> {
+export async function publishDns(run: Run, session: Session = ctx): Promise<string[]> {
     const records = (run.outputs.dnsRecordsToCreate ?? []) as string[];
     for (const record of records) {
         const [name, type, address] = record.split(" ");
-        await challtestsrv(ctx.acme.challtestsrv, type === "AAAA" ? "add-aaaa" : "add-a", {
+        await challtestsrv(session.acme.challtestsrv, type === "AAAA" ? "add-aaaa" : "add-a", {
             host: `${name}.`,
             addresses: [address],
         });
@@ -177,25 +310,10 @@ export async function publishDns(run: Run): Promise<string[]> {
     return records;
 }
 
-/** `pulumi up` of these settings (written to the stack first). */
-export async function deploy(
-    settings: StackSettings,
-    opts: { refresh?: boolean; replace?: string[] } = {},
-): Promise<Run> {
-    await ctx.stack.configure(settings.plain, settings.secrets);
-    return ctx.stack.up(opts);
-}
-
-/** `pulumi preview` of these settings (written to the stack first). */
-export async function preview(settings: StackSettings, opts: { refresh?: boolean } = {}): Promise<Run> {
-    await ctx.stack.configure(settings.plain, settings.secrets);
-    return ctx.stack.preview(opts);
-}
-
 /** A failed run, explained: the engine's errors, the failed steps, the services' journal. */
-export function explainFailure(run: Run): string {
+export function explainFailure(run: Run, server: Server = ctx.server): string {
     const failed = run.steps.filter((s) => s.failed).map((s) => `${s.name} (${s.op})`);
-    const journal = sh("journalctl -u matrix-synapse -u nginx -u postgresql@15-main -n 40 --no-pager").stdout;
+    const journal = server.sh("journalctl -u matrix-synapse -u nginx -u postgresql@15-main -n 40 --no-pager").stdout;
     return `${run.command} exited ${run.code}\nfailed steps: ${failed.join(", ")}\n${run.errors.slice(-4000)}\njournal:\n${journal}`;
 }
 
@@ -212,11 +330,11 @@ export function componentTimes(run: Run): [string, number][] {
 
 // HTTP as a user's client sees it: names from the test DNS, TLS trusted via pebble.
 export const resolver = new Resolver();
-function client(): Agent {
-    resolver.setServers([ctx.acme.dnsServer]);
+function client(acme: Acme): Agent {
+    resolver.setServers([acme.dnsServer]);
     return new Agent({
         connect: {
-            ca: ctx.acme.issuingRoot,
+            ca: acme.issuingRoot,
             lookup: (hostname, _opts, cb) => {
                 resolver.resolve4(hostname).then(
                     (addrs) => cb(null, [{ address: addrs[0]!, family: 4 }]),
@@ -228,14 +346,8 @@ function client(): Agent {
 }
 export const get = (url: string, init: RequestInit = {}) => fetch(url, { ...init, dispatcher: ctx.http });
 
-/** The host as `npm run register-user` reaches it (lib/registerUser.ts): SSH with the pinned key. */
-export const target = (): SshTarget => ({
-    ipv4: ctx.host.guestIp,
-    sshPort: 22,
-    sshUser: "root",
-    sshHostKey: ctx.host.hostKey,
-    privateKey: ctx.host.privateKey,
-});
+/** The first server's host as `npm run register-user` reaches it. */
+export const target = (): SshTarget => ctx.server.target();
 
 /** The SDK logs every request at debug level; keep warnings and errors only. */
 const quiet = {
@@ -247,18 +359,19 @@ const quiet = {
     getChild: () => quiet,
 };
 
-export async function matrixClient(user: string, password: string) {
+/** A matrix-js-sdk client logged in as `user` on `homeserver` (default: the e2e server's host). */
+export async function matrixClient(user: string, password: string, homeserver = HS) {
     const sdk = await import("matrix-js-sdk");
     const fetchFn = ((input: string, init?: RequestInit) =>
         get(String(input), init)) as unknown as typeof globalThis.fetch;
-    const anon = sdk.createClient({ baseUrl: `https://${HS}`, fetchFn, logger: quiet });
+    const anon = sdk.createClient({ baseUrl: `https://${homeserver}`, fetchFn, logger: quiet });
     const login = await anon.loginRequest({
         type: "m.login.password",
         identifier: { type: "m.id.user", user },
         password,
     });
     return sdk.createClient({
-        baseUrl: `https://${HS}`,
+        baseUrl: `https://${homeserver}`,
         fetchFn,
         logger: quiet,
         accessToken: login.access_token,

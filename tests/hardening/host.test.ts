@@ -15,6 +15,7 @@ import {
     CACHE,
     ctx,
     deploy,
+    DOMAIN,
     preview,
     publishDns,
     explainFailure,
@@ -28,6 +29,7 @@ import {
     sh,
     stackConfig,
     startSession,
+    SLOTS,
     stopSession,
     target,
     timed,
@@ -172,7 +174,7 @@ describe("hardening on a real host", () => {
     let processSamples: string;
 
     beforeAll(async () => {
-        await startSession(RUN);
+        await startSession(RUN, SLOTS.hardening, [{ name: "hardening", domain: DOMAIN }]);
     });
     afterAll(async () => {
         const converged = faults.filter((f) => f.converged).length;
@@ -358,7 +360,7 @@ describe("hardening on a real host", () => {
         let healthyAfter: number;
         beforeAll(async () => {
             const start = Date.now();
-            await timed("reboot host", () => hostReboot(ctx.run));
+            await timed("reboot host", () => hostReboot(ctx.server.dir, ctx.server.net));
             for (;;) {
                 const ok = await get(`https://${HS}/_matrix/client/versions`).then(
                     (r) => r.status === 200,

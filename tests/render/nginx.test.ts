@@ -71,7 +71,13 @@ describe("nginx configuration in real nginx", () => {
         put("var/www/element/releases/v1/bundles/abc/app.js", "console.log(1)");
         put(
             "var/www/element/releases/v1/config.json",
-            renderElementConfig({ serverName: domain, homeserverHost: hs, brand: "Element", disableCustomUrls: false }),
+            renderElementConfig({
+                serverName: domain,
+                homeserverHost: hs,
+                brand: "Element",
+                disableCustomUrls: false,
+                registration: false,
+            }),
         );
         run("ln", ["-s", "/var/www/element/releases/v1", path.join(dir, "var/www/element/current")]);
         put("hosts", [domain, hs, el].join("\n"));

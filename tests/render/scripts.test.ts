@@ -16,6 +16,7 @@ import {
     renderSitesScript,
 } from "../../render/nginx";
 import { renderDatabaseDataScript, renderDatabaseScript, renderPostgresInstallScript } from "../../render/postgres";
+import { hostPackages, renderPackagesScript } from "../../render/packages";
 import { script, shq } from "../../render/shell";
 import {
     renderSynapseInstallScript,
@@ -66,6 +67,7 @@ const deleteScripts: Record<string, string> = {
 
 const acme = { email: "o'brien@example.org", directoryUrl: "https://127.0.0.1:14000/dir", caBundle: true };
 const scripts: Record<string, string> = {
+    packages: renderPackagesScript(hostPackages({ firewall: true })),
     postgresInstall: renderPostgresInstallScript(),
     firewallInstall: renderFirewallInstallScript(),
     firewallApply: renderFirewallApplyScript({ revision: "/etc/matrix-pulumi/firewall.nft:abc:1" }),

@@ -24,4 +24,8 @@ print(json.dumps({
     "signing_keys": len(c.key.signing_key),
     "media_store_path": c.media.media_store_path,
     "allow_public_rooms_over_federation": c.server.allow_public_rooms_over_federation,
+    "federation_domain_whitelist": sorted(c.federation.federation_domain_whitelist or []),
+    "federation_custom_ca": c.tls.federation_ca_trust_root is not None,
+    "ip_range_whitelist": [str(r) for r in c.server.ip_range_allowlist.iter_cidrs()],
+    "trusted_key_servers": [k.server_name for k in c.key.key_servers],
 }))

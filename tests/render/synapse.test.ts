@@ -7,6 +7,7 @@ import * as path from "node:path";
 import { describe, it } from "@jest/globals";
 import { parse } from "yaml";
 import {
+    SYNAPSE_PATHS,
     renderHomeserverConfig,
     renderLogConfig,
     renderSecretsConfig,
@@ -35,10 +36,12 @@ const base: HomeserverSettings = {
 function load(
     homeserverYaml: string,
     secretsYaml = renderSecretsConfig(secrets),
+    federationCa?: string,
 ): { verdict: string; probe?: Record<string, unknown> } {
     const dir = mkdtempSync(path.join(tmpdir(), "matrix-synapse-"));
     writeFileSync(path.join(dir, "homeserver.yaml"), homeserverYaml);
     writeFileSync(path.join(dir, "secrets.yaml"), secretsYaml);
+    if (federationCa) writeFileSync(path.join(dir, path.basename(SYNAPSE_PATHS.federationCa)), federationCa);
     writeFileSync(path.join(dir, "log.yaml"), renderLogConfig());
     const created = ["/etc/matrix-synapse", "/var/lib/matrix-synapse"].filter((d) => !existsSync(d));
     created.forEach((d) => mkdirSync(d, { recursive: true }));
@@ -87,7 +90,42 @@ describe("Synapse's own config loader", () => {
             signing_keys: 1,
             media_store_path: "/var/lib/matrix-synapse/media_store",
             allow_public_rooms_over_federation: false,
+            federation_domain_whitelist: [],
+            federation_custom_ca: false,
+            ip_range_whitelist: [],
+            trusted_key_servers: ["matrix.org"],
         });
+    });
+
+    it("reads a closed federation: only the stack's CA, its servers and private ranges, no matrix.org", () => {
+        const ca = run("openssl", [
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "/dev/null",
+            "-subj",
+            "/CN=federation CA",
+            "-days",
+            "1",
+        ]);
+        assert.equal(ca.status, 0, ca.stderr);
+        const { verdict, probe } = load(
+            renderHomeserverConfig({
+                ...base,
+                federation: { customCa: true, allowedServers: ["b.example.net"], allowedIpRanges: ["10.0.0.0/8"] },
+            }),
+            renderSecretsConfig(secrets),
+            ca.stdout,
+        );
+        assert.match(verdict, /Config parses OK!/);
+        assert.equal(probe?.federation_custom_ca, true);
+        assert.deepEqual(probe?.federation_domain_whitelist, ["b.example.net"]);
+        // Synapse adds the range's IPv6-mapped forms.
+        assert.ok((probe?.ip_range_whitelist as string[]).includes("10.0.0.0/8"), String(probe?.ip_range_whitelist));
+        assert.deepEqual(probe?.trusted_key_servers, []);
     });
 
     it("accepts open registration (the renderer adds the flag Synapse demands)", () => {

@@ -196,6 +196,26 @@ describe("stack config", () => {
             /^matrix:secrets\.formSecret: expected a non-empty string; remove the key to have it generated$/,
         ],
         [
+            "federation range not a range",
+            { "matrix:federation": { allowedIpRanges: ["10.0.0.0"] } },
+            /^matrix:federation\.allowedIpRanges\.0: expected an address range such as 10\.0\.0\.0\/8/,
+        ],
+        [
+            "federation server with a port",
+            { "matrix:federation": { allowedServers: ["other.example.net:8448"] } },
+            /^matrix:federation\.allowedServers\.0: expected a lower-case DNS name/,
+        ],
+        [
+            "federation CA not PEM",
+            { "matrix:federation": { caBundle: "MIIB..." } },
+            /^matrix:federation\.caBundle: expected PEM text/,
+        ],
+        [
+            "extraConfig setting the federation whitelist",
+            { "matrix:synapse": { extraConfig: { federation_domain_whitelist: [] } } },
+            /^matrix:synapse\.extraConfig\.federation_domain_whitelist: is managed by the program; set matrix:federation\.allowedServers/,
+        ],
+        [
             "bad postgres name",
             { "matrix:postgres": { database: "syn-apse" } },
             /^matrix:postgres\.database: expected a PostgreSQL identifier/,

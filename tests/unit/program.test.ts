@@ -57,6 +57,7 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
             "matrix:index:DnsRecords dns",
             "matrix:index:ElementWeb element",
             "matrix:index:HostFirewall firewall",
+            "matrix:index:HostPackages packages",
             "matrix:index:NginxProxy nginx",
             "matrix:index:PostgresDatabase postgres",
             "matrix:index:SynapseBackups backup",
@@ -104,6 +105,7 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
             "nginx-certificate-homeserver",
             "nginx-install",
             "nginx-sites",
+            "packages-install",
             "postgres-data",
             "postgres-database",
             "postgres-install",
@@ -201,14 +203,17 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         const timed = await runs.timed;
         assert.equal(timed.error, undefined);
         const t = timed.timeline;
-        const firstEnd = Math.min(...Object.values(t).map((x) => x.end));
-        for (const root of ["postgres-install", "firewall-install", "synapse-data", "element-data"]) {
-            assert.ok(t[root]!.start < firstEnd, `${root} starts before anything has ended`);
-        }
-        // Element's download waits only for its data step: not for nginx's chain, nor Synapse's.
-        assert.ok(t["element-release"]!.start < t["nginx-acme-account"]!.start, "before nginx's ACME account");
-        assert.ok(t["element-release"]!.start < t["synapse-service"]!.start, "before Synapse starts");
-        assert.ok(t["element-release"]!.start <= t["element-data"]!.end + 100, "right after its data step");
+        // First the host's packages, in one apt run; then everything else that needs nothing more
+        // starts at once, before any of it ends.
+        const steps = Object.keys(t).filter((n) => byName(timed, n).type === COMMAND);
+        assert.deepEqual(
+            steps.filter((n) => t[n]!.start < t["packages-install"]!.end),
+            ["packages-install"],
+            "every step waits for the packages",
+        );
+        const roots = ["postgres-install", "nginx-install", "firewall-install", "synapse-data", "element-data"];
+        const firstEnd = Math.min(...roots.map((r) => t[r]!.end));
+        for (const root of roots) assert.ok(t[root]!.start < firstEnd, `${root} starts with the others`);
         // …and the chain still holds where one step needs another.
         const before = (a: string, b: string) =>
             assert.ok(t[a]!.end <= t[b]!.start, `${a} ends (${t[a]!.end}) before ${b} starts (${t[b]!.start})`);
@@ -420,9 +425,10 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
 
     const blastRadius: [string, Record<string, unknown>, string[]][] = [
         [
+            // Element's "Create Account" follows it.
             "synapse.enableRegistration",
             { "matrix:synapse": { enableRegistration: true } },
-            ["synapse-homeserver-yaml", "synapse-service"],
+            ["element-config-json", "synapse-homeserver-yaml", "synapse-service"],
         ],
         [
             "synapse.maxUploadSize",
@@ -654,6 +660,46 @@ describe("bad stack config", () => {
     it("reports every problem at once", async () => {
         const result = await run8;
         assert.match(result.error ?? "", /3 problems/);
+    });
+});
+
+describe("a closed federation (matrix:federation)", () => {
+    const CA = "-----BEGIN CERTIFICATE-----\nMIIBfederationCA\n-----END CERTIFICATE-----\n";
+    const run = runProgramSoon(
+        baseConfig({
+            "matrix:federation": {
+                caBundle: CA,
+                allowedServers: ["other.example.net"],
+                allowedIpRanges: ["10.0.0.0/8"],
+            },
+        }),
+    );
+    it("trusts only the stack's CA, talks only to the listed servers, reaches the listed private ranges", async () => {
+        const result = await run;
+        assert.equal(result.error, undefined);
+        const hs = parseYaml(String(byName(result, "synapse-homeserver-yaml").inputs.content)) as Record<
+            string,
+            unknown
+        >;
+        assert.deepEqual(hs.federation_custom_ca_list, ["/etc/matrix-synapse/federation-ca.pem"]);
+        assert.deepEqual(hs.federation_domain_whitelist, ["other.example.net"]);
+        assert.deepEqual(hs.ip_range_whitelist, ["10.0.0.0/8"]);
+        assert.deepEqual(hs.trusted_key_servers, [], "no matrix.org in a closed federation");
+        const ca = byName(result, "synapse-federation-ca");
+        assert.equal(allStrings(ca.inputs.content)[0], CA);
+        assert.equal(ca.inputs.path, "/etc/matrix-synapse/federation-ca.pem");
+        // Synapse reads it: a change or a restored edit restarts it.
+        assert.ok(byName(result, "synapse-service").dependencies.some((d) => d.endsWith("::synapse-federation-ca")));
+    });
+    it("leaves federation open and the CA file out by default", async () => {
+        const result = await runProgramSoon(baseConfig());
+        const hs = parseYaml(String(byName(result, "synapse-homeserver-yaml").inputs.content)) as Record<
+            string,
+            unknown
+        >;
+        assert.equal(hs.federation_domain_whitelist, undefined);
+        assert.deepEqual(hs.trusted_key_servers, [{ server_name: "matrix.org" }]);
+        assert.ok(!names(result).includes("synapse-federation-ca"));
     });
 });
 

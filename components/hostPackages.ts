@@ -1,0 +1,30 @@
+import * as pulumi from "@pulumi/pulumi";
+import { remoteStep, type Host } from "../lib/remote";
+import { renderPackagesScript } from "../render/packages";
+
+export interface HostPackagesArgs {
+    /** The server and how to reach it. */
+    host: Host;
+    /** Debian packages every component on the host needs (render/packages.ts hostPackages). */
+    packages: string[];
+}
+
+/**
+ * Every Debian package the host needs, in one apt run that the other steps wait for: one download
+ * and dpkg pass instead of each install step's in turn.
+ */
+export class HostPackages extends pulumi.ComponentResource {
+    /** The step the host's other steps wait for. */
+    public readonly installed: pulumi.Resource;
+
+    constructor(name: string, args: HostPackagesArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("matrix:index:HostPackages", name, {}, opts);
+        this.installed = remoteStep(
+            `${name}-install`,
+            args.host,
+            { create: renderPackagesScript(args.packages, { user: args.host.user }) },
+            { parent: this },
+        );
+        this.registerOutputs({});
+    }
+}

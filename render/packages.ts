@@ -1,0 +1,26 @@
+// The host's Debian packages, installed in one apt run before any other step: the install steps
+// would otherwise take turns at apt, each with its own download and dpkg pass.
+import { ELEMENT_APT_PACKAGES } from "./element";
+import { FIREWALL_APT_PACKAGES } from "./firewall";
+import { NGINX_APT_PACKAGES } from "./nginx";
+import { POSTGRES_APT_PACKAGES } from "./postgres";
+import { aptInstall, script } from "./shell";
+import { SYNAPSE_APT_PACKAGES } from "./synapse";
+
+/** Every package the program installs on a host, sorted (the firewall's only when it is managed). */
+export function hostPackages(s: { firewall: boolean }): string[] {
+    return [
+        ...new Set([
+            ...POSTGRES_APT_PACKAGES,
+            ...SYNAPSE_APT_PACKAGES,
+            ...NGINX_APT_PACKAGES,
+            ...ELEMENT_APT_PACKAGES,
+            ...(s.firewall ? FIREWALL_APT_PACKAGES : []),
+        ]),
+    ].sort();
+}
+
+/** Install the packages that are missing, in one apt run (each component's step then finds them). */
+export function renderPackagesScript(packages: string[], opts: { user?: string } = {}): string {
+    return script([...aptInstall(packages), `echo "packages: ${packages.length} in place"`], opts);
+}

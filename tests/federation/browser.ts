@@ -1,0 +1,154 @@
+// Element in Debian's Chromium, driven by playwright-core (no browser download: the system
+// binary). The test CA is trusted the way a user's browser trusts a public one: it is added to
+// the NSS store of the browser's $HOME with certutil. Certificate errors are never ignored —
+// Chromium would then refuse Element's service worker, which authenticated media needs.
+import { spawnSync } from "node:child_process";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import * as path from "node:path";
+import { chromium, type Browser, type Page } from "playwright-core";
+
+export interface ElementSession {
+    /** Whether the welcome page shows "Create Account" (a visible link to #/register). */
+    registrationOffered(): Promise<boolean>;
+    /** Signs in through Element's own login form and waits for the app. */
+    signIn(user: string, password: string): Promise<void>;
+    /** Opens the room and sends `text` through the composer; resolves once Element shows it sent. */
+    send(roomId: string, text: string): Promise<void>;
+    /** How many service workers the page has registered. */
+    serviceWorkers(): Promise<number>;
+    screenshot(file: string): Promise<string>;
+    close(): Promise<void>;
+}
+
+export interface ElementOptions {
+    /** The session folder: the browser's $HOME and screenshots go there. */
+    run: string;
+    elementUrl: string;
+    /** The CA the test certificates chain to, trusted through the NSS store. */
+    caPem: string;
+    /** Host name → address (the test DNS is not the machine's). */
+    hosts: Record<string, string>;
+}
+
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+/** A $HOME whose NSS store trusts `caPem` for TLS servers, as `certutil` sets it up. */
+function trustingHome(dir: string, caPem: string): string {
+    rmSync(dir, { recursive: true, force: true });
+    const nssdb = path.join(dir, ".pki/nssdb");
+    mkdirSync(nssdb, { recursive: true });
+    const ca = path.join(dir, "test-ca.pem");
+    writeFileSync(ca, caPem);
+    for (const args of [
+        ["-N", "-d", `sql:${nssdb}`, "--empty-password"],
+        ["-A", "-d", `sql:${nssdb}`, "-n", "matrix-pulumi test CA", "-t", "C,,", "-i", ca],
+    ]) {
+        const r = spawnSync("certutil", args, { encoding: "utf8" });
+        if (r.status !== 0) throw new Error(`certutil ${args.join(" ")}: ${r.stderr}`);
+    }
+    return dir;
+}
+
+export async function openElement(o: ElementOptions): Promise<ElementSession> {
+    const home = trustingHome(path.join(o.run, "chromium-home"), o.caPem);
+    const rules = Object.entries(o.hosts)
+        .map(([name, address]) => `MAP ${name} ${address}`)
+        .join(", ");
+    const browser: Browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        headless: true,
+        env: { ...process.env, HOME: home },
+        args: [
+            // Root in a container: Chromium's own sandbox needs user namespaces it may not get.
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            // This machine's network is closed: no background requests to Google.
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            `--host-resolver-rules=${rules}, EXCLUDE localhost`,
+        ],
+    });
+    const page: Page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+    const problems: string[] = [];
+    page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+    page.on("console", (m) => {
+        if (m.type() === "error") problems.push(`console: ${m.text()}`);
+    });
+    const fail = async (what: string, err: unknown): Promise<never> => {
+        const shot = path.join(o.run, `element-failed-${Date.now()}.png`);
+        await page.screenshot({ path: shot }).catch(() => undefined);
+        throw new Error(
+            `${what}: ${err instanceof Error ? err.message : String(err)}\n(screenshot ${shot}; page errors:\n${problems.slice(-15).join("\n")})`,
+        );
+    };
+
+    return {
+        async registrationOffered() {
+            try {
+                await page.goto(`${o.elementUrl}/#/welcome`);
+                // The welcome page's sign-in link shows once the app has loaded its config.
+                await page.locator('a[href="#/login"]').first().waitFor({ state: "visible", timeout: 60_000 });
+                return await page.locator('a[href="#/register"]').first().isVisible();
+            } catch (err) {
+                return fail("welcome page", err);
+            }
+        },
+        async signIn(user, password) {
+            try {
+                await page.goto(`${o.elementUrl}/#/login`);
+                await page.locator("#mx_LoginForm_username").fill(user, { timeout: 60_000 });
+                await page.locator("#mx_LoginForm_password").fill(password);
+                await page.locator("#mx_LoginForm_password").press("Enter");
+                // Signed in: the app's main view (left panel with the user menu).
+                await page
+                    .locator(".mx_UserMenu, .mx_LeftPanel")
+                    .first()
+                    .waitFor({ state: "visible", timeout: 120_000 });
+            } catch (err) {
+                return fail("sign in", err);
+            }
+        },
+        async send(roomId, text) {
+            try {
+                await page.goto(`${o.elementUrl}/#/room/${roomId}`);
+                const composer = page.locator('.mx_BasicMessageComposer_input[contenteditable="true"]').first();
+                await composer.waitFor({ state: "visible", timeout: 60_000 });
+                await composer.click();
+                await page.keyboard.type(text);
+                await page.keyboard.press("Enter");
+                await page
+                    .locator(".mx_EventTile_body", { hasText: text })
+                    .first()
+                    .waitFor({ state: "visible", timeout: 60_000 });
+            } catch (err) {
+                return fail("send a message", err);
+            }
+        },
+        async serviceWorkers() {
+            // A browser global, not in this project's (Node) typings.
+            const nav = "navigator";
+            return page.evaluate(
+                async (n) =>
+                    (
+                        await (
+                            globalThis as unknown as Record<
+                                string,
+                                { serviceWorker: { getRegistrations(): Promise<unknown[]> } }
+                            >
+                        )[n]!.serviceWorker.getRegistrations()
+                    ).length,
+                nav,
+            );
+        },
+        async screenshot(file) {
+            await page.screenshot({ path: file });
+            return file;
+        },
+        async close() {
+            await browser.close();
+        },
+    };
+}
