@@ -223,31 +223,34 @@ export async function startSession(
         const r = spawnSync("bash", [path.join(__dirname, "host.sh"), "rootfs"], { stdio: "inherit" });
         assert.equal(r.status, 0);
     });
-    // The test machine is .1 of each host's /30; the first host's address serves the CA and artifacts.
+    // The test machine is .1 of each host's /30; the first host's address serves the CA and
+    // artifacts once that host's link is up.
     const nets = servers.map((s, i) => netOf(10 * slot + i, `mx-${s.name}`));
     const listen = nets[0]!.hostIp;
-    const acme = await timed("start pebble + challtestsrv", () =>
-        startAcme(path.join(run, "acme"), listen, acmePorts(slot)),
-    );
-    const wheels = await timed("wheelhouse (pip wheel or cache)", () =>
-        buildWheelhouse(CACHE, SYNAPSE_VENV, [OLD_SYNAPSE, NEW_SYNAPSE]),
-    );
-    const artifacts = await serveArtifacts(
-        path.join(run, "artifacts"),
-        listen,
-        8099 + 10 * slot,
-        Object.values(RELEASES),
-        wheels,
-    );
-    const session: Session = { run, acme, artifacts, http: client(acme), servers: [] };
+    const session = { run, servers: [] as Server[] } as unknown as Session;
+    const ports = acmePorts(slot);
     const resolving = nets.filter((_, i) => servers[i]!.nameserver).map((n) => n.hostIp);
-    if (resolving.length) session.resolver = startResolver(path.join(run, "resolver"), resolving, acme.dnsServer);
+    if (resolving.length) {
+        session.resolver = startResolver(path.join(run, "resolver"), resolving, `127.0.0.1:${ports.dns}`);
+    }
     for (const [i, s] of servers.entries()) {
         const net = { ...nets[i]!, nameserver: s.nameserver ? nets[i]!.hostIp : undefined };
         const server = new Server(session, s.name, net, s.domain, s.delegation);
         await server.boot();
         session.servers.push(server);
     }
+    session.acme = await timed("start pebble + challtestsrv", () => startAcme(path.join(run, "acme"), listen, ports));
+    const wheels = await timed("wheelhouse (pip wheel or cache)", () =>
+        buildWheelhouse(CACHE, SYNAPSE_VENV, [OLD_SYNAPSE, NEW_SYNAPSE]),
+    );
+    session.artifacts = await serveArtifacts(
+        path.join(run, "artifacts"),
+        listen,
+        8099 + 10 * slot,
+        Object.values(RELEASES),
+        wheels,
+    );
+    session.http = client(session.acme);
     Object.assign(ctx, session, {
         server: session.servers[0]!,
         host: session.servers[0]!.host,

@@ -12,8 +12,8 @@ export interface ElementSession {
     registrationOffered(): Promise<boolean>;
     /** Signs in through Element's own login form and waits for the app. */
     signIn(user: string, password: string): Promise<void>;
-    /** Opens the room and sends `text` through the composer; resolves once Element shows it sent. */
-    send(roomId: string, text: string): Promise<void>;
+    /** Opens the room from the room list and sends `text` through the composer; resolves once Element shows it. */
+    send(roomName: string, text: string): Promise<void>;
     /** How many service workers the page has registered. */
     serviceWorkers(): Promise<number>;
     screenshot(file: string): Promise<string>;
@@ -111,9 +111,14 @@ export async function openElement(o: ElementOptions): Promise<ElementSession> {
                 return fail("sign in", err);
             }
         },
-        async send(roomId, text) {
+        async send(roomName, text) {
             try {
-                await page.goto(`${o.elementUrl}/#/room/${roomId}`);
+                // As a user does: the room in the list (a URL typed in would reload the app).
+                await page
+                    .getByRole("option", { name: new RegExp(`^${roomName}`) })
+                    .or(page.getByText(roomName, { exact: true }))
+                    .first()
+                    .click({ timeout: 60_000 });
                 const composer = page.locator('.mx_BasicMessageComposer_input[contenteditable="true"]').first();
                 await composer.waitFor({ state: "visible", timeout: 60_000 });
                 await composer.click();
