@@ -29,6 +29,7 @@ module.exports = {
         project("e2e", onHost),
         project("hardening", onHost),
         project("federation", onHost),
+        project("demo", onHost),
     ],
     verbose: true,
     // Every unit test runs the whole program in a process of its own: seconds, not milliseconds.

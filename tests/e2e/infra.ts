@@ -60,6 +60,16 @@ const hostEnv = (net: Net) => ({
 
 export function hostUp(runDir: string, net: Net): Host {
     sh("bash", [HOST_SH, "up", runDir], { env: hostEnv(net) });
+    const host = hostAttach(runDir, net);
+    if (!host) throw new Error(`host ${net.machine} did not come up (see ${runDir}/console.log)`);
+    return host;
+}
+
+/** The host a run folder already has, booted earlier and still running (the demo's), if any. */
+export function hostAttach(runDir: string, net: Net): Host | undefined {
+    const pidFile = path.join(runDir, "pid");
+    if (!existsSync(pidFile) || !existsSync(path.join(runDir, "host.env"))) return undefined;
+    if (spawnSync("kill", ["-0", readFileSync(pidFile, "utf8").trim()]).status !== 0) return undefined;
     const env = keyValues(readFileSync(path.join(runDir, "host.env"), "utf8"));
     return {
         net,
@@ -143,9 +153,25 @@ function waitForPort(url: string, dispatcher?: Agent): Promise<void> {
     return attempt();
 }
 
-export async function startAcme(dir: string, listenIp: string, ports: AcmePorts): Promise<Acme> {
+/**
+ * Start pebble (validating HTTP-01 for real through challtestsrv's DNS) and challtestsrv. Pebble's
+ * own listener certificate comes from a CA made here, valid `days`; with `keep`, one made before
+ * in `dir` is used again (a stack's acme.caBundle stays the same from run to run).
+ */
+export async function startAcme(
+    dir: string,
+    listenIp: string,
+    ports: AcmePorts,
+    opts: { keep?: boolean; days?: number } = {},
+): Promise<Acme> {
     mkdirSync(dir, { recursive: true });
     const f = (n: string) => path.join(dir, n);
+    const days = String(opts.days ?? 2);
+    if (!opts.keep || !existsSync(f("cert.pem"))) makeListenerCertificate(f, listenIp, days);
+    return runAcme(f, listenIp, ports);
+}
+
+function makeListenerCertificate(f: (n: string) => string, listenIp: string, days: string): void {
     sh("openssl", [
         "req",
         "-x509",
@@ -153,7 +179,7 @@ export async function startAcme(dir: string, listenIp: string, ports: AcmePorts)
         "rsa:2048",
         "-nodes",
         "-days",
-        "2",
+        days,
         "-subj",
         "/CN=pebble listener CA",
         "-keyout",
@@ -185,12 +211,15 @@ export async function startAcme(dir: string, listenIp: string, ports: AcmePorts)
         f("ca.key"),
         "-CAcreateserial",
         "-days",
-        "2",
+        days,
         "-extfile",
         f("cert.ext"),
         "-out",
         f("cert.pem"),
     ]);
+}
+
+async function runAcme(f: (n: string) => string, listenIp: string, ports: AcmePorts): Promise<Acme> {
     writeFileSync(
         f("pebble.json"),
         JSON.stringify({

@@ -4,7 +4,7 @@
 // engine's own events (`--json`): one step per resource with its operation, in sequence.
 //
 // The toolchain comes from `npm run tools:pulumi` (PULUMI_TOOLS, default .tools/pulumi).
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
@@ -33,14 +33,16 @@ export interface PulumiTools {
     home: string;
 }
 
-/** The toolchain `npm run tools:pulumi` built; fails with the fix when it is missing. */
-export function pulumiTools(): PulumiTools {
+/**
+ * The toolchain `npm run tools:pulumi` built ($PULUMI_TOOLS, default .tools/pulumi); or, when
+ * there is none and `usePath` allows it, undefined: the `pulumi` a user installed, on PATH.
+ */
+export function pulumiTools(usePath = false): PulumiTools | undefined {
     const dir = process.env.PULUMI_TOOLS ?? path.join(ROOT, ".tools/pulumi");
     const tools = { bin: path.join(dir, "bin"), home: path.join(dir, "home") };
-    if (!existsSync(path.join(tools.bin, "pulumi"))) {
-        throw new Error(`no Pulumi CLI in ${tools.bin}: run npm run tools:pulumi (PULUMI_TOOLS=${dir})`);
-    }
-    return tools;
+    if (existsSync(path.join(tools.bin, "pulumi"))) return tools;
+    if (usePath && spawnSync("pulumi", ["version"]).status === 0) return undefined;
+    throw new Error(`no Pulumi CLI in ${tools.bin}: run npm run tools:pulumi (PULUMI_TOOLS=${dir})`);
 }
 
 /** The resource operations that change something (what `preview` promises and `up` does). */
@@ -184,10 +186,10 @@ export function stepsOf(events: EngineEvent[]): Step[] {
 }
 
 export interface CliOptions {
-    /** Extra environment (e.g. a toolchain on PATH for a demo). */
-    env?: NodeJS.ProcessEnv;
     /** Print the CLI's own progress lines as they come (the demo and a human watching). */
     echo?: boolean;
+    /** Use the `pulumi` on PATH (and its plugins) when no toolchain was built. */
+    usePath?: boolean;
 }
 
 /** A stack of this program, in a folder of its own (project links, backend, stack file). */
@@ -195,7 +197,7 @@ export class Stack {
     readonly project: string;
     readonly backend: string;
     private readonly passphrase: string;
-    private readonly tools = pulumiTools();
+    private readonly tools: PulumiTools | undefined;
     /** Secrets set so far (pulumi config set is skipped when the value is unchanged). */
     private readonly secretsSet = new Map<string, string>();
 
@@ -204,6 +206,7 @@ export class Stack {
         readonly name: string,
         private readonly opts: CliOptions = {},
     ) {
+        this.tools = pulumiTools(opts.usePath);
         this.project = path.join(dir, "project");
         this.backend = path.join(dir, "backend");
         const passphraseFile = path.join(dir, "passphrase");
@@ -220,15 +223,20 @@ export class Stack {
 
     /** The environment every CLI call gets: the toolchain, a private home, the file backend. */
     get env(): NodeJS.ProcessEnv {
+        // The program runs on the project's Node 22 (node_modules/.bin) whichever CLI runs it.
+        const toolchain = this.tools
+            ? {
+                  PATH: `${this.tools.bin}:${path.join(ROOT, "node_modules/.bin")}:${process.env.PATH ?? ""}`,
+                  PULUMI_HOME: this.tools.home,
+                  PULUMI_SKIP_UPDATE_CHECK: "1",
+                  PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+              }
+            : { PATH: `${path.join(ROOT, "node_modules/.bin")}:${process.env.PATH ?? ""}` };
         return {
             ...process.env,
-            ...this.opts.env,
-            PATH: `${this.tools.bin}:${path.join(ROOT, "node_modules/.bin")}:${process.env.PATH ?? ""}`,
-            PULUMI_HOME: this.tools.home,
+            ...toolchain,
             PULUMI_BACKEND_URL: `file://${this.backend}`,
             PULUMI_CONFIG_PASSPHRASE: this.passphrase,
-            PULUMI_SKIP_UPDATE_CHECK: "1",
-            PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
             PULUMI_ENABLE_STREAMING_JSON_PREVIEW: "1",
             PULUMI_SKIP_CONFIRMATIONS: "true",
         };

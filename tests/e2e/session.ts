@@ -14,6 +14,7 @@ import {
     acmePorts,
     buildWheelhouse,
     challtestsrv,
+    hostAttach,
     hostDown,
     hostLeftovers,
     hostUp,
@@ -28,7 +29,7 @@ import {
     type Host,
     type Net,
 } from "./infra";
-import { Stack, type Run } from "./pulumi";
+import { Stack, type CliOptions, type Run } from "./pulumi";
 
 const ROOT = path.resolve(__dirname, "../..");
 export const MANAGED_FILE = "pulumi-nodejs:dynamic/matrix:ManagedFile";
@@ -53,6 +54,8 @@ export const RELEASES = {
 export const OLD_SYNAPSE = "1.162.0";
 export const NEW_SYNAPSE = DEFAULT_SYNAPSE_VERSION;
 export const timings: [string, number][] = [];
+/** The suite this process runs (its phase lines say so: suites may run side by side). */
+let suite = "";
 /** Runs a phase, printing its name and duration as it ends (the log shows progress). */
 export async function timed<T>(label: string, fn: () => Promise<T> | T): Promise<T> {
     const start = Date.now();
@@ -61,7 +64,7 @@ export async function timed<T>(label: string, fn: () => Promise<T> | T): Promise
     } finally {
         const s = (Date.now() - start) / 1000;
         timings.push([label, s]);
-        console.log(`» ${label}: ${s.toFixed(1)} s`);
+        console.log(`» ${suite ? `[${suite}] ` : ""}${label}: ${s.toFixed(1)} s`);
     }
 }
 
@@ -97,8 +100,9 @@ export class Server {
         /** The Matrix server name; the homeserver and Element hosts follow from it and the delegation. */
         readonly domain: string,
         readonly delegation: "apex" | "none" = "apex",
+        cli: CliOptions = {},
     ) {
-        this.stack = new Stack(path.join(this.dir, "pulumi"), name);
+        this.stack = new Stack(path.join(this.dir, "pulumi"), name, cli);
     }
 
     get dir(): string {
@@ -111,10 +115,12 @@ export class Server {
         return `element.${this.domain}`;
     }
 
-    async boot(): Promise<void> {
+    /** Boots the host (or, with `attach`, uses the one this folder already runs) and makes the stack. */
+    async boot(attach = false): Promise<void> {
         mkdirSync(this.dir, { recursive: true });
-        this.host = await timed(`boot host ${this.net.machine}`, () => hostUp(this.dir, this.net));
-        await timed(`pulumi stack init ${this.name}`, () => this.stack.init());
+        const running = attach ? hostAttach(this.dir, this.net) : undefined;
+        this.host = running ?? (await timed(`boot host ${this.net.machine}`, () => hostUp(this.dir, this.net)));
+        await timed(`pulumi stack ${this.name}`, () => this.stack.init());
     }
 
     /** A shell command on the host as root (checks, not deployment). */
@@ -208,7 +214,9 @@ export const SLOTS = { e2e: 0, hardening: 1, federation: 2, bench: 4, demo: 5 } 
 
 /**
  * Start pebble, challtestsrv and the artifact server for suite `slot`, and boot its servers
- * (default: one, matrix-e2e.test, named after the suite). `run` is the session's folder; it starts empty.
+ * (default: one, matrix-e2e.test, named after the suite). `run` is the session's folder; it starts
+ * empty, unless `keep` (the demo): then hosts still running are used again, and so is the CA's
+ * listener certificate (valid ten years).
  */
 export async function startSession(
     run: string,
@@ -216,8 +224,10 @@ export async function startSession(
     servers: { name: string; domain: string; delegation?: "apex" | "none"; nameserver?: boolean }[] = [
         { name: "e2e", domain: DOMAIN },
     ],
+    opts: { keep?: boolean; cli?: CliOptions } = {},
 ): Promise<Session> {
-    rmSync(run, { recursive: true, force: true });
+    suite = servers[0]!.name;
+    if (!opts.keep) rmSync(run, { recursive: true, force: true });
     mkdirSync(run, { recursive: true });
     await timed("rootfs (debootstrap or cache)", () => {
         const r = spawnSync("bash", [path.join(__dirname, "host.sh"), "rootfs"], { stdio: "inherit" });
@@ -235,11 +245,13 @@ export async function startSession(
     }
     for (const [i, s] of servers.entries()) {
         const net = { ...nets[i]!, nameserver: s.nameserver ? nets[i]!.hostIp : undefined };
-        const server = new Server(session, s.name, net, s.domain, s.delegation);
-        await server.boot();
+        const server = new Server(session, s.name, net, s.domain, s.delegation, opts.cli);
+        await server.boot(opts.keep);
         session.servers.push(server);
     }
-    session.acme = await timed("start pebble + challtestsrv", () => startAcme(path.join(run, "acme"), listen, ports));
+    session.acme = await timed("start pebble + challtestsrv", () =>
+        startAcme(path.join(run, "acme"), listen, ports, opts.keep ? { keep: true, days: 3650 } : {}),
+    );
     const wheels = await timed("wheelhouse (pip wheel or cache)", () =>
         buildWheelhouse(CACHE, SYNAPSE_VENV, [OLD_SYNAPSE, NEW_SYNAPSE]),
     );

