@@ -22,6 +22,10 @@ tarball="$cache/bookworm-rootfs.tar"
 rootfs() {
   [ -s "$tarball" ] && return 0
   mkdir -p "$cache"
+  # Suites run side by side: one builds the tarball, the others wait for it.
+  exec 9>"$cache/rootfs.lock"
+  flock 9
+  [ -s "$tarball" ] && return 0
   local dir="$cache/rootfs.build"
   rm -rf "$dir"
   echo "debootstrap bookworm (cached afterwards in $tarball)" >&2

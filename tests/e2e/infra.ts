@@ -3,7 +3,7 @@
 // server for the Element tarball and the Synapse wheelhouse, and the host itself (host.sh).
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import * as path from "node:path";
 import { Agent, fetch } from "undici";
@@ -347,13 +347,16 @@ export interface Artifacts {
 export function buildWheelhouse(cache: string, venv: string, versions: string[]): string {
     const dir = path.join(cache, `wheels-${versions.join("-")}`);
     if (existsSync(dir)) return dir;
-    const tmp = `${dir}.part`;
-    rmSync(tmp, { recursive: true, force: true });
-    for (const version of versions) {
-        const pip = path.join(venv, "bin/pip");
-        sh(pip, ["wheel", "-q", "--disable-pip-version-check", "-w", tmp, `matrix-synapse[postgres]==${version}`]);
-    }
-    renameSync(tmp, dir);
+    // Suites run side by side: one builds the wheelhouse under a lock, the others wait for it.
+    const script = `set -euo pipefail
+dir=$1 pip=$2; shift 2
+[ -d "$dir" ] && exit 0
+rm -rf "$dir.part"
+for v in "$@"; do "$pip" wheel -q --disable-pip-version-check -w "$dir.part" "matrix-synapse[postgres]==$v"; done
+mv "$dir.part" "$dir"`;
+    mkdirSync(cache, { recursive: true });
+    const pip = path.join(venv, "bin/pip");
+    sh("flock", [path.join(cache, "wheels.lock"), "bash", "-c", script, "wheels", dir, pip, ...versions]);
     return dir;
 }
 
