@@ -202,6 +202,16 @@ async function main(): Promise<void> {
         figure(
             `engine overhead of the cold up: ${(coldMs / 1000 - work).toFixed(0)} s of ${s(coldMs)} outside the steps (CLI, plugins, loading the program: ${cold.startupSeconds ?? "?"} s until its first resource)`,
         );
+        // Each step of the cold up that took a second or more, as seconds from the first step's
+        // start (the engine's timestamps are whole seconds), in the order they started.
+        const t0 = Math.min(...cold.steps.map((x) => x.start));
+        const slow = cold.steps
+            .filter((x) => x.type.startsWith("command:") || x.type.startsWith("pulumi-nodejs:dynamic"))
+            .filter((x) => x.end - x.start >= 1)
+            .sort((x, y) => x.start - y.start || x.end - y.end);
+        figure(
+            `cold up steps of 1 s or more (start–end, s): ${slow.map((x) => `${x.name} ${x.start - t0}–${x.end - t0}`).join(", ")}`,
+        );
         const noop = await timedDeploy(stackConfig());
         figure(
             `no-op pulumi up (refreshing every resource first): ${noop[0].changed.length} changes, ${s(noop[1])}; target 0 changes`,

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { Agent } from "undici";
 import { hostLeftovers, netOf } from "../e2e/infra";
 import { SLOTS, timed } from "../e2e/session";
+import type { DemoFacts as Facts } from "../../scripts/demo";
 
 const ROOT = path.resolve(__dirname, "../..");
 const DIR = path.join(ROOT, ".cache/demo");
@@ -33,17 +34,6 @@ function demo(...args: string[]): Promise<{ code: number; output: string }> {
         child.stderr.on("data", take);
         child.on("close", (code) => resolve({ code: code ?? 1, output }));
     });
-}
-
-interface Facts {
-    homeserverUrl: string;
-    elementUrl: string;
-    serverName: string;
-    admin: { user: string; password: string };
-    caFile: string;
-    hostAddress: string;
-    names: string[];
-    unchanged: boolean;
 }
 
 describe("npm run demo", () => {
