@@ -80,7 +80,7 @@ export function aptInstall(packages: string[]): string[] {
         `if [ -n "$missing" ]; then`,
         `  exec 9>${APT_LOCK}`,
         "  flock -w 1200 9",
-        `  if [ -z "$(find ${APT_UPDATED} -mmin -30 2>/dev/null)" ]; then ${APT} update && touch ${APT_UPDATED}; fi`,
+        `  if [ -z "$(find ${APT_UPDATED} -mmin -30 2>/dev/null)" ]; then ${APT} update; touch ${APT_UPDATED}; fi`,
         "  # shellcheck disable=SC2086",
         `  ${APT} install -y --no-install-recommends $missing`,
         "  exec 9>&-",

@@ -12,7 +12,8 @@ import { SLOTS, timed } from "../e2e/session";
 import type { DemoFacts as Facts } from "../../scripts/demo";
 
 const ROOT = path.resolve(__dirname, "../..");
-const DIR = path.join(ROOT, ".cache/demo");
+// Where scripts/demo.ts keeps its stack, host and facts (DEMO_DIR as it reads it).
+const DIR = path.resolve(process.env.DEMO_DIR ?? path.join(ROOT, ".cache/demo"));
 
 /** Runs `npm run demo [-- args]` (its script), echoing its lines; resolves with everything it printed. */
 function demo(...args: string[]): Promise<{ code: number; output: string }> {

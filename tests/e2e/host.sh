@@ -18,6 +18,7 @@ host_ip=${E2E_HOST_IP:-10.231.0.1}
 guest_ip=${E2E_GUEST_IP:-10.231.0.2}
 subnet="${host_ip%.*}.0/30"
 tarball="$cache/bookworm-rootfs.tar"
+forward_before=/run/matrix-pulumi-e2e.ip_forward
 
 rootfs() {
   [ -s "$tarball" ] && return 0
@@ -77,7 +78,8 @@ boot() {
   for _ in $(seq 1 100); do ip link show "$link" >/dev/null 2>&1 && break; sleep 0.1; done
   ip addr replace "$host_ip/30" dev "$link"
   ip link set "$link" up
-  [ -f "$run/ip_forward.before" ] || cat /proc/sys/net/ipv4/ip_forward > "$run/ip_forward.before"
+  # One record for the machine (hosts of several suites come and go): the setting before the first.
+  (set -C; cat /proc/sys/net/ipv4/ip_forward > "$forward_before") 2>/dev/null || true
   echo 1 > /proc/sys/net/ipv4/ip_forward
   iptables -t nat -C POSTROUTING -s "$subnet" ! -o "$link" -j MASQUERADE 2>/dev/null \
     || iptables -t nat -A POSTROUTING -s "$subnet" ! -o "$link" -j MASQUERADE
@@ -110,9 +112,9 @@ down() {
   ip link del "$link" 2>/dev/null || true
   while iptables -t nat -D POSTROUTING -s "$subnet" ! -o "$link" -j MASQUERADE 2>/dev/null; do :; done
   # Forwarding goes back to how it was, unless another test host still needs it.
-  if [ -f "$run/ip_forward.before" ]; then
-    if ! ip -o link show | grep -q ' ve-'; then cat "$run/ip_forward.before" > /proc/sys/net/ipv4/ip_forward; fi
-    rm -f "$run/ip_forward.before"
+  if [ -f "$forward_before" ] && ! ip -o link show | grep -q ' ve-'; then
+    cat "$forward_before" > /proc/sys/net/ipv4/ip_forward
+    rm -f "$forward_before"
   fi
   rm -rf "$run/rootfs"
 }
