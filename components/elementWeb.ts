@@ -4,13 +4,14 @@ import { filesRevision, remoteFile, remoteStep, type Host } from "../lib/remote"
 import {
     elementFiles,
     ELEMENT_FILE_MODE,
+    ELEMENT_PATHS,
     renderElementConfig,
     renderElementDataScript,
     renderElementReleaseScript,
     renderElementSite,
-    renderElementSiteDeleteScript,
     renderElementSiteScript,
 } from "../render/element";
+import { renderSitesDeleteScript } from "../render/nginx";
 
 export interface ElementWebArgs {
     /** The server and how to reach it. */
@@ -114,7 +115,7 @@ export class ElementWeb extends pulumi.ComponentResource {
             `${name}-site`,
             args.host,
             {
-                delete: renderElementSiteDeleteScript({ user }),
+                delete: renderSitesDeleteScript({ disable: [ELEMENT_PATHS.site] }, { user }),
                 create: pulumi
                     .all([release, filesRevision([siteFile])])
                     .apply(([r, revision]) => renderElementSiteScript({ ...r, revision }, { user })),

@@ -160,17 +160,6 @@ export function renderElementSiteScript(
     );
 }
 
-/** On destroy: Element's vhost is disabled (the vhost file is removed with its resource). */
-export function renderElementSiteDeleteScript(opts: { user?: string } = {}): string {
-    return script(
-        [
-            `rm -f ${shq(`${NGINX_PATHS.sitesEnabled}/${ELEMENT_PATHS.site}`)}`,
-            "if systemctl is-active --quiet nginx; then nginx -t -q && systemctl reload nginx; fi",
-        ],
-        opts,
-    );
-}
-
 /** Element's releases as a step of their own: on destroy kept, or with `purge` removed. */
 export function renderElementDataScript(
     s: { purge: boolean },

@@ -7,13 +7,14 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import { hostAttach, hostDown, netOf } from "../tests/e2e/infra";
+import { hostAttach, hostDown } from "../tests/e2e/infra";
 import {
     ELEMENT_FIXTURE,
     NEW_SYNAPSE,
     publishDns,
     RELEASES,
     Server,
+    serverNet,
     SLOTS,
     startSession,
     type Session,
@@ -134,7 +135,7 @@ function print(f: DemoFacts, changes: [string, number][]): void {
 }
 
 async function down(): Promise<void> {
-    const net = netOf(10 * SLOTS.demo, "mx-demo");
+    const net = serverNet(SLOTS.demo, "demo");
     const session = { run: DIR, servers: [] } as unknown as Session;
     const server = new Server(session, "demo", net, DOMAIN, "apex", { echo: true, usePath: true });
     const host = hostAttach(server.dir, net);

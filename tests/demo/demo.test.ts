@@ -7,8 +7,8 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { Agent } from "undici";
-import { hostLeftovers, netOf } from "../e2e/infra";
-import { SLOTS, timed } from "../e2e/session";
+import { hostLeftovers } from "../e2e/infra";
+import { serverNet, SLOTS, timed } from "../e2e/session";
 import type { DemoFacts as Facts } from "../../scripts/demo";
 
 const ROOT = path.resolve(__dirname, "../..");
@@ -102,6 +102,6 @@ describe("npm run demo", () => {
         down = await timed("npm run demo -- down", () => demo("down"));
         assert.equal(down.code, 0, down.output.slice(-3000));
         assert.match(down.output, /The demo is down/);
-        assert.deepEqual(hostLeftovers(netOf(10 * SLOTS.demo, "mx-demo")), []);
+        assert.deepEqual(hostLeftovers(serverNet(SLOTS.demo, "demo")), []);
     });
 });

@@ -6,7 +6,7 @@
 // The toolchain comes from `npm run tools:pulumi` (PULUMI_TOOLS, default .tools/pulumi).
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
 import { SECRET_SIG_KEY } from "../harness/stack";
@@ -418,10 +418,5 @@ export class Stack {
             });
             child.stdin.end(opts.input ?? "");
         });
-    }
-
-    /** Remove the stack's folder (project links, backend, stack file). */
-    remove(): void {
-        rmSync(this.dir, { recursive: true, force: true });
     }
 }

@@ -212,6 +212,9 @@ export const sh = (command: string, input?: string) => ctx.server.sh(command, in
 /** Each suite's own slot: hosts, CA and artifact ports apart, so suites can run side by side. */
 export const SLOTS = { e2e: 0, hardening: 1, federation: 2, bench: 4, demo: 5 } as const;
 
+/** The network of the `i`th server of suite `slot`: machine `mx-<name>` on a /30 of its own. */
+export const serverNet = (slot: number, name: string, i = 0) => netOf(10 * slot + i, `mx-${name}`);
+
 /**
  * Start pebble, challtestsrv and the artifact server for suite `slot`, and boot its servers
  * (default: one, matrix-e2e.test, named after the suite). `run` is the session's folder; it starts
@@ -235,7 +238,7 @@ export async function startSession(
     });
     // The test machine is .1 of each host's /30; the first host's address serves the CA and
     // artifacts once that host's link is up.
-    const nets = servers.map((s, i) => netOf(10 * slot + i, `mx-${s.name}`));
+    const nets = servers.map((s, i) => serverNet(slot, s.name, i));
     const listen = nets[0]!.hostIp;
     const session = { run, servers: [] as Server[] } as unknown as Session;
     const ports = acmePorts(slot);

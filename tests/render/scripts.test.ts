@@ -2,9 +2,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "@jest/globals";
 import {
+    ELEMENT_PATHS,
     renderElementReleaseScript,
     renderElementDataScript,
-    renderElementSiteDeleteScript,
     renderElementSiteScript,
 } from "../../render/element";
 import {
@@ -58,7 +58,7 @@ const deleteScripts: Record<string, string> = {
     }),
     certificateDelete: renderCertificateDeleteScript("a.example.org"),
     synapseServiceDelete: renderSynapseServiceDeleteScript(),
-    elementSiteDelete: renderElementSiteDeleteScript(),
+    elementSiteDelete: renderSitesDeleteScript({ disable: [ELEMENT_PATHS.site] }),
     ...dataSteps("synapse", (purge) => renderSynapseDataScript({ purge })),
     ...dataSteps("database", (purge) => renderDatabaseDataScript({ database: "synapse", user: "synapse", purge })),
     ...dataSteps("element", (purge) => renderElementDataScript({ purge })),
