@@ -29,6 +29,7 @@ import {
     OLD_SYNAPSE,
     preview,
     publishDns,
+    quantile,
     RELEASES,
     services,
     sh,
@@ -48,10 +49,6 @@ function figure(line: string): void {
     console.log(`» ${line}`);
 }
 const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
-const quantile = (xs: number[], q: number) => {
-    const sorted = [...xs].sort((a, b) => a - b);
-    return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-};
 
 /** What the program installs with apt (render/packages.ts). */
 const APT_PACKAGES = hostPackages({ firewall: true });

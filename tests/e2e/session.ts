@@ -56,6 +56,9 @@ export const NEW_SYNAPSE = DEFAULT_SYNAPSE_VERSION;
 export const timings: [string, number][] = [];
 /** The suite this process runs (its phase lines say so: suites may run side by side). */
 let suite = "";
+/** The `q` quantile of `xs` (nearest rank). */
+export const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.floor(q * (xs.length - 1))]!;
+
 /** Runs a phase, printing its name and duration as it ends (the log shows progress). */
 export async function timed<T>(label: string, fn: () => Promise<T> | T): Promise<T> {
     const start = Date.now();
@@ -126,6 +129,15 @@ export class Server {
     /** A shell command on the host as root (checks, not deployment). */
     sh(command: string, input?: string) {
         return onHost(this.host, command, input);
+    }
+
+    /** The serial of `name`'s certificate as stored by certbot, and as nginx serves it. */
+    certificateSerials(name: string): { stored: string; served: string } {
+        const stored = this.sh(`openssl x509 -noout -serial -in /etc/letsencrypt/live/${name}/cert.pem`);
+        const served = this.sh(
+            `echo | openssl s_client -connect 127.0.0.1:443 -servername ${name} 2>/dev/null | openssl x509 -noout -serial`,
+        );
+        return { stored: stored.stdout.trim(), served: served.stdout.trim() };
     }
 
     /**
