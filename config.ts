@@ -6,6 +6,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { SSH_DEFAULTS } from "./lib/ssh";
+import { WORKER_PRESETS, type WorkerPreset } from "./render/workers";
 
 /** The stack config keys the server's SSH connection is built from (read again by managed files). */
 export const HOST_CONFIG_KEYS = { machine: "matrix:machine", privateKey: "matrix:sshPrivateKey" } as const;
@@ -109,6 +110,38 @@ const acmeSchema = z.strictObject({
     caBundle: pem("the CA that signs the ACME server's own TLS certificate").optional(),
 });
 
+const workerCount = (max: number, what: string) =>
+    int(`expected a whole number of ${what} from 0 to ${max}`)
+        .refine((n) => n >= 0 && n <= max, { error: `expected a whole number of ${what} from 0 to ${max}` })
+        .default(0);
+
+const BACKGROUND_ERROR =
+    "expected 0 (background tasks on the main process) or 1 (on a worker of their own); Synapse runs them on exactly one process";
+
+/** matrix:synapse.workers: a preset name, or counts per kind (README: Workers). */
+const workersSchema = z.preprocess(
+    (v) => (typeof v === "string" && Object.hasOwn(WORKER_PRESETS, v) ? { ...WORKER_PRESETS[v as WorkerPreset] } : v),
+    z.strictObject(
+        {
+            sync: workerCount(8, "/sync workers"),
+            client: workerCount(8, "client and federation reader workers"),
+            federationSender: workerCount(4, "federation senders"),
+            // The first runs the media background jobs (media_instance_running_background_jobs).
+            media: workerCount(4, "media workers"),
+            background: int(BACKGROUND_ERROR)
+                .refine((n) => n === 0 || n === 1, { error: BACKGROUND_ERROR })
+                .default(0),
+        },
+        {
+            error: `expected ${Object.keys(WORKER_PRESETS)
+                .map((k) => `"${k}"`)
+                .join(
+                    " or ",
+                )}, or counts such as {"sync": 2, "client": 1, "federationSender": 1, "media": 1, "background": 1}`,
+        },
+    ),
+);
+
 const synapseSchema = z.strictObject({
     version: z
         .string({ error: 'expected a matrix-synapse release as a string, such as "1.163.2"' })
@@ -124,6 +157,7 @@ const synapseSchema = z.strictObject({
     healthTimeoutSeconds: int("expected a whole number of seconds from 10 to 3600")
         .refine((t) => t >= 10 && t <= 3600, { error: "expected a whole number of seconds from 10 to 3600" })
         .default(300),
+    workers: workersSchema.default({ ...WORKER_PRESETS.none }),
 });
 
 const elementSchema = z.strictObject({

@@ -22,6 +22,7 @@ import {
 import type { Host } from "./lib/remote";
 import { registerAdminCommand } from "./render/outputs";
 import { hostPackages } from "./render/packages";
+import { hasWorkers } from "./render/workers";
 import { wellKnownClient, wellKnownServer } from "./render/wellknown";
 
 const cfg = loadStackConfig(); // throws, naming every bad key, before any resource exists
@@ -46,7 +47,7 @@ const machine: Host = {
 // One apt run for every package the host needs; every other step waits for it.
 const packages = new HostPackages("packages", {
     host: machine,
-    packages: hostPackages({ firewall: cfg.firewall.enabled }),
+    packages: hostPackages({ firewall: cfg.firewall.enabled, redis: hasWorkers(cfg.synapse.workers) }),
 });
 const host: Host = { ...machine, prerequisites: [packages.installed] };
 
@@ -83,6 +84,7 @@ const synapse = new SynapseServer("synapse", {
     reportStats: cfg.synapse.reportStats,
     extraConfig: cfg.synapse.extraConfig,
     healthTimeoutSeconds: cfg.synapse.healthTimeoutSeconds,
+    workers: cfg.synapse.workers,
     federation: cfg.federation,
     purgeOnDestroy: cfg.purgeOnDestroy,
     secrets: {
@@ -123,7 +125,7 @@ const proxy = new NginxProxy("nginx", {
     },
     ipv6,
     maxUploadSize: cfg.synapse.maxUploadSize,
-    upstream: synapse.localUrl,
+    upstreams: synapse.upstreams,
     acme: cfg.acme,
 });
 

@@ -13,6 +13,7 @@ import {
     renderSitesScript,
     SITE_FILE_MODE,
 } from "../render/nginx";
+import { renderNginxUpstreams, WORKER_PATHS, type UpstreamLayout } from "../render/workers";
 
 /** The names that get a certificate; `apex` only when this nginx serves the apex. */
 export interface CertificateHosts<T> {
@@ -42,8 +43,11 @@ export interface NginxProxyArgs {
     ipv6?: boolean;
     /** nginx client_max_body_size; equal to Synapse's max_upload_size. Default: "50M". */
     maxUploadSize?: pulumi.Input<string>;
-    /** Synapse's loopback URL (SynapseServer.localUrl): the sites wait for a healthy Synapse. */
-    upstream: pulumi.Input<string>;
+    /**
+     * Where each Synapse process listens (SynapseServer.upstreams): the sites wait for a healthy
+     * Synapse and its workers.
+     */
+    upstreams: pulumi.Input<UpstreamLayout>;
     /** ACME account and directory. */
     acme: {
         /** Contact e-mail for the account. */
@@ -147,11 +151,10 @@ export class NginxProxy extends pulumi.ComponentResource {
                 "homeserver",
                 NGINX_PATHS.homeserverSite,
                 pulumi
-                    .all([args.homeserverHost, args.maxUploadSize ?? "50M", args.upstream])
-                    .apply(([homeserverHost, maxUploadSize, upstream]) =>
+                    .all([args.homeserverHost, args.maxUploadSize ?? "50M"])
+                    .apply(([homeserverHost, maxUploadSize]) =>
                         renderHomeserverSite({
                             homeserverHost,
-                            upstream,
                             maxUploadSize,
                             ipv6,
                             federationPort: args.delegation === "none",
@@ -170,6 +173,20 @@ export class NginxProxy extends pulumi.ComponentResource {
                   ]
                 : []),
         ];
+        // Which Synapse process serves which path: the one file a change of workers touches.
+        siteFiles.push(
+            remoteFile(
+                `${name}-synapse-upstreams`,
+                args.host,
+                {
+                    path: WORKER_PATHS.nginxUpstreams,
+                    content: pulumi.output(args.upstreams).apply(renderNginxUpstreams),
+                    removeOnDelete: true,
+                    ...SITE_FILE_MODE,
+                },
+                { parent: this, dependsOn: certificates },
+            ),
+        );
         const enabled = [NGINX_PATHS.homeserverSite, ...(args.delegation === "apex" ? [NGINX_PATHS.apexSite] : [])];
         const sites = remoteStep(
             `${name}-sites`,

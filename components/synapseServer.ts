@@ -16,6 +16,8 @@ import {
     SYNAPSE_LISTEN,
     SYNAPSE_PATHS,
 } from "../render/synapse";
+import { hasWorkers, upstreamLayout, WORKER_PRESETS, type UpstreamLayout, type WorkerCounts } from "../render/workers";
+import { SynapseRedis, SynapseWorkers } from "./synapseWorkers";
 
 export interface SynapseServerArgs {
     /** The server and how to reach it. */
@@ -53,6 +55,8 @@ export interface SynapseServerArgs {
         macaroonSecretKey?: pulumi.Input<string>;
         formSecret?: pulumi.Input<string>;
     };
+    /** Worker processes by kind (matrix:synapse.workers). Default: none, a single process. */
+    workers?: WorkerCounts;
     /** On destroy, delete Synapse's data (media, signing key), config and venv. Default: false. */
     purgeOnDestroy?: boolean;
     /** The database to use (from PostgresDatabase). */
@@ -71,12 +75,16 @@ export interface SynapseServerArgs {
 export class SynapseServer extends pulumi.ComponentResource {
     /** The shared secret for the admin registration API (secret). */
     public readonly registrationSharedSecret: pulumi.Output<string>;
-    /** Synapse's loopback listener, resolved once it answers /health (known in a preview); nginx proxies to it. */
+    /** Synapse's loopback listener, resolved once it answers /health (known in a preview). */
     public readonly localUrl: pulumi.Output<string>;
+    /** Where each Synapse process listens, resolved once all are healthy: what nginx routes to. */
+    public readonly upstreams: pulumi.Output<UpstreamLayout>;
 
     constructor(name: string, args: SynapseServerArgs, opts?: pulumi.ComponentResourceOptions) {
         super("matrix:index:SynapseServer", name, {}, opts);
         const user = args.host.user;
+        const workers = args.workers ?? WORKER_PRESETS.none;
+        const scaled = hasWorkers(workers);
         const secret = (role: string, provided: pulumi.Input<string> | undefined) =>
             pulumi.secret(
                 provided ??
@@ -127,9 +135,10 @@ export class SynapseServer extends pulumi.ComponentResource {
                         allowedServers: args.federation?.allowedServers,
                         allowedIpRanges: args.federation?.allowedIpRanges,
                     },
+                    workers,
                 }),
                 logConfig: renderLogConfig(),
-                unit: renderSynapseUnit(),
+                unit: renderSynapseUnit({ workers: scaled }),
             }));
         // Each file Synapse reads is a resource `pulumi refresh` can read back (drift).
         const file = (role: keyof typeof SYNAPSE_FILE_MODES, resourceName: string, content: pulumi.Input<string>) =>
@@ -167,6 +176,10 @@ export class SynapseServer extends pulumi.ComponentResource {
                 }),
             );
         const secrets = file("secretsConfig", "secrets-yaml", secretsFile);
+        // With workers, their Redis runs before the main process starts with `redis.enabled`.
+        const redis = scaled
+            ? new SynapseRedis(`${name}-redis`, { host: args.host, dependsOn: [install] }, { parent: this })
+            : undefined;
 
         const service = remoteStep(
             `${name}-service`,
@@ -186,10 +199,32 @@ export class SynapseServer extends pulumi.ComponentResource {
                         ),
                     ),
             },
-            { parent: this, dependsOn: [install, data] },
+            { parent: this, dependsOn: [install, data, ...(redis ? [redis.ready] : [])] },
         );
+        const workerProcesses = scaled
+            ? new SynapseWorkers(
+                  `${name}-workers`,
+                  {
+                      host: args.host,
+                      workers,
+                      sharedFiles: [homeserverConfig, logConfig, secrets, ...federationCa],
+                      version: args.version,
+                      healthTimeoutSeconds: args.healthTimeoutSeconds ?? 300,
+                      dependsOn: [service, redis!.ready],
+                  },
+                  { parent: this },
+              )
+            : undefined;
 
         this.localUrl = after(service, `http://${SYNAPSE_LISTEN.address}:${SYNAPSE_LISTEN.port}`);
-        this.registerOutputs({ registrationSharedSecret: this.registrationSharedSecret, localUrl: this.localUrl });
+        this.upstreams = after(
+            [service, ...(workerProcesses ? [workerProcesses.ready] : [])],
+            upstreamLayout(workers),
+        );
+        this.registerOutputs({
+            registrationSharedSecret: this.registrationSharedSecret,
+            localUrl: this.localUrl,
+            upstreams: this.upstreams,
+        });
     }
 }

@@ -3,6 +3,9 @@
 import { aptInstall, ensureDir, script, sha256, shq, writeFile } from "./shell";
 import { wellKnownClient, wellKnownServer } from "./wellknown";
 
+/** The variable the homeserver vhost proxies to; the upstreams file (render/workers.ts) sets it. */
+export const NGINX_UPSTREAM_VARIABLE = "$matrix_synapse_upstream";
+
 export const NGINX_PATHS = {
     acmeWebroot: "/var/www/acme",
     tlsSnippet: "/etc/nginx/snippets/matrix-tls.conf",
@@ -123,21 +126,20 @@ export function renderApexSite(s: { domain: string; homeserverHost: string; ipv6
 
 export interface HomeserverSiteSettings {
     homeserverHost: string;
-    /** Synapse's listener, e.g. http://127.0.0.1:8008 (no path: see below). */
-    upstream: string;
     maxUploadSize: string;
     ipv6: boolean;
     /** Federation on 8448 too (delegation "none"); also serves the client well-known then. */
     federationPort: boolean;
 }
 
-/** The homeserver vhost: /_matrix and /_synapse/client to Synapse, 404 for everything else. */
+/**
+ * The homeserver vhost: /_matrix and /_synapse/client to Synapse, 404 for everything else. Which
+ * Synapse process gets a path is the upstreams file's to say (render/workers.ts), so changing the
+ * workers leaves this file as it is.
+ */
 export function renderHomeserverSite(s: HomeserverSiteSettings): string {
-    const upstream = new URL(upstreamOnly(s.upstream));
     return [
         "# Managed by matrix-pulumi.",
-        // Kept-alive connections to Synapse: no new TCP connection per request.
-        ...block(`upstream ${SYNAPSE_UPSTREAM}`, [`server ${upstream.host};`, "keepalive 32;"]),
         ...block("server", [
             ...tlsServerHead(s.homeserverHost, { ipv6: s.ipv6, ports: s.federationPort ? [443, 8448] : [443] }),
             // Nothing here is meant to be framed or sniffed (testssl rates their absence MEDIUM).
@@ -148,7 +150,8 @@ export function renderHomeserverSite(s: HomeserverSiteSettings): string {
             "",
             // No URI after the port: nginx would re-encode the path and break federation signatures.
             ...block("location ~ ^(/_matrix|/_synapse/client)", [
-                `proxy_pass ${upstream.protocol}//${SYNAPSE_UPSTREAM};`,
+                // A variable naming an upstream group: no resolver, and the request URI passes as sent.
+                `proxy_pass http://${NGINX_UPSTREAM_VARIABLE};`,
                 "proxy_set_header X-Forwarded-For $remote_addr;",
                 "proxy_set_header X-Forwarded-Proto $scheme;",
                 "proxy_set_header Host $host:$server_port;",
@@ -162,15 +165,6 @@ export function renderHomeserverSite(s: HomeserverSiteSettings): string {
         ]),
         "",
     ].join("\n");
-}
-
-/** The upstream block's name (one per nginx: the homeserver vhost is the only one). */
-const SYNAPSE_UPSTREAM = "matrix_synapse";
-
-function upstreamOnly(url: string): string {
-    const u = new URL(url);
-    if (u.pathname !== "/" || u.search) throw new Error(`the Synapse upstream must have no path: ${url}`);
-    return `${u.protocol}//${u.host}`;
 }
 
 export interface NginxInstallSettings {

@@ -6,9 +6,13 @@ import { NGINX_APT_PACKAGES } from "./nginx";
 import { POSTGRES_APT_PACKAGES } from "./postgres";
 import { aptInstall, script } from "./shell";
 import { SYNAPSE_APT_PACKAGES } from "./synapse";
+import { REDIS_APT_PACKAGES } from "./workers";
 
-/** Every package the program installs on a host, sorted (the firewall's only when it is managed). */
-export function hostPackages(s: { firewall: boolean }): string[] {
+/**
+ * Every package the program installs on a host, sorted (the firewall's only when it is managed,
+ * Redis only with workers).
+ */
+export function hostPackages(s: { firewall: boolean; redis?: boolean }): string[] {
     return [
         ...new Set([
             ...POSTGRES_APT_PACKAGES,
@@ -16,6 +20,7 @@ export function hostPackages(s: { firewall: boolean }): string[] {
             ...NGINX_APT_PACKAGES,
             ...ELEMENT_APT_PACKAGES,
             ...(s.firewall ? FIREWALL_APT_PACKAGES : []),
+            ...(s.redis ? REDIS_APT_PACKAGES : []),
         ]),
     ].sort();
 }

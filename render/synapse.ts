@@ -1,26 +1,16 @@
 // Synapse: homeserver.yaml (no secrets), the secrets file, log config, systemd unit, scripts.
 import { stringify } from "yaml";
 import { aptInstall, dirOf, ensureDir, script, sha256, shq } from "./shell";
-
-export const SYNAPSE_PATHS = {
-    venv: "/opt/synapse",
-    configDir: "/etc/matrix-synapse",
-    homeserverConfig: "/etc/matrix-synapse/homeserver.yaml",
-    secretsConfig: "/etc/matrix-synapse/secrets.yaml",
-    logConfig: "/etc/matrix-synapse/log.yaml",
-    dataDir: "/var/lib/matrix-synapse",
-    signingKey: "/var/lib/matrix-synapse/signing.key",
-    mediaStore: "/var/lib/matrix-synapse/media_store",
-    unit: "/etc/systemd/system/matrix-synapse.service",
-    /** The CAs federation trusts, when the stack names them (matrix:federation.caBundle). */
-    federationCa: "/etc/matrix-synapse/federation-ca.pem",
-    backups: "/var/backups/matrix-synapse",
-    /** The revision the running Synapse was (re)started with: a re-run with the same one restarts nothing. */
-    revisionStamp: "/var/lib/matrix-pulumi/synapse.revision",
-} as const;
-export const SYNAPSE_USER = "matrix-synapse";
-export const SYNAPSE_SERVICE = "matrix-synapse";
-export const SYNAPSE_LISTEN = { address: "127.0.0.1", port: 8008 } as const;
+import { SYNAPSE_LISTEN, SYNAPSE_PATHS, SYNAPSE_SERVICE, SYNAPSE_USER, synapseUnitHardening } from "./synapseBase";
+export { SYNAPSE_LISTEN, SYNAPSE_PATHS, SYNAPSE_SERVICE, SYNAPSE_USER, synapseUnitHardening } from "./synapseBase";
+import {
+    REPLICATION_LISTENER,
+    sharedWorkerConfig,
+    WORKER_PATHS,
+    WORKER_PRESETS,
+    WORKER_SERVICE,
+    type WorkerCounts,
+} from "./workers";
 
 export interface HomeserverSettings {
     serverName: string;
@@ -31,6 +21,8 @@ export interface HomeserverSettings {
     extraConfig: Record<string, unknown>;
     /** A closed or private federation (matrix:federation). Default: open, system CAs. */
     federation?: FederationSettings;
+    /** Worker processes (matrix:synapse.workers). Default: none, one process. */
+    workers?: WorkerCounts;
 }
 
 export interface FederationSettings {
@@ -68,6 +60,8 @@ function yamlFile(header: string, value: unknown): string {
 
 /** homeserver.yaml: everything but the secrets, which Synapse reads from the secrets file after it. */
 export function renderHomeserverConfig(s: HomeserverSettings): string {
+    const workers = s.workers ?? WORKER_PRESETS.none;
+    const shared = sharedWorkerConfig(workers);
     const config: Record<string, unknown> = {
         ...s.extraConfig,
         server_name: s.serverName,
@@ -83,6 +77,8 @@ export function renderHomeserverConfig(s: HomeserverSettings): string {
                 x_forwarded: true,
                 resources: [{ names: ["client", "federation"], compress: false }],
             },
+            // With workers: replication on a UNIX socket in a folder only Synapse's user can enter.
+            ...(Object.keys(shared).length > 0 ? [REPLICATION_LISTENER] : []),
         ],
         log_config: SYNAPSE_PATHS.logConfig,
         media_store_path: SYNAPSE_PATHS.mediaStore,
@@ -100,6 +96,7 @@ export function renderHomeserverConfig(s: HomeserverSettings): string {
         ...(s.federation?.customCa ? { federation_custom_ca_list: [SYNAPSE_PATHS.federationCa] } : {}),
         ...(s.federation?.allowedServers ? { federation_domain_whitelist: s.federation.allowedServers } : {}),
         ...(s.federation?.allowedIpRanges ? { ip_range_whitelist: s.federation.allowedIpRanges } : {}),
+        ...shared,
     };
     const verifies = ["registrations_require_3pid", "registration_requires_token", "recaptcha_public_key"];
     if (s.enableRegistration && !verifies.some((k) => k in s.extraConfig)) {
@@ -155,7 +152,8 @@ export function renderLogConfig(): string {
     });
 }
 
-export function renderSynapseUnit(): string {
+/** The main process's unit; with workers it also owns the replication socket's folder. */
+export function renderSynapseUnit(s: { workers?: boolean } = {}): string {
     const p = SYNAPSE_PATHS;
     return [
         "# Managed by matrix-pulumi.",
@@ -163,6 +161,7 @@ export function renderSynapseUnit(): string {
         "Description=Synapse Matrix homeserver",
         "After=network-online.target postgresql.service",
         "Wants=network-online.target",
+        ...(s.workers ? ["PartOf=matrix-synapse.target"] : []),
         "",
         "[Service]",
         "Type=notify",
@@ -175,34 +174,16 @@ export function renderSynapseUnit(): string {
         "Restart=on-failure",
         "RestartSec=3",
         "SyslogIdentifier=matrix-synapse",
-        "NoNewPrivileges=true",
-        "PrivateTmp=true",
-        "PrivateDevices=true",
-        "ProtectSystem=strict",
-        "ProtectHome=true",
-        "ProtectKernelTunables=true",
-        "ProtectKernelModules=true",
-        "ProtectControlGroups=true",
-        "RestrictSUIDSGID=true",
-        "LockPersonality=true",
-        // Synapse needs no capability, no namespaces, no realtime, and only these sockets.
-        "CapabilityBoundingSet=",
-        "AmbientCapabilities=",
-        "RestrictNamespaces=true",
-        "RestrictRealtime=true",
-        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
-        "ProtectClock=true",
-        "ProtectHostname=true",
-        "ProtectKernelLogs=true",
-        "ProtectProc=invisible",
-        "RemoveIPC=true",
-        "SystemCallArchitectures=native",
-        "SystemCallFilter=@system-service",
-        "SystemCallFilter=~@privileged",
-        // A refused call fails (EPERM) rather than killing Synapse.
-        "SystemCallErrorNumber=EPERM",
-        "UMask=0027",
+        ...synapseUnitHardening(),
         `ReadWritePaths=${p.dataDir}`,
+        ...(s.workers
+            ? [
+                  `RuntimeDirectory=${WORKER_PATHS.runtimeDir.replace("/run/", "")}`,
+                  "RuntimeDirectoryMode=0750",
+                  // Kept while Synapse restarts, so workers find the socket's folder again.
+                  "RuntimeDirectoryPreserve=yes",
+              ]
+            : []),
         "",
         "[Install]",
         "WantedBy=multi-user.target",
@@ -269,7 +250,16 @@ export function renderSynapseInstallScript(s: SynapseInstallSettings, opts: { us
             ...ensureDir(p.configDir, { mode: "0750", ...ROOT_SYNAPSE }),
             `[ -x ${shq(py)} ] || python3 -m venv ${shq(p.venv)}`,
             `current=$(${shq(py)} -c 'import synapse; print(synapse.__version__)' 2>/dev/null || true)`,
+            // Redis' client comes with every install, so a change of matrix:synapse.workers never
+            // reinstalls Synapse (venvs from before it get it once, at their next deploy).
+            `if [ "$current" = ${shq(s.version)} ] && ! ${shq(py)} -c 'import txredisapi, hiredis' 2>/dev/null; then`,
+            `  ${shq(py)} -m pip install -q --disable-pip-version-check ${pipSource} ${shq(`matrix-synapse[postgres,redis]==${s.version}`)}`,
+            '  echo "added the redis extra"',
+            "fi",
             `if [ "$current" != ${shq(s.version)} ]; then`,
+            // Every process runs one version: the workers stop now, the main process migrates the
+            // schema at its restart, and the workers start again after it (README: Workers).
+            `  systemctl stop ${shq(`${WORKER_SERVICE}@*.service`)} 2>/dev/null || true`,
             // The database to save is the one the installed Synapse uses (its secrets file).
             `  db=$(${secretsDatabaseArg("dbname")} 2>/dev/null || true)`,
             `  if [ -n "$current" ] && [ -n "$db" ]; then`,
@@ -280,7 +270,7 @@ export function renderSynapseInstallScript(s: SynapseInstallSettings, opts: { us
             `    mv "$backup.part" "$backup"`,
             `    echo "backup before upgrading from $current: $backup"`,
             "  fi",
-            `  ${shq(py)} -m pip install -q --disable-pip-version-check ${pipSource} ${shq(`matrix-synapse[postgres]==${s.version}`)}`,
+            `  ${shq(py)} -m pip install -q --disable-pip-version-check ${pipSource} ${shq(`matrix-synapse[postgres,redis]==${s.version}`)}`,
             `  echo "matrix-synapse ${"$"}{current:-none} -> "${shq(s.version)}`,
             "fi",
         ],

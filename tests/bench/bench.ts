@@ -68,7 +68,7 @@ function floorScript(version: string): string {
         "apt-get -q update >/dev/null",
         `apt-get -q install -y --no-install-recommends ${APT_PACKAGES.join(" ")} >/dev/null`,
         "python3 -m venv /opt/floor",
-        `/opt/floor/bin/pip install -q --disable-pip-version-check --no-index --find-links ${wheelhouse} --trusted-host ${trusted} 'matrix-synapse[postgres]==${version}'`,
+        `/opt/floor/bin/pip install -q --disable-pip-version-check --no-index --find-links ${wheelhouse} --trusted-host ${trusted} 'matrix-synapse[postgres,redis]==${version}'`,
         `export REQUESTS_CA_BUNDLE="$ca"`,
         `certbot register -n --agree-tos -m floor@${DOMAIN} --server ${ctx.acme.directoryUrl} >/dev/null 2>&1`,
         ...names.map(

@@ -340,19 +340,19 @@ export interface Artifacts {
 }
 
 /**
- * Wheels for matrix-synapse[postgres] and its dependencies, built on the test machine (Debian 12,
+ * Wheels for matrix-synapse[postgres,redis] and its dependencies, built on the test machine (Debian 12,
  * the host's Python 3.11) and cached: the host then installs with `pip --no-index --find-links`,
  * the program's air-gapped path, since it cannot verify PyPI's TLS through this sandbox.
  */
 export function buildWheelhouse(cache: string, venv: string, versions: string[]): string {
-    const dir = path.join(cache, `wheels-${versions.join("-")}`);
+    const dir = path.join(cache, `wheels-redis-${versions.join("-")}`);
     if (existsSync(dir)) return dir;
     // Suites run side by side: one builds the wheelhouse under a lock, the others wait for it.
     const script = `set -euo pipefail
 dir=$1 pip=$2; shift 2
 [ -d "$dir" ] && exit 0
 rm -rf "$dir.part"
-for v in "$@"; do "$pip" wheel -q --disable-pip-version-check -w "$dir.part" "matrix-synapse[postgres]==$v"; done
+for v in "$@"; do "$pip" wheel -q --disable-pip-version-check -w "$dir.part" "matrix-synapse[postgres,redis]==$v"; done
 mv "$dir.part" "$dir"`;
     mkdirSync(cache, { recursive: true });
     const pip = path.join(venv, "bin/pip");

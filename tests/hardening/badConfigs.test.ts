@@ -220,6 +220,30 @@ export const CASES: Case[] = [
         form: /no G, no spaces/,
     },
     {
+        label: "a worker preset that does not exist",
+        overrides: { "matrix:synapse": { workers: "large" } },
+        key: "matrix:synapse.workers",
+        form: /expected "none" or "small", or counts such as \{"sync": 2/,
+    },
+    {
+        label: "background tasks on two workers",
+        overrides: { "matrix:synapse": { workers: { sync: 1, background: 2 } } },
+        key: "matrix:synapse.workers.background",
+        form: /Synapse runs them on exactly one process/,
+    },
+    {
+        label: "a misspelt worker kind",
+        overrides: { "matrix:synapse": { workers: { syncers: 2 } } },
+        key: "matrix:synapse.workers.syncers",
+        form: /unknown key/,
+    },
+    {
+        label: "more /sync workers than the limit",
+        overrides: { "matrix:synapse": { workers: { sync: 9 } } },
+        key: "matrix:synapse.workers.sync",
+        form: /expected a whole number of \/sync workers from 0 to 8/,
+    },
+    {
         label: "Synapse version 'latest'",
         overrides: { "matrix:synapse": { version: "latest" } },
         key: "matrix:synapse.version",

@@ -41,23 +41,31 @@ CONF
 echo "=== nginx -t"
 nginx -t 2>&1 && echo "exit 0"
 nginx
-# A stand-in for Synapse on its loopback port that echoes what nginx forwarded.
-python3 - <<'PY' &
-import http.server, json
+# Stand-ins for Synapse and its workers on their loopback ports ($src/ports) that echo what nginx
+# forwarded and which port it reached.
+ports=$(cat "$src/ports")
+python3 - $ports <<'PY' &
+import http.server, json, sys, threading
 class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
     def reply(self):
         n = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(n)
-        body = json.dumps({"path": self.path, "headers": dict(self.headers), "received": n}).encode()
+        body = json.dumps({"path": self.path, "headers": dict(self.headers), "received": n,
+                           "port": self.server.server_address[1]}).encode()
         self.send_response(200); self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
     do_GET = do_POST = reply
     def log_message(self, *a): pass
-http.server.HTTPServer(("127.0.0.1", 8008), H).serve_forever()
+servers = [http.server.ThreadingHTTPServer(("127.0.0.1", int(p)), H) for p in sys.argv[1:]]
+for s in servers[1:]: threading.Thread(target=s.serve_forever, daemon=True).start()
+servers[0].serve_forever()
 PY
 upstream=$!
 trap 'kill "$upstream" 2>/dev/null; nginx -s stop 2>/dev/null || true' EXIT
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/8008) 2>/dev/null && break; sleep 0.1; done
+for port in $ports; do
+  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
+done
 
 # A client that can speak TLS 1.1 (OpenSSL 3 allows it at security level 0).
 for target in "tls11-ours 443 $(sed -n 2p "$src/hosts")" "tls11-control 4443 tls11-control"; do

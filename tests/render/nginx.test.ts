@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { beforeAll, describe, it } from "@jest/globals";
 import { renderElementConfig, renderElementSite } from "../../render/element";
 import { renderAcmeSite, renderApexSite, renderHomeserverSite, renderTlsSnippet } from "../../render/nginx";
+import { renderNginxUpstreams, upstreamLayout, WORKER_PRESETS } from "../../render/workers";
 import { run } from "./tools";
 
 const domain = "example.org";
@@ -44,6 +45,11 @@ function parse(block: string): Response {
     };
 }
 
+/** Synapse's access tokens: `syt_<base64 localpart>_<random>_<check>`. */
+const token = (user: string, device: string) =>
+    `syt_${Buffer.from(user).toString("base64").replace(/=+$/, "")}_${device}Xk2${user}Q_1a2b3c`;
+const users = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"];
+
 describe("nginx configuration in real nginx", () => {
     const results = new Map<string, string>();
     beforeAll(() => {
@@ -59,7 +65,6 @@ describe("nginx configuration in real nginx", () => {
             "etc/nginx/sites-available/matrix-homeserver.conf",
             renderHomeserverSite({
                 homeserverHost: hs,
-                upstream: "http://127.0.0.1:8008",
                 maxUploadSize: "1M",
                 ipv6: false,
                 federationPort: false,
@@ -80,6 +85,13 @@ describe("nginx configuration in real nginx", () => {
             }),
         );
         run("ln", ["-s", "/var/www/element/releases/v1", path.join(dir, "var/www/element/current")]);
+        // The "small" workers: nginx routes by path to stand-ins on each worker's port.
+        const layout = upstreamLayout(WORKER_PRESETS.small);
+        put("etc/nginx/conf.d/matrix-synapse-upstreams.conf", renderNginxUpstreams(layout));
+        put(
+            "ports",
+            [layout.main, ...layout.sync, ...layout.client, ...layout.media].map((a) => a.split(":")[1]).join(" "),
+        );
         put("hosts", [domain, hs, el].join("\n"));
         const big = path.join(dir, "big.bin");
         const small = path.join(dir, "small.bin");
@@ -100,6 +112,15 @@ describe("nginx configuration in real nginx", () => {
             ["element-config", el, "443", "/config.json", ""],
             ["element-bundle", el, "443", "/bundles/abc/app.js", ""],
             ["acme", hs, "80", "/.well-known/acme-challenge/token123", ""],
+            ...users.flatMap((u) => [
+                [`sync-${u}-a`, hs, "443", "/_matrix/client/v3/sync?timeout=0", `--oauth2-bearer ${token(u, "a")}`],
+                [`sync-${u}-b`, hs, "443", `/_matrix/client/v3/sync?access_token=${token(u, "b")}`, ""],
+            ]),
+            ["sliding-sync", hs, "443", "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", ""],
+            ["create-room", hs, "443", "/_matrix/client/v3/createRoom", "--data-binary {}"],
+            ["fed-send", hs, "443", "/_matrix/federation/v1/send/123", ""],
+            ["messages", hs, "443", "/_matrix/client/v3/rooms/!r:example.org/messages", ""],
+            ["media-download", hs, "443", "/_matrix/client/v1/media/download/example.org/abc", ""],
             ["http-redirect", hs, "80", "/_matrix/client/versions", ""],
         ];
         put("requests.tsv", requests.map((r) => r.join("\t")).join("\n") + "\n");
@@ -148,6 +169,36 @@ describe("nginx configuration in real nginx", () => {
         assert.notEqual(seen.headers["Connection"], "close");
         assert.match(header(versions, "strict-transport-security")[0] ?? "", /max-age=31536000/);
         assert.equal(get("synapse-client").status, 200);
+    });
+
+    describe("with workers (the small preset): each path reaches the process Synapse's docs name", () => {
+        const port = (name: string) => (JSON.parse(get(name).body) as { port: number }).port;
+        const ports = (addresses: string[]) => addresses.map((a) => Number(a.split(":")[1]));
+        const layout = upstreamLayout(WORKER_PRESETS.small);
+
+        it("sends /sync and sliding sync to the sync workers, a user's every token to the same one", () => {
+            for (const u of users) {
+                assert.ok(ports(layout.sync).includes(port(`sync-${u}-a`)), `${u}: ${get(`sync-${u}-a`).body}`);
+                // Another device (another token), sent in the query instead of the header.
+                assert.equal(port(`sync-${u}-b`), port(`sync-${u}-a`), `${u}'s two tokens reached two workers`);
+            }
+            // And users are spread: both sync workers get some.
+            assert.deepEqual(new Set(users.map((u) => port(`sync-${u}-a`))), new Set(ports(layout.sync)));
+            assert.ok(ports(layout.sync).includes(port("sliding-sync")));
+        });
+
+        it("sends client reads, event sending and inbound federation to the client worker", () => {
+            for (const name of ["versions", "create-room", "fed-send", "encoded"]) {
+                assert.deepEqual([name, port(name)], [name, ports(layout.client)[0]]);
+            }
+        });
+
+        it("sends media to the media worker, and what no worker serves to the main process", () => {
+            assert.equal(port("upload-small"), ports(layout.media)[0]);
+            assert.equal(port("media-download"), ports(layout.media)[0]);
+            assert.equal(port("messages"), ports([layout.main])[0]);
+            assert.equal(port("synapse-client"), ports([layout.main])[0]);
+        });
     });
 
     it("passes the path through unre-encoded (federation signatures cover it)", () => {

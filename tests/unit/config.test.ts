@@ -36,6 +36,7 @@ describe("stack config", () => {
             reportStats: false,
             extraConfig: {},
             healthTimeoutSeconds: 300,
+            workers: { sync: 0, client: 0, federationSender: 0, media: 0, background: 0 },
         });
         assert.deepEqual(c.postgres, { database: "synapse", user: "synapse" });
         assert.equal(
@@ -234,5 +235,22 @@ describe("stack config", () => {
     it("needs a Cloudflare token only when DNS is managed", () => {
         assert.ok(problems({}, false).some((p) => p.startsWith("matrix:dns: needs a Cloudflare API token")));
         assert.doesNotThrow(() => parse({ "matrix:dns": undefined }, false));
+    });
+});
+
+describe("matrix:synapse.workers", () => {
+    const workers = (w: unknown) => parse({ "matrix:synapse": { workers: w } }).synapse.workers;
+    it("takes a preset by name", () => {
+        assert.deepEqual(workers("small"), { sync: 2, client: 1, federationSender: 1, media: 1, background: 1 });
+        assert.deepEqual(workers("none"), { sync: 0, client: 0, federationSender: 0, media: 0, background: 0 });
+    });
+    it("takes counts per kind, the rest 0 (numbers from config set --path arrive as strings)", () => {
+        assert.deepEqual(workers({ sync: "3", media: 1 }), {
+            sync: 3,
+            client: 0,
+            federationSender: 0,
+            media: 1,
+            background: 0,
+        });
     });
 });

@@ -139,6 +139,7 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
                 ["firewall-rules", "/etc/matrix-pulumi/firewall.nft", "0644", "root", "root"],
                 ["nginx-apex-vhost", "/etc/nginx/sites-available/matrix-apex.conf", "0644", "root", "root"],
                 ["nginx-homeserver-vhost", "/etc/nginx/sites-available/matrix-homeserver.conf", "0644", "root", "root"],
+                ["nginx-synapse-upstreams", "/etc/nginx/conf.d/matrix-synapse-upstreams.conf", "0644", "root", "root"],
                 ["synapse-homeserver-yaml", "/etc/matrix-synapse/homeserver.yaml", "0640", "root", "matrix-synapse"],
                 ["synapse-log-yaml", "/etc/matrix-synapse/log.yaml", "0640", "root", "matrix-synapse"],
                 ["synapse-secrets-yaml", "/etc/matrix-synapse/secrets.yaml", "0640", "root", "matrix-synapse"],
@@ -357,6 +358,7 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
             "firewall-rules",
             "nginx-apex-vhost",
             "nginx-homeserver-vhost",
+            "nginx-synapse-upstreams",
         ]);
     });
 
@@ -728,5 +730,80 @@ describe("host firewall (matrix:firewall)", () => {
         assert.equal(result.error, undefined);
         assert.ok(!names(result).some((n) => n.startsWith("firewall")));
         assert.deepEqual(result.outputs.openTcpPorts!.value, []);
+    });
+});
+
+describe("Synapse workers (matrix:synapse.workers)", () => {
+    const none = runProgramSoon(baseConfig());
+    const small = runProgramSoon(baseConfig({ "matrix:synapse": { workers: "small" } }));
+    const deps = (r: ProgramResult, name: string) => byName(r, name).dependencies.map((d) => d.split("::").pop());
+
+    it("small: Redis, a template unit, a config file per worker, and a step that runs them", async () => {
+        const r = await small;
+        assert.equal(r.error, undefined);
+        const workerNames = ["background1", "client1", "federation_sender1", "media1", "sync1", "sync2"];
+        assert.deepEqual(
+            names(r).filter((n) => n.startsWith("synapse-redis") || n.startsWith("synapse-workers")).sort(),
+            [
+                "synapse-redis",
+                "synapse-redis-config",
+                "synapse-redis-service",
+                "synapse-redis-target",
+                "synapse-redis-unit",
+                "synapse-workers",
+                ...workerNames.map((w) => `synapse-workers-${w}`),
+                "synapse-workers-service",
+                "synapse-workers-unit",
+            ].sort(),
+        );
+        for (const w of workerNames) {
+            const file = byName(r, `synapse-workers-${w}`);
+            assert.equal(file.inputs.path, `/etc/matrix-synapse/workers/${w}.yaml`);
+            assert.equal((parseYaml(String(file.inputs.content)) as { worker_name: string }).worker_name, w);
+        }
+        assert.match(String(byName(r, "packages-install").inputs.create), /redis-server/);
+    });
+
+    it("small: Redis before the main process, the workers after it, nginx's routes after them", async () => {
+        const r = await small;
+        assert.ok(deps(r, "synapse-service").includes("synapse-redis-service"));
+        assert.ok(deps(r, "synapse-workers-service").includes("synapse-service"));
+        // The routes file takes its layout from the workers' step (by URN, known in a preview).
+        const routes = String(byName(r, "nginx-synapse-upstreams").inputs.content);
+        assert.match(routes, /upstream matrix_synapse_sync \{\n\s+hash \$matrix_sync_user consistent;\n\s+server 127\.0\.0\.1:8111;\n\s+server 127\.0\.0\.1:8112;/);
+        assert.match(routes, /"~\^\/_matrix\/media\/" matrix_synapse_media;/);
+    });
+
+    it("small: the shared config names Redis, the replication socket and each duty's worker", async () => {
+        const r = await small;
+        const hs = parseYaml(String(byName(r, "synapse-homeserver-yaml").inputs.content)) as Record<string, unknown>;
+        assert.deepEqual(hs.redis, { enabled: true, path: "/run/matrix-synapse-redis/redis.sock" });
+        assert.deepEqual(hs.instance_map, { main: { path: "/run/matrix-synapse/replication.sock" } });
+        assert.deepEqual(hs.federation_sender_instances, ["federation_sender1"]);
+        assert.equal(hs.run_background_tasks_on, "background1");
+        assert.equal(hs.enable_media_repo, false);
+        assert.equal(hs.media_instance_running_background_jobs, "media1");
+        const listeners = hs.listeners as { path?: string; resources: { names: string[] }[] }[];
+        assert.deepEqual(
+            listeners.filter((l) => l.path).map((l) => [l.path, l.resources[0]!.names]),
+            [["/run/matrix-synapse/replication.sock", ["replication"]]],
+        );
+    });
+
+    it("none → small changes the Synapse files, the routes and the package list, never PostgreSQL", async () => {
+        const [a, b] = [await none, await small];
+        const before = new Map(a.resources.map((x) => [x.urn, JSON.stringify(x.inputs)]));
+        const changed = b.resources.filter((x) => before.has(x.urn) && before.get(x.urn) !== JSON.stringify(x.inputs));
+        assert.deepEqual(changed.map((x) => x.name).sort(), [
+            "nginx-sites",
+            "nginx-synapse-upstreams",
+            "packages-install",
+            "synapse-homeserver-yaml",
+            "synapse-service",
+            "synapse-unit",
+        ]);
+        // Going back removes exactly what was added.
+        const added = b.resources.filter((x) => !before.has(x.urn)).map((x) => x.name);
+        assert.ok(added.every((n) => n.startsWith("synapse-redis") || n.startsWith("synapse-workers")), added.join());
     });
 });

@@ -1,0 +1,54 @@
+// Where Synapse lives on a host and the sandbox its processes run in: shared by the main process
+// (render/synapse.ts) and its workers (render/workers.ts).
+export const SYNAPSE_PATHS = {
+    venv: "/opt/synapse",
+    configDir: "/etc/matrix-synapse",
+    homeserverConfig: "/etc/matrix-synapse/homeserver.yaml",
+    secretsConfig: "/etc/matrix-synapse/secrets.yaml",
+    logConfig: "/etc/matrix-synapse/log.yaml",
+    dataDir: "/var/lib/matrix-synapse",
+    signingKey: "/var/lib/matrix-synapse/signing.key",
+    mediaStore: "/var/lib/matrix-synapse/media_store",
+    unit: "/etc/systemd/system/matrix-synapse.service",
+    /** The CAs federation trusts, when the stack names them (matrix:federation.caBundle). */
+    federationCa: "/etc/matrix-synapse/federation-ca.pem",
+    backups: "/var/backups/matrix-synapse",
+    /** The revision the running Synapse was (re)started with: a re-run with the same one restarts nothing. */
+    revisionStamp: "/var/lib/matrix-pulumi/synapse.revision",
+} as const;
+export const SYNAPSE_USER = "matrix-synapse";
+export const SYNAPSE_SERVICE = "matrix-synapse";
+export const SYNAPSE_LISTEN = { address: "127.0.0.1", port: 8008 } as const;
+
+/** The sandbox every Synapse process (main, workers, their Redis) runs in. */
+export function synapseUnitHardening(): string[] {
+    return [
+        "NoNewPrivileges=true",
+        "PrivateTmp=true",
+        "PrivateDevices=true",
+        "ProtectSystem=strict",
+        "ProtectHome=true",
+        "ProtectKernelTunables=true",
+        "ProtectKernelModules=true",
+        "ProtectControlGroups=true",
+        "RestrictSUIDSGID=true",
+        "LockPersonality=true",
+        // Synapse needs no capability, no namespaces, no realtime, and only these sockets.
+        "CapabilityBoundingSet=",
+        "AmbientCapabilities=",
+        "RestrictNamespaces=true",
+        "RestrictRealtime=true",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+        "ProtectClock=true",
+        "ProtectHostname=true",
+        "ProtectKernelLogs=true",
+        "ProtectProc=invisible",
+        "RemoveIPC=true",
+        "SystemCallArchitectures=native",
+        "SystemCallFilter=@system-service",
+        "SystemCallFilter=~@privileged",
+        // A refused call fails (EPERM) rather than killing Synapse.
+        "SystemCallErrorNumber=EPERM",
+        "UMask=0027",
+    ];
+}
