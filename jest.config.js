@@ -1,6 +1,6 @@
 // Jest runs every suite (README: Testing), one project per kind of test:
 //   unit, render   `npm test`: milliseconds to seconds, no host needed (render needs root)
-//   e2e, hardening, federation `npm run test:e2e` (…): real hosts, each suite with its own
+//   e2e, hardening, federation, scale, demo `npm run test:e2e` (…): real hosts, each suite with its own
 // TypeScript is compiled by @swc/jest, without type-checking (that is `npm run build`'s job, once
 // for the whole tree); so are the ESM-only packages the Matrix client brings.
 const swc = [
@@ -29,6 +29,7 @@ module.exports = {
         project("e2e", onHost),
         project("hardening", onHost),
         project("federation", onHost),
+        project("scale", onHost),
         project("demo", onHost),
     ],
     verbose: true,

@@ -217,10 +217,7 @@ export class SynapseServer extends pulumi.ComponentResource {
             : undefined;
 
         this.localUrl = after(service, `http://${SYNAPSE_LISTEN.address}:${SYNAPSE_LISTEN.port}`);
-        this.upstreams = after(
-            [service, ...(workerProcesses ? [workerProcesses.ready] : [])],
-            upstreamLayout(workers),
-        );
+        this.upstreams = after([service, ...(workerProcesses ? [workerProcesses.ready] : [])], upstreamLayout(workers));
         this.registerOutputs({
             registrationSharedSecret: this.registrationSharedSecret,
             localUrl: this.localUrl,

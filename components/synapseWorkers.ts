@@ -37,11 +37,21 @@ export class SynapseRedis extends pulumi.ComponentResource {
     constructor(name: string, args: SynapseRedisArgs, opts?: pulumi.ComponentResourceOptions) {
         super("matrix:index:SynapseRedis", name, {}, opts);
         const user = args.host.user;
-        const file = (role: string, path: string, content: string, mode: (typeof WORKER_FILE_MODES)[keyof typeof WORKER_FILE_MODES]) =>
-            remoteFile(`${name}-${role}`, args.host, { path, content, removeOnDelete: true, ...mode }, {
-                parent: this,
-                dependsOn: args.dependsOn,
-            });
+        const file = (
+            role: string,
+            path: string,
+            content: string,
+            mode: (typeof WORKER_FILE_MODES)[keyof typeof WORKER_FILE_MODES],
+        ) =>
+            remoteFile(
+                `${name}-${role}`,
+                args.host,
+                { path, content, removeOnDelete: true, ...mode },
+                {
+                    parent: this,
+                    dependsOn: args.dependsOn,
+                },
+            );
         const files = [
             file("config", WORKER_PATHS.redisConfig, renderRedisConfig(), WORKER_FILE_MODES.config),
             file("unit", WORKER_PATHS.redisUnit, renderRedisUnit(), WORKER_FILE_MODES.unit),

@@ -220,6 +220,18 @@ export function wheelhouseArgs(wheelhouse: string): string {
     return args.join(" ");
 }
 
+/**
+ * What pip installs: Synapse with the PostgreSQL and Redis extras. Releases before 1.163 accept
+ * txredisapi 1.6, whose factory breaks Synapse's Redis connection over a UNIX socket
+ * ("'super' object has no attribute 'startedConnecting'"); 1.163 pins it below 1.6, and so does
+ * this for the releases before.
+ */
+export function synapseRequirements(version: string): string {
+    const [major = 0, minor = 0] = version.split(".").map(Number);
+    const pin = major === 1 && minor < 163 ? [shq("txredisapi<1.6")] : [];
+    return [shq(`matrix-synapse[postgres,redis]==${version}`), ...pin].join(" ");
+}
+
 /** A command that prints one `database.args` setting from secrets.yaml (the database Synapse uses). */
 export function secretsDatabaseArg(key: "dbname" | "user"): string {
     const py = `${SYNAPSE_PATHS.venv}/bin/python`;
@@ -248,12 +260,14 @@ export function renderSynapseInstallScript(s: SynapseInstallSettings, opts: { us
             ...ensureDir(p.dataDir, { mode: "0750", owner: SYNAPSE_USER, group: SYNAPSE_USER }),
             ...ensureDir(p.mediaStore, { mode: "0750", owner: SYNAPSE_USER, group: SYNAPSE_USER }),
             ...ensureDir(p.configDir, { mode: "0750", ...ROOT_SYNAPSE }),
+            // Worker config files (matrix:synapse.workers) are written here.
+            ...ensureDir(WORKER_PATHS.workersDir, { mode: "0750", ...ROOT_SYNAPSE }),
             `[ -x ${shq(py)} ] || python3 -m venv ${shq(p.venv)}`,
             `current=$(${shq(py)} -c 'import synapse; print(synapse.__version__)' 2>/dev/null || true)`,
             // Redis' client comes with every install, so a change of matrix:synapse.workers never
             // reinstalls Synapse (venvs from before it get it once, at their next deploy).
             `if [ "$current" = ${shq(s.version)} ] && ! ${shq(py)} -c 'import txredisapi, hiredis' 2>/dev/null; then`,
-            `  ${shq(py)} -m pip install -q --disable-pip-version-check ${pipSource} ${shq(`matrix-synapse[postgres,redis]==${s.version}`)}`,
+            `  ${shq(py)} -m pip install -q --disable-pip-version-check ${pipSource} ${synapseRequirements(s.version)}`,
             '  echo "added the redis extra"',
             "fi",
             `if [ "$current" != ${shq(s.version)} ]; then`,
@@ -270,7 +284,7 @@ export function renderSynapseInstallScript(s: SynapseInstallSettings, opts: { us
             `    mv "$backup.part" "$backup"`,
             `    echo "backup before upgrading from $current: $backup"`,
             "  fi",
-            `  ${shq(py)} -m pip install -q --disable-pip-version-check ${pipSource} ${shq(`matrix-synapse[postgres,redis]==${s.version}`)}`,
+            `  ${shq(py)} -m pip install -q --disable-pip-version-check ${pipSource} ${synapseRequirements(s.version)}`,
             `  echo "matrix-synapse ${"$"}{current:-none} -> "${shq(s.version)}`,
             "fi",
         ],

@@ -86,7 +86,7 @@ export function workerList(c: WorkerCounts): Worker[] {
             kind,
             name: `${NAME[kind]}${i + 1}`,
             app: APP[kind],
-            ...(PORT_BASE[kind] !== undefined ? { port: PORT_BASE[kind]! + i + 1 } : {}),
+            ...(PORT_BASE[kind] !== undefined ? { port: PORT_BASE[kind] + i + 1 } : {}),
         })),
     );
 }
@@ -247,15 +247,16 @@ export const WORKER_FILE_MODES = {
 /** Start (or restart, when its files changed) Synapse's Redis; enable the target. */
 export function renderRedisScript(s: { revision: string }, opts: { user?: string } = {}): string {
     const stamp = `${WORKER_PATHS.stampDir}/redis.revision`;
+    const revision = sha256(s.revision);
     return script(
         [
-            `# revision ${s.revision}`,
+            `# revision ${revision}`,
             `install -d -m 0755 -o root -g root ${shq(WORKER_PATHS.stampDir)}`,
             "systemctl daemon-reload",
             `systemctl enable ${REDIS_SERVICE} ${SYNAPSE_TARGET} >/dev/null 2>&1`,
-            `if [ "$(cat ${shq(stamp)} 2>/dev/null || true)" != ${shq(s.revision)} ] || ! systemctl is-active --quiet ${REDIS_SERVICE}; then`,
+            `if [ "$(cat ${shq(stamp)} 2>/dev/null || true)" != ${shq(revision)} ] || ! systemctl is-active --quiet ${REDIS_SERVICE}; then`,
             `  systemctl restart ${REDIS_SERVICE}`,
-            `  printf '%s\\n' ${shq(s.revision)} > ${shq(stamp)}`,
+            `  printf '%s\\n' ${shq(revision)} > ${shq(stamp)}`,
             '  echo "redis (re)started"',
             "fi",
             `runuser -u ${SYNAPSE_USER} -- redis-cli -s ${shq(WORKER_PATHS.redisSocket)} ping | grep -qx PONG`,
@@ -289,10 +290,12 @@ export function renderWorkersScript(
         [
             `install -d -m 0755 -o root -g root ${shq(WORKER_PATHS.stampDir)}`,
             "systemctl daemon-reload",
-            // Workers this layout does not have: stopped, disabled, forgotten.
-            `for unit in $(systemctl list-units --all --plain --no-legend ${shq(`${WORKER_SERVICE}@*.service`)} | awk '{print $1}'; ls /etc/systemd/system/${SYNAPSE_TARGET}.wants 2>/dev/null | grep ${shq(`^${WORKER_SERVICE}@`)} || true); do`,
-            '  name=${unit#*@}; name=${name%.service}',
-            `  case " ${names.join(" ")} " in *" $name "*) continue ;; esac`,
+            // Workers this layout does not have (running, or enabled): stopped, disabled, forgotten.
+            `keep=${shq(` ${names.join(" ")} `)}`,
+            "shopt -s nullglob",
+            `for unit in $(systemctl list-units --all --plain --no-legend ${shq(`${WORKER_SERVICE}@*.service`)} | awk '{print $1}') /etc/systemd/system/${SYNAPSE_TARGET}.wants/${WORKER_SERVICE}@*.service; do`,
+            "  unit=${unit##*/}; name=${unit#*@}; name=${name%.service}",
+            '  case "$keep" in *" $name "*) continue ;; esac',
             `  systemctl disable --now "$unit" >/dev/null 2>&1 || true`,
             `  rm -f ${shq(WORKER_PATHS.stampDir)}/"$name".revision`,
             '  echo "worker $name stopped"',
@@ -322,6 +325,8 @@ export function renderWorkersScript(
                     "fi",
                 ];
             }),
+            // Everything it wants is running now: the target is reached without starting anything.
+            `systemctl start ${SYNAPSE_TARGET}`,
             `echo "workers: ${names.length} running"`,
         ],
         opts,

@@ -21,10 +21,10 @@ node_modules/.bin/node --version
 phase "Synapse venv (the render suite loads config with Synapse's own loader)"
 synapse_version=$(sed -n 's/^export const DEFAULT_SYNAPSE_VERSION = "\(.*\)";/\1/p' config.ts)
 venv=.cache/synapse-venv
-if [ "$("$venv/bin/python" -c 'import synapse; print(synapse.__version__)' 2>/dev/null || true)" != "$synapse_version" ]; then
+if [ "$("$venv/bin/python" -c 'import synapse, txredisapi; print(synapse.__version__)' 2>/dev/null || true)" != "$synapse_version" ]; then
   rm -rf "$venv"
   /usr/bin/python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "matrix-synapse[postgres]==$synapse_version"
+  "$venv/bin/pip" install -q --disable-pip-version-check "matrix-synapse[postgres,redis]==$synapse_version"
 fi
 "$venv/bin/python" -c 'import synapse; print("synapse", synapse.__version__)'
 export SYNAPSE_VENV=$PWD/$venv
@@ -40,7 +40,7 @@ for _ in $(seq 1 30); do runuser -u postgres -- psql -qAtc 'SELECT 1' >/dev/null
 phase "npm test: build, lint, unit, render"
 npm test
 
-phase "host suites: e2e, hardening, federation and browser, demo (two at a time)"
+phase "host suites: e2e, hardening, federation and browser, scale, demo (two at a time)"
 # Each suite has hosts, a CA and ports of its own (tests/e2e/session.ts SLOTS), so two run side
 # by side; their phase lines are prefixed with the suite.
 npm run test:hosts

@@ -100,7 +100,7 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
 
     it("ran every step once, in the program's order, the independent ones side by side", () => {
         assert.equal(first.steps.filter((s) => s.type === COMMAND).length, 19);
-        assert.equal(first.steps.filter((s) => s.type === MANAGED_FILE).length, 9);
+        assert.equal(first.steps.filter((s) => s.type === MANAGED_FILE).length, 10);
         const step = (n: string) => first.steps.find((s) => s.name === n)!;
         const after = (later: string, earlier: string) =>
             assert.ok(step(later).startSeq > step(earlier).endSeq, `${later} starts after ${earlier} ends`);

@@ -17,6 +17,9 @@ link="ve-${machine}"
 host_ip=${E2E_HOST_IP:-10.231.0.1}
 guest_ip=${E2E_GUEST_IP:-10.231.0.2}
 subnet="${host_ip%.*}.0/30"
+# Every test host's network: between them, no NAT, so each sees the others' own addresses (as
+# hosts on one private network do; the database host admits the Synapse host's address alone).
+guests=10.231.0.0/16
 tarball="$cache/bookworm-rootfs.tar"
 forward_before=/run/matrix-pulumi-e2e.ip_forward
 
@@ -81,6 +84,8 @@ boot() {
   # One record for the machine (hosts of several suites come and go): the setting before the first.
   (set -C; cat /proc/sys/net/ipv4/ip_forward > "$forward_before") 2>/dev/null || true
   echo 1 > /proc/sys/net/ipv4/ip_forward
+  iptables -t nat -C POSTROUTING -s "$subnet" -d "$guests" -j RETURN 2>/dev/null \
+    || iptables -t nat -I POSTROUTING 1 -s "$subnet" -d "$guests" -j RETURN
   iptables -t nat -C POSTROUTING -s "$subnet" ! -o "$link" -j MASQUERADE 2>/dev/null \
     || iptables -t nat -A POSTROUTING -s "$subnet" ! -o "$link" -j MASQUERADE
   for _ in $(seq 1 150); do
@@ -111,6 +116,7 @@ down() {
   stop "$run"
   ip link del "$link" 2>/dev/null || true
   while iptables -t nat -D POSTROUTING -s "$subnet" ! -o "$link" -j MASQUERADE 2>/dev/null; do :; done
+  while iptables -t nat -D POSTROUTING -s "$subnet" -d "$guests" -j RETURN 2>/dev/null; do :; done
   # Forwarding goes back to how it was, unless another test host still needs it.
   if [ -f "$forward_before" ] && ! ip -o link show | grep -q ' ve-'; then
     cat "$forward_before" > /proc/sys/net/ipv4/ip_forward

@@ -25,6 +25,12 @@ import {
     renderSynapseServiceScript,
 } from "../../render/synapse";
 import {
+    renderRedisDeleteScript,
+    renderRedisScript,
+    renderWorkersDeleteScript,
+    renderWorkersScript,
+} from "../../render/workers";
+import {
     renderBackupCommand,
     renderBackupDeleteScript,
     renderBackupScript,
@@ -63,6 +69,8 @@ const deleteScripts: Record<string, string> = {
     ...dataSteps("database", (purge) => renderDatabaseDataScript({ database: "synapse", user: "synapse", purge })),
     ...dataSteps("element", (purge) => renderElementDataScript({ purge })),
     managedFileRemove: renderRemoveScript("/etc/x y/it's.conf"),
+    redisDelete: renderRedisDeleteScript(),
+    workersDelete: renderWorkersDeleteScript(),
 };
 
 const acme = { email: "o'brien@example.org", directoryUrl: "https://127.0.0.1:14000/dir", caBundle: true };
@@ -103,6 +111,16 @@ const scripts: Record<string, string> = {
         sha256: "a".repeat(64),
     }),
     elementSite: renderElementSiteScript({ version: "1.12.29", sha256: "a".repeat(64), revision: "x:abc:2" }),
+    // Revisions are what filesRevision makes: one line per file.
+    redis: renderRedisScript({ revision: "/etc/matrix-synapse/redis.conf:abc:1\n/etc/x.service:def:2" }),
+    workers: renderWorkersScript({
+        workers: [
+            { name: "sync1", port: 8111, revision: "abc" },
+            { name: "federation_sender1", revision: "def" },
+        ],
+        healthTimeoutSeconds: 60,
+    }),
+    workersNone: renderWorkersScript({ workers: [], healthTimeoutSeconds: 60 }),
 };
 
 describe("installed commands", () => {

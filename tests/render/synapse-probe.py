@@ -11,7 +11,8 @@ print(json.dumps({
     "server_name": c.server.server_name,
     "public_baseurl": c.server.public_baseurl,
     "enable_registration": c.registration.enable_registration,
-    "max_upload_size": c.media.max_upload_size,
+    # A main process whose media worker serves media reads no upload limit itself.
+    "max_upload_size": getattr(c.media, "max_upload_size", None),
     "report_stats": c.metrics.report_stats,
     "registration_shared_secret": c.registration.registration_shared_secret,
     "macaroon_secret_key": c.key.macaroon_secret_key.decode(),
@@ -22,7 +23,7 @@ print(json.dumps({
     "x_forwarded": listener.http_options.x_forwarded,
     "resources": [n for r in listener.http_options.resources for n in r.names],
     "signing_keys": len(c.key.signing_key),
-    "media_store_path": c.media.media_store_path,
+    "media_store_path": getattr(c.media, "media_store_path", None),
     "allow_public_rooms_over_federation": c.server.allow_public_rooms_over_federation,
     "federation_domain_whitelist": sorted(c.federation.federation_domain_whitelist or []),
     "federation_custom_ca": c.tls.federation_ca_trust_root is not None,

@@ -13,6 +13,7 @@ import {
     renderSecretsConfig,
     type HomeserverSettings,
 } from "../../render/synapse";
+import { WORKER_PRESETS } from "../../render/workers";
 import { allStrings, baseConfig, runProgram } from "../harness/run";
 import { run } from "./tools";
 
@@ -128,6 +129,11 @@ describe("Synapse's own config loader", () => {
         assert.deepEqual(probe?.trusted_key_servers, []);
     });
 
+    it("accepts the shared config of the small workers (Redis on its socket, replication listener, duties)", () => {
+        const { verdict } = load(renderHomeserverConfig({ ...base, workers: WORKER_PRESETS.small }));
+        assert.match(verdict, /Config parses OK!/);
+    });
+
     it("accepts open registration (the renderer adds the flag Synapse demands)", () => {
         const { verdict, probe } = load(renderHomeserverConfig({ ...base, enableRegistration: true }));
         assert.match(verdict, /Config parses OK!/);
@@ -171,6 +177,8 @@ describe("where the secrets go, in everything the program renders", () => {
         baseConfig({
             "matrix:secrets": brought,
             "matrix:users": [{ name: "alice", admin: true }],
+            // With workers, so their files, Redis' and the routes are searched too.
+            "matrix:synapse": { workers: "small" },
         }),
     );
     const FILE = "pulumi-nodejs:dynamic/matrix:ManagedFile";
@@ -189,8 +197,9 @@ describe("where the secrets go, in everything the program renders", () => {
 
     it("rendered every file a service reads, and every script", () => {
         assert.equal(program.error, undefined);
-        assert.equal(files.size, 9);
-        assert.ok(scripts.length >= 18);
+        // The nine of one process, nginx's routes, Redis' three, the worker unit and six workers.
+        assert.equal(files.size, 20);
+        assert.ok(scripts.length >= 20);
     });
 
     it("puts Synapse's three secrets and the database password in secrets.yaml, and Synapse reads them there", () => {

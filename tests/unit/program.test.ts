@@ -743,7 +743,9 @@ describe("Synapse workers (matrix:synapse.workers)", () => {
         assert.equal(r.error, undefined);
         const workerNames = ["background1", "client1", "federation_sender1", "media1", "sync1", "sync2"];
         assert.deepEqual(
-            names(r).filter((n) => n.startsWith("synapse-redis") || n.startsWith("synapse-workers")).sort(),
+            names(r)
+                .filter((n) => n.startsWith("synapse-redis") || n.startsWith("synapse-workers"))
+                .sort(),
             [
                 "synapse-redis",
                 "synapse-redis-config",
@@ -770,7 +772,10 @@ describe("Synapse workers (matrix:synapse.workers)", () => {
         assert.ok(deps(r, "synapse-workers-service").includes("synapse-service"));
         // The routes file takes its layout from the workers' step (by URN, known in a preview).
         const routes = String(byName(r, "nginx-synapse-upstreams").inputs.content);
-        assert.match(routes, /upstream matrix_synapse_sync \{\n\s+hash \$matrix_sync_user consistent;\n\s+server 127\.0\.0\.1:8111;\n\s+server 127\.0\.0\.1:8112;/);
+        assert.match(
+            routes,
+            /upstream matrix_synapse_sync \{\n\s+hash \$matrix_sync_user consistent;\n\s+server 127\.0\.0\.1:8111;\n\s+server 127\.0\.0\.1:8112;/,
+        );
         assert.match(routes, /"~\^\/_matrix\/media\/" matrix_synapse_media;/);
     });
 
@@ -804,6 +809,9 @@ describe("Synapse workers (matrix:synapse.workers)", () => {
         ]);
         // Going back removes exactly what was added.
         const added = b.resources.filter((x) => !before.has(x.urn)).map((x) => x.name);
-        assert.ok(added.every((n) => n.startsWith("synapse-redis") || n.startsWith("synapse-workers")), added.join());
+        assert.ok(
+            added.every((n) => n.startsWith("synapse-redis") || n.startsWith("synapse-workers")),
+            added.join(),
+        );
     });
 });
