@@ -10,6 +10,12 @@ import { WORKER_PRESETS, type WorkerPreset } from "./render/workers";
 
 /** The stack config keys the server's SSH connection is built from (read again by managed files). */
 export const HOST_CONFIG_KEYS = { machine: "matrix:machine", privateKey: "matrix:sshPrivateKey" } as const;
+/** The same for the database host (matrix:database.machine), with the same key. */
+export const DATABASE_HOST_CONFIG_KEYS = {
+    machine: "matrix:database",
+    field: "machine",
+    privateKey: "matrix:sshPrivateKey",
+} as const;
 
 /** Synapse release this program is tested with; stacks should pin their own (README). */
 export const DEFAULT_SYNAPSE_VERSION = "1.163.2";
@@ -215,6 +221,14 @@ const tcpPort = int("expected a TCP port number from 1 to 65535").refine((p) => 
     error: "expected a TCP port number from 1 to 65535",
 });
 
+/** PostgreSQL on a host of its own (README: The database on its own host). */
+const databaseSchema = z.strictObject({
+    /** The database host, reached over SSH like matrix:machine; Synapse connects to its ipv4. */
+    machine: machineSchema,
+    /** Where the database host sees Synapse's connections come from. Default: matrix:machine.ipv4. */
+    synapseAddress: z.ipv4({ error: "expected an IPv4 address such as 10.0.0.2" }).optional(),
+});
+
 const firewallSchema = z.strictObject({
     /** Manage an nftables firewall that lets in only SSH, 80, 443 (8448 with delegation "none"). */
     enabled: bool().default(true),
@@ -272,6 +286,7 @@ const stackSchema = z.strictObject({
     synapse: synapseSchema.prefault({}),
     element: elementSchema,
     postgres: postgresSchema.prefault({}),
+    database: databaseSchema.optional(),
     secrets: secretsSchema.optional(),
     purgeOnDestroy: bool().default(false),
     backup: backupSchema.prefault({}),
@@ -297,6 +312,8 @@ export interface StackConfig {
     synapse: z.infer<typeof synapseSchema>;
     element: z.infer<typeof elementSchema> & { url: string };
     postgres: z.infer<typeof postgresSchema>;
+    /** PostgreSQL on another host (README: The database on its own host); none: on this one. */
+    database?: z.infer<typeof databaseSchema>;
     /** Scheduled backups (README: Backups). */
     backup: z.infer<typeof backupSchema>;
     /** The host firewall (README: Firewall). */
@@ -348,6 +365,13 @@ function crossKeyProblems(v: Record<string, unknown>): string[] {
             `matrix:homeserverHost: must equal matrix:domain (${domain}) when matrix:delegation is "none" (federation then reaches ${domain}:8448 directly); or use delegation "apex" or "external" to serve Matrix from ${homeserverHost}`,
         );
     }
+    const database = v.database as { machine?: { ipv4?: unknown } } | undefined;
+    const machine = v.machine as { ipv4?: unknown } | undefined;
+    if (database?.machine?.ipv4 !== undefined && database.machine.ipv4 === machine?.ipv4) {
+        problems.push(
+            `matrix:database.machine.ipv4: is matrix:machine.ipv4 (${String(machine.ipv4)}); leave matrix:database out to keep PostgreSQL on the Synapse host, or name another host`,
+        );
+    }
     const synapse = v.synapse as { extraConfig?: unknown } | undefined;
     if (synapse && typeof synapse.extraConfig === "object" && synapse.extraConfig !== null) {
         for (const key of Object.keys(synapse.extraConfig)) {
@@ -368,6 +392,7 @@ const STRUCTURED_KEYS = new Set([
     "synapse",
     "element",
     "postgres",
+    "database",
     "secrets",
     "users",
     "backup",

@@ -11,6 +11,7 @@ import { PostgresDatabase } from "./components/postgresDatabase";
 import { SynapseBackups } from "./components/synapseBackups";
 import { SynapseServer } from "./components/synapseServer";
 import {
+    DATABASE_HOST_CONFIG_KEYS,
     firewallPorts,
     HOST_CONFIG_KEYS,
     loadProvidedSecret,
@@ -21,7 +22,8 @@ import {
 } from "./config";
 import type { Host } from "./lib/remote";
 import { registerAdminCommand } from "./render/outputs";
-import { hostPackages } from "./render/packages";
+import { databaseHostPackages, hostPackages } from "./render/packages";
+import { POSTGRES_PORT } from "./render/databaseHost";
 import { hasWorkers } from "./render/workers";
 import { wellKnownClient, wellKnownServer } from "./render/wellknown";
 
@@ -31,23 +33,28 @@ const names = publicHostnames(cfg);
 const provided = (name: ProvidedSecret) => (cfg.providedSecrets[name] ? loadProvidedSecret(name) : undefined);
 const ipv6 = cfg.machine.ipv6 !== undefined;
 
-const machine: Host = {
+const sshHost = (m: typeof cfg.machine, config: Host["config"]): Host => ({
     connection: {
-        host: cfg.machine.ipv4,
-        port: cfg.machine.sshPort,
-        user: cfg.machine.sshUser,
+        host: m.ipv4,
+        port: m.sshPort,
+        user: m.sshUser,
         privateKey: loadSshPrivateKey(),
-        hostKey: cfg.machine.sshHostKey,
+        hostKey: m.sshHostKey,
         perDialTimeout: 15,
         dialErrorLimit: 20,
     },
-    user: cfg.machine.sshUser,
-    config: HOST_CONFIG_KEYS,
-};
+    user: m.sshUser,
+    config,
+});
+const machine = sshHost(cfg.machine, HOST_CONFIG_KEYS);
 // One apt run for every package the host needs; every other step waits for it.
 const packages = new HostPackages("packages", {
     host: machine,
-    packages: hostPackages({ firewall: cfg.firewall.enabled, redis: hasWorkers(cfg.synapse.workers) }),
+    packages: hostPackages({
+        firewall: cfg.firewall.enabled,
+        redis: hasWorkers(cfg.synapse.workers),
+        remoteDatabase: cfg.database !== undefined,
+    }),
 });
 const host: Host = { ...machine, prerequisites: [packages.installed] };
 
@@ -65,12 +72,40 @@ const firewall = cfg.firewall.enabled
     ? new HostFirewall("firewall", { host, tcpPorts: firewallPorts(cfg) })
     : undefined;
 
+// PostgreSQL here, or on a host of its own (matrix:database) that admits Synapse's address alone.
+const databaseHost = cfg.database
+    ? (() => {
+          const dbMachine = sshHost(cfg.database.machine, DATABASE_HOST_CONFIG_KEYS);
+          const dbPackages = new HostPackages("database-packages", {
+              host: dbMachine,
+              packages: databaseHostPackages({ firewall: cfg.firewall.enabled }),
+          });
+          return { ...dbMachine, prerequisites: [dbPackages.installed] };
+      })()
+    : undefined;
+const synapseAddress = cfg.database?.synapseAddress ?? cfg.machine.ipv4;
+const databaseFirewall =
+    databaseHost && cfg.firewall.enabled
+        ? new HostFirewall("database-firewall", {
+              host: databaseHost,
+              tcpPorts: [cfg.database!.machine.sshPort],
+              sourcedTcpPorts: [{ port: POSTGRES_PORT, from: synapseAddress }],
+          })
+        : undefined;
+
 const database = new PostgresDatabase("postgres", {
-    host,
+    // On its own host, nothing listens beyond loopback before the firewall admits Synapse's address alone.
+    host: databaseHost
+        ? {
+              ...databaseHost,
+              prerequisites: [...databaseHost.prerequisites, ...(databaseFirewall ? [databaseFirewall] : [])],
+          }
+        : host,
     database: cfg.postgres.database,
     user: cfg.postgres.user,
     password: provided("databasePassword"),
     purgeOnDestroy: cfg.purgeOnDestroy,
+    network: cfg.database ? { listenAddress: cfg.database.machine.ipv4, clientAddress: synapseAddress } : undefined,
 });
 
 const synapse = new SynapseServer("synapse", {
@@ -97,6 +132,7 @@ const synapse = new SynapseServer("synapse", {
         user: database.userName,
         password: database.password,
         address: database.address,
+        caCertificate: database.caCertificate,
     },
 });
 

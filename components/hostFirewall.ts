@@ -9,6 +9,7 @@ import {
     renderFirewallInstallDeleteScript,
     renderFirewallInstallScript,
     renderFirewallRules,
+    type SourcedPort,
 } from "../render/firewall";
 
 export interface HostFirewallArgs {
@@ -16,6 +17,8 @@ export interface HostFirewallArgs {
     host: Host;
     /** Inbound TCP ports to let in (SSH's included); everything else inbound is dropped. */
     tcpPorts: pulumi.Input<number[]>;
+    /** TCP ports let in from one address only (PostgreSQL for the Synapse host). Default: none. */
+    sourcedTcpPorts?: SourcedPort[];
 }
 
 /**
@@ -40,7 +43,9 @@ export class HostFirewall extends pulumi.ComponentResource {
             args.host,
             {
                 path: FIREWALL_PATHS.rules,
-                content: pulumi.output(args.tcpPorts).apply((tcpPorts) => renderFirewallRules({ tcpPorts })),
+                content: pulumi
+                    .output(args.tcpPorts)
+                    .apply((tcpPorts) => renderFirewallRules({ tcpPorts, sourced: args.sourcedTcpPorts })),
                 removeOnDelete: true,
                 ...FIREWALL_FILE_MODE,
             },

@@ -9,6 +9,7 @@ import {
     renderDatabaseSql,
     renderPostgresInstallScript,
 } from "../render/postgres";
+import { POSTGRES_PORT, renderDatabaseNetworkDeleteScript, renderDatabaseNetworkScript } from "../render/databaseHost";
 
 export interface PostgresDatabaseArgs {
     /** The server and how to reach it. */
@@ -21,6 +22,11 @@ export interface PostgresDatabaseArgs {
     password?: pulumi.Input<string>;
     /** On destroy, drop the database and role. Default: false (they are kept). */
     purgeOnDestroy?: boolean;
+    /**
+     * PostgreSQL on a host of its own: it listens on `listenAddress` with TLS (a CA made on that
+     * host) and admits Synapse's role from `clientAddress` alone. Default: loopback only.
+     */
+    network?: { listenAddress: string; clientAddress: string };
 }
 
 /**
@@ -34,8 +40,10 @@ export class PostgresDatabase extends pulumi.ComponentResource {
     public readonly userName: pulumi.Output<string>;
     /** The role's password (secret). */
     public readonly password: pulumi.Output<string>;
-    /** Where Synapse connects: PostgreSQL listens on loopback only. */
+    /** Where Synapse connects: loopback, or the database host's listen address. */
     public readonly address: pulumi.Output<{ host: string; port: number }>;
+    /** With `network`: the CA certificate (public) Synapse verifies the server against. */
+    public readonly caCertificate?: pulumi.Output<string>;
 
     constructor(name: string, args: PostgresDatabaseArgs, opts?: pulumi.ComponentResourceOptions) {
         super("matrix:index:PostgresDatabase", name, {}, opts);
@@ -71,9 +79,27 @@ export class PostgresDatabase extends pulumi.ComponentResource {
             { parent: this, dependsOn: [data] },
         );
 
-        this.databaseName = after(database, settings.database);
-        this.userName = after(database, settings.user);
-        this.address = after(database, POSTGRES_ADDRESS);
+        // On a host of its own: reachable by Synapse's address alone, over TLS, once the role exists.
+        const network = args.network
+            ? remoteStep(
+                  `${name}-network`,
+                  args.host,
+                  {
+                      create: renderDatabaseNetworkScript({ ...args.network, ...settings }, { user }),
+                      delete: renderDatabaseNetworkDeleteScript({ user }),
+                  },
+                  { parent: this, dependsOn: [database] },
+              )
+            : undefined;
+        this.caCertificate = network?.stdout;
+
+        const ready = network ? [database, network] : [database];
+        this.databaseName = after(ready, settings.database);
+        this.userName = after(ready, settings.user);
+        this.address = after(
+            ready,
+            args.network ? { host: args.network.listenAddress, port: POSTGRES_PORT } : POSTGRES_ADDRESS,
+        );
         this.registerOutputs({ databaseName: this.databaseName, userName: this.userName, address: this.address });
     }
 }

@@ -65,6 +65,8 @@ export interface SynapseServerArgs {
         user: pulumi.Input<string>;
         password: pulumi.Input<string>;
         address: pulumi.Input<{ host: string; port: number }>;
+        /** A database on another host: its CA (PostgresDatabase.caCertificate); Synapse verifies it. */
+        caCertificate?: pulumi.Input<string>;
     };
 }
 
@@ -156,6 +158,11 @@ export class SynapseServer extends pulumi.ComponentResource {
             args.federation?.caBundle !== undefined
                 ? [file("federationCa", "federation-ca", args.federation.caBundle)]
                 : [];
+        // The database host's CA: read by Synapse at each connection, so a file whose drift restarts it.
+        const databaseCa =
+            args.database.caCertificate !== undefined
+                ? [file("databaseCa", "database-ca", args.database.caCertificate)]
+                : [];
 
         const secretsFile = pulumi
             .all([
@@ -172,7 +179,13 @@ export class SynapseServer extends pulumi.ComponentResource {
                     registrationSharedSecret,
                     macaroonSecretKey,
                     formSecret,
-                    database: { name: dbName, user: dbUser, password: dbPassword, ...address },
+                    database: {
+                        name: dbName,
+                        user: dbUser,
+                        password: dbPassword,
+                        ...address,
+                        tls: args.database.caCertificate !== undefined,
+                    },
                 }),
             );
         const secrets = file("secretsConfig", "secrets-yaml", secretsFile);
@@ -188,7 +201,7 @@ export class SynapseServer extends pulumi.ComponentResource {
                 delete: renderSynapseServiceDeleteScript({ user }),
                 create: pulumi
                     .all([
-                        filesRevision([homeserverConfig, logConfig, secrets, unit, ...federationCa]),
+                        filesRevision([homeserverConfig, logConfig, secrets, unit, ...federationCa, ...databaseCa]),
                         args.version,
                         args.healthTimeoutSeconds ?? 300,
                     ])
@@ -207,7 +220,7 @@ export class SynapseServer extends pulumi.ComponentResource {
                   {
                       host: args.host,
                       workers,
-                      sharedFiles: [homeserverConfig, logConfig, secrets, ...federationCa],
+                      sharedFiles: [homeserverConfig, logConfig, secrets, ...federationCa, ...databaseCa],
                       version: args.version,
                       healthTimeoutSeconds: args.healthTimeoutSeconds ?? 300,
                       dependsOn: [service, redis!.ready],

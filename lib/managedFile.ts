@@ -19,6 +19,8 @@ import { SSH_DEFAULTS, sshExec, type SshConnection } from "./ssh";
 export interface ConnectionConfig {
     /** Key of the machine object: {ipv4, sshPort?, sshUser?, sshHostKey?}. */
     machine: string;
+    /** The machine object is this field of that key's object (matrix:database's `machine`). */
+    field?: string;
     /** Key of the (secret) private key. */
     privateKey: string;
 }
@@ -143,13 +145,10 @@ export function connectionFromConfig(
     const privateKey = cc && config?.get(cc.privateKey);
     if (!machineValue || !privateKey) return undefined;
     // Objects arrive as JSON text, as the program itself receives them.
-    const machine = JSON.parse(machineValue) as {
-        ipv4?: string;
-        sshPort?: number | string;
-        sshUser?: string;
-        sshHostKey?: string;
-    };
-    if (!machine.ipv4) return undefined;
+    const parsed = JSON.parse(machineValue) as Record<string, unknown>;
+    const machine = (cc.field ? parsed[cc.field] : parsed) as
+        { ipv4?: string; sshPort?: number | string; sshUser?: string; sshHostKey?: string } | undefined;
+    if (!machine?.ipv4) return undefined;
     return {
         host: machine.ipv4,
         port: Number(machine.sshPort ?? SSH_DEFAULTS.port),

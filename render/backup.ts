@@ -1,6 +1,8 @@
 // Scheduled backups of a homeserver's state, and the command that restores one.
 import { ensureDir, script, shq, writeFile } from "./shell";
-import { secretsDatabaseArg, SYNAPSE_LISTEN, SYNAPSE_PATHS, SYNAPSE_SERVICE, SYNAPSE_USER } from "./synapse";
+import { DATABASE_CLIENT_COMMAND } from "./databaseHost";
+import { SYNAPSE_LISTEN, SYNAPSE_PATHS, SYNAPSE_SERVICE, SYNAPSE_USER } from "./synapse";
+import { SYNAPSE_TARGET, WORKER_SERVICE } from "./workers";
 
 export const BACKUP_PATHS = {
     backupCommand: "/usr/local/sbin/matrix-synapse-backup",
@@ -25,8 +27,8 @@ export function renderBackupCommand(s: { retention: number }): string {
         'tmp="$dir.part"',
         'install -d -m 0700 "$dest"',
         'rm -rf "$tmp" && mkdir "$tmp"',
-        `db=$(${secretsDatabaseArg("dbname")})`,
-        'runuser -u postgres -- pg_dump -Fc --exclude-table-data e2e_one_time_keys_json "$db" > "$tmp/database.dump"',
+        // Here or on the database's own host, as secrets.yaml says (matrix-synapse-db).
+        `${DATABASE_CLIENT_COMMAND} dump > "$tmp/database.dump"`,
         `cp -p ${p.signingKey} "$tmp/signing.key"`,
         `tar -C ${p.dataDir} -cf "$tmp/media_store.tar" media_store`,
         'mv "$tmp" "$dir"',
@@ -48,20 +50,16 @@ export function renderRestoreCommand(): string {
         "for f in database.dump signing.key media_store.tar; do",
         '  [ -f "$src/$f" ] || { echo "$src has no $f: not a backup folder" >&2; exit 1; }',
         "done",
-        `db=$(${secretsDatabaseArg("dbname")})`,
-        `role=$(${secretsDatabaseArg("user")})`,
-        `systemctl stop ${SYNAPSE_SERVICE}`,
-        // psql variables quote the names; the locale is the only one Synapse accepts.
-        'runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v db="$db" -v role="$role" -d postgres <<\'SQL\'',
-        'DROP DATABASE IF EXISTS :"db" WITH (FORCE);',
-        "CREATE DATABASE :\"db\" OWNER :\"role\" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C';",
-        "SQL",
-        'runuser -u postgres -- pg_restore --exit-on-error -d "$db" < "$src/database.dump"',
+        // Every Synapse process stops (workers too), the database is emptied and restored.
+        `systemctl stop ${shq(`${WORKER_SERVICE}@*.service`)} ${SYNAPSE_SERVICE}`,
+        `${DATABASE_CLIENT_COMMAND} restore < "$src/database.dump"`,
         `install -m 0600 -o ${SYNAPSE_USER} -g ${SYNAPSE_USER} "$src/signing.key" ${p.signingKey}`,
         `rm -rf ${p.mediaStore}`,
         `tar -C ${p.dataDir} -xf "$src/media_store.tar"`,
         `chown -R ${SYNAPSE_USER}:${SYNAPSE_USER} ${p.mediaStore}`,
         `systemctl start ${SYNAPSE_SERVICE}`,
+        // With workers, they come back with their target (enabled only when there are workers).
+        `if systemctl is-enabled --quiet ${SYNAPSE_TARGET} 2>/dev/null; then systemctl start ${SYNAPSE_TARGET}; fi`,
         `until curl -fsS --max-time 5 http://${SYNAPSE_LISTEN.address}:${SYNAPSE_LISTEN.port}/health >/dev/null 2>&1; do sleep 0.5; done`,
         'echo "restored $src"',
         "",

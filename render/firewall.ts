@@ -16,10 +16,19 @@ export const FIREWALL_FILE_MODE = { mode: "0644", owner: "root", group: "root" }
  * transaction), so a reload never leaves the host open or half-filtered. Established
  * connections stay up: the SSH session that loads it is not cut.
  */
-export function renderFirewallRules(s: { tcpPorts: number[] }): string {
+/** A TCP port let in from one address only. */
+export interface SourcedPort {
+    port: number;
+    from: string;
+}
+
+export function renderFirewallRules(s: { tcpPorts: number[]; sourced?: SourcedPort[] }): string {
     const ports = [...new Set(s.tcpPorts)].sort((a, b) => a - b);
-    for (const p of ports) {
+    for (const p of [...ports, ...(s.sourced ?? []).map((x) => x.port)]) {
         if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`not a TCP port: ${p}`);
+    }
+    for (const { from } of s.sourced ?? []) {
+        if (!/^(\d{1,3}\.){3}\d{1,3}$/.test(from)) throw new Error(`not an IPv4 address: ${from}`);
     }
     return [
         "# Managed by matrix-pulumi: inbound connections other than these ports are dropped.",
@@ -35,6 +44,8 @@ export function renderFirewallRules(s: { tcpPorts: number[] }): string {
         // number: names need /etc/protocols, which a minimal host lacks (no netbase).
         "\t\tmeta l4proto { 1, 58 } accept",
         `\t\ttcp dport { ${ports.join(", ")} } accept`,
+        // Ports open to one address only (PostgreSQL for the Synapse host).
+        ...(s.sourced ?? []).map((x) => `\t\tip saddr ${x.from} tcp dport ${x.port} accept`),
         "\t}",
         "}",
         "",

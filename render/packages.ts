@@ -3,7 +3,7 @@
 import { ELEMENT_APT_PACKAGES } from "./element";
 import { FIREWALL_APT_PACKAGES } from "./firewall";
 import { NGINX_APT_PACKAGES } from "./nginx";
-import { POSTGRES_APT_PACKAGES } from "./postgres";
+import { POSTGRES_APT_PACKAGES, POSTGRES_CLIENT_APT_PACKAGES } from "./postgres";
 import { aptInstall, script } from "./shell";
 import { SYNAPSE_APT_PACKAGES } from "./synapse";
 import { REDIS_APT_PACKAGES } from "./workers";
@@ -12,10 +12,11 @@ import { REDIS_APT_PACKAGES } from "./workers";
  * Every package the program installs on a host, sorted (the firewall's only when it is managed,
  * Redis only with workers).
  */
-export function hostPackages(s: { firewall: boolean; redis?: boolean }): string[] {
+export function hostPackages(s: { firewall: boolean; redis?: boolean; remoteDatabase?: boolean }): string[] {
     return [
         ...new Set([
-            ...POSTGRES_APT_PACKAGES,
+            // With the database on another host, only its client tools (dumps and restores).
+            ...(s.remoteDatabase ? POSTGRES_CLIENT_APT_PACKAGES : POSTGRES_APT_PACKAGES),
             ...SYNAPSE_APT_PACKAGES,
             ...NGINX_APT_PACKAGES,
             ...ELEMENT_APT_PACKAGES,
@@ -23,6 +24,11 @@ export function hostPackages(s: { firewall: boolean; redis?: boolean }): string[
             ...(s.redis ? REDIS_APT_PACKAGES : []),
         ]),
     ].sort();
+}
+
+/** The database host's packages: PostgreSQL, openssl for its certificates, the firewall's. */
+export function databaseHostPackages(s: { firewall: boolean }): string[] {
+    return [...new Set([...POSTGRES_APT_PACKAGES, "openssl", ...(s.firewall ? FIREWALL_APT_PACKAGES : [])])].sort();
 }
 
 /** Install the packages that are missing, in one apt run (each component's step then finds them). */

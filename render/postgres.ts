@@ -67,6 +67,8 @@ export function renderDatabaseSql(s: DatabaseSettings, password: string): string
 }
 
 export const POSTGRES_APT_PACKAGES = ["postgresql", "postgresql-contrib"];
+/** pg_dump, pg_restore and psql, for a database on another host. */
+export const POSTGRES_CLIENT_APT_PACKAGES = ["postgresql-client"];
 
 /** Install PostgreSQL (Debian/Ubuntu packages) and make sure it runs; checks the version. */
 export function renderPostgresInstallScript(opts: { user?: string } = {}): string {

@@ -1,6 +1,7 @@
 // Synapse: homeserver.yaml (no secrets), the secrets file, log config, systemd unit, scripts.
 import { stringify } from "yaml";
-import { aptInstall, dirOf, ensureDir, script, sha256, shq } from "./shell";
+import { DATABASE_CA_PATH, DATABASE_CLIENT_COMMAND, renderDatabaseClientCommand } from "./databaseHost";
+import { aptInstall, dirOf, ensureDir, script, sha256, shq, writeFile } from "./shell";
 import { SYNAPSE_LISTEN, SYNAPSE_PATHS, SYNAPSE_SERVICE, SYNAPSE_USER, synapseUnitHardening } from "./synapseBase";
 export { SYNAPSE_LISTEN, SYNAPSE_PATHS, SYNAPSE_SERVICE, SYNAPSE_USER, synapseUnitHardening } from "./synapseBase";
 import {
@@ -38,7 +39,7 @@ export interface SynapseSecrets {
     registrationSharedSecret: string;
     macaroonSecretKey: string;
     formSecret: string;
-    database: { name: string; user: string; password: string; host: string; port: number };
+    database: { name: string; user: string; password: string; host: string; port: number; tls?: boolean };
 }
 
 /** Sort keys at every depth so the same settings always give the same bytes (they feed diffs). */
@@ -125,6 +126,8 @@ export function renderSecretsConfig(s: SynapseSecrets): string {
                 dbname: s.database.name,
                 host: s.database.host,
                 port: s.database.port,
+                // A database on another host: TLS, the server's certificate checked against its CA.
+                ...(s.database.tls ? { sslmode: "verify-full", sslrootcert: DATABASE_CA_PATH } : {}),
                 cp_min: 5,
                 cp_max: 10,
             },
@@ -232,13 +235,6 @@ export function synapseRequirements(version: string): string {
     return [shq(`matrix-synapse[postgres,redis]==${version}`), ...pin].join(" ");
 }
 
-/** A command that prints one `database.args` setting from secrets.yaml (the database Synapse uses). */
-export function secretsDatabaseArg(key: "dbname" | "user"): string {
-    const py = `${SYNAPSE_PATHS.venv}/bin/python`;
-    const read = `import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["database"]["args"][sys.argv[2]])`;
-    return `${shq(py)} -c ${shq(read)} ${shq(SYNAPSE_PATHS.secretsConfig)} ${key}`;
-}
-
 /** Where the backup taken before upgrading to `version` lands (the newest such file is reported). */
 function preUpgradeBackupGlob(version: string): string {
     return `${SYNAPSE_PATHS.backups}/pre-upgrade-*-to-${version}-*.dump`;
@@ -262,6 +258,12 @@ export function renderSynapseInstallScript(s: SynapseInstallSettings, opts: { us
             ...ensureDir(p.configDir, { mode: "0750", ...ROOT_SYNAPSE }),
             // Worker config files (matrix:synapse.workers) are written here.
             ...ensureDir(WORKER_PATHS.workersDir, { mode: "0750", ...ROOT_SYNAPSE }),
+            // Dumps and restores of Synapse's database, wherever it is (before any upgrade's).
+            ...writeFile(DATABASE_CLIENT_COMMAND, renderDatabaseClientCommand(), {
+                mode: "0755",
+                owner: "root",
+                group: "root",
+            }),
             `[ -x ${shq(py)} ] || python3 -m venv ${shq(p.venv)}`,
             `current=$(${shq(py)} -c 'import synapse; print(synapse.__version__)' 2>/dev/null || true)`,
             // Redis' client comes with every install, so a change of matrix:synapse.workers never
@@ -274,13 +276,13 @@ export function renderSynapseInstallScript(s: SynapseInstallSettings, opts: { us
             // Every process runs one version: the workers stop now, the main process migrates the
             // schema at its restart, and the workers start again after it (README: Workers).
             `  systemctl stop ${shq(`${WORKER_SERVICE}@*.service`)} 2>/dev/null || true`,
-            // The database to save is the one the installed Synapse uses (its secrets file).
-            `  db=$(${secretsDatabaseArg("dbname")} 2>/dev/null || true)`,
-            `  if [ -n "$current" ] && [ -n "$db" ]; then`,
+            // The database to save is the one the installed Synapse uses (its secrets file), here
+            // or on its own host.
+            `  if [ -n "$current" ] && [ -s ${shq(p.secretsConfig)} ]; then`,
             `    install -d -m 0700 -o root -g root ${shq(p.backups)}`,
             `    backup=${shq(p.backups)}/pre-upgrade-"$current"-to-${shq(s.version)}-"$(date -u +%Y%m%dT%H%M%SZ)".dump`,
             // One-time keys are large and useless once restored (Synapse's backup advice).
-            `    runuser -u postgres -- pg_dump -Fc --exclude-table-data e2e_one_time_keys_json "$db" > "$backup.part"`,
+            `    ${DATABASE_CLIENT_COMMAND} dump > "$backup.part"`,
             `    mv "$backup.part" "$backup"`,
             `    echo "backup before upgrading from $current: $backup"`,
             "  fi",
@@ -296,6 +298,7 @@ export function renderSynapseInstallScript(s: SynapseInstallSettings, opts: { us
 export const SYNAPSE_FILE_MODES = {
     homeserverConfig: { mode: "0640", ...ROOT_SYNAPSE },
     federationCa: { mode: "0640", ...ROOT_SYNAPSE },
+    databaseCa: { mode: "0640", ...ROOT_SYNAPSE },
     logConfig: { mode: "0640", ...ROOT_SYNAPSE },
     secretsConfig: { mode: "0640", ...ROOT_SYNAPSE },
     unit: { mode: "0644", owner: "root", group: "root" },

@@ -12,6 +12,8 @@ export const SYNAPSE_PATHS = {
     unit: "/etc/systemd/system/matrix-synapse.service",
     /** The CAs federation trusts, when the stack names them (matrix:federation.caBundle). */
     federationCa: "/etc/matrix-synapse/federation-ca.pem",
+    /** The database host's CA, when PostgreSQL is on a host of its own (matrix:database). */
+    databaseCa: "/etc/matrix-synapse/database-ca.pem",
     backups: "/var/backups/matrix-synapse",
     /** The revision the running Synapse was (re)started with: a re-run with the same one restarts nothing. */
     revisionStamp: "/var/lib/matrix-pulumi/synapse.revision",

@@ -220,6 +220,24 @@ export const CASES: Case[] = [
         form: /no G, no spaces/,
     },
     {
+        label: "the database host is the Synapse host",
+        overrides: { "matrix:database": { machine } },
+        key: "matrix:database.machine.ipv4",
+        form: /leave matrix:database out to keep PostgreSQL on the Synapse host/,
+    },
+    {
+        label: "a database host without an address",
+        overrides: { "matrix:database": { machine: { sshPort: 22 } } },
+        key: "matrix:database.machine.ipv4",
+        form: /required/,
+    },
+    {
+        label: "Synapse's address for the database host, not an address",
+        overrides: { "matrix:database": { machine: { ipv4: "203.0.113.20" }, synapseAddress: "db.example.org" } },
+        key: "matrix:database.synapseAddress",
+        form: /expected an IPv4 address/,
+    },
+    {
         label: "a worker preset that does not exist",
         overrides: { "matrix:synapse": { workers: "large" } },
         key: "matrix:synapse.workers",

@@ -31,6 +31,11 @@ import {
     renderWorkersScript,
 } from "../../render/workers";
 import {
+    renderDatabaseClientCommand,
+    renderDatabaseNetworkDeleteScript,
+    renderDatabaseNetworkScript,
+} from "../../render/databaseHost";
+import {
     renderBackupCommand,
     renderBackupDeleteScript,
     renderBackupScript,
@@ -71,6 +76,7 @@ const deleteScripts: Record<string, string> = {
     managedFileRemove: renderRemoveScript("/etc/x y/it's.conf"),
     redisDelete: renderRedisDeleteScript(),
     workersDelete: renderWorkersDeleteScript(),
+    databaseNetworkDelete: renderDatabaseNetworkDeleteScript(),
 };
 
 const acme = { email: "o'brien@example.org", directoryUrl: "https://127.0.0.1:14000/dir", caBundle: true };
@@ -121,12 +127,19 @@ const scripts: Record<string, string> = {
         healthTimeoutSeconds: 60,
     }),
     workersNone: renderWorkersScript({ workers: [], healthTimeoutSeconds: 60 }),
+    databaseNetwork: renderDatabaseNetworkScript({
+        listenAddress: "10.0.0.3",
+        clientAddress: "10.0.0.2",
+        database: "synapse",
+        user: "synapse",
+    }),
 };
 
 describe("installed commands", () => {
     const files: Record<string, string> = {
         "matrix-synapse-backup": renderBackupCommand({ retention: 7 }),
         "matrix-synapse-restore": renderRestoreCommand(),
+        "matrix-synapse-db": renderDatabaseClientCommand(),
     };
     for (const [name, text] of Object.entries(files)) {
         it(`${name} is valid bash and passes shellcheck`, () => {

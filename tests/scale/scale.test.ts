@@ -1,8 +1,12 @@
-// Scale-out on a real host, deployed by the real Pulumi CLI: Synapse with the "small" workers
-// (Redis, a template unit per worker, nginx routes), a real client whose requests must reach the
-// workers (each worker's own journal says so), an upgrade with workers, a restored worker file,
-// and the way back to one process. Needs root and the toolchain from `npm run tools:pulumi`.
+// Scale-out on two real hosts, deployed by the real Pulumi CLI: Synapse with the "small" workers
+// (Redis, a template unit per worker, nginx routes) on one, PostgreSQL on the other
+// (matrix:database: TLS, Synapse's address alone); a real client whose requests must reach the
+// workers (each worker's own journal says so), backups and a restore against the remote
+// database, an upgrade with workers, a restored worker file, the way back to one process, and a
+// destroy that keeps the data on the database host. Needs root and `npm run tools:pulumi`.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { workerList, WORKER_PRESETS } from "../../render/workers";
@@ -26,6 +30,7 @@ import {
     stopSession,
     timed,
     type MatrixClient,
+    type Server,
     type SettingsOverrides,
 } from "../e2e/session";
 
@@ -66,12 +71,21 @@ describe("scale-out: Synapse workers with Redis, deployed by the real Pulumi CLI
     let roomId: string;
     const message = `hello through the workers ${Date.now()}`;
     let first: Run;
+    let db: Server;
 
     beforeAll(async () => {
-        await startSession(path.join(CACHE, "run-scale"), SLOTS.scale, [{ name: "scale", domain: DOMAIN }]);
+        const session = await startSession(path.join(CACHE, "run-scale"), SLOTS.scale, [
+            { name: "scale", domain: DOMAIN },
+            { name: "scale-db", domain: `db.${DOMAIN}` },
+        ]);
+        db = session.servers[1]!;
+        // One SSH key for both hosts (matrix:sshPrivateKey serves the database host too).
+        const key = readFileSync(`${ctx.host.keyPath}.pub`, "utf8");
+        assert.equal(db.sh("cat >> /root/.ssh/authorized_keys", key).code, 0);
         current = {
             synapse: { version: OLD_SYNAPSE, workers: "small" },
             users: [{ name: "alice", admin: true }],
+            more: { database: { machine: { ipv4: db.host.guestIp, sshHostKey: db.host.hostKey } } },
         };
         const p = await timed("preview (cold, small)", () => preview(settings()));
         assert.equal(p.code, 0, explainFailure(p));
@@ -154,6 +168,86 @@ describe("scale-out: Synapse workers with Redis, deployed by the real Pulumi CLI
         const hs = sh("cat /etc/matrix-synapse/homeserver.yaml").stdout;
         assert.match(hs, /run_background_tasks_on: background1/);
         assert.match(hs, /federation_sender_instances:\n\s+- federation_sender1/);
+    });
+
+    describe("the database on its own host (matrix:database)", () => {
+        const dbSql = (sql: string) => db.sh(`runuser -u postgres -- psql -qAt -c ${JSON.stringify(sql)}`);
+
+        it("runs PostgreSQL there only, listening on its address, Synapse's connections all over TLS", () => {
+            assert.notEqual(
+                sh("dpkg-query -W -f='${Status}' postgresql 2>/dev/null || true").stdout,
+                "install ok installed",
+                "no PostgreSQL server on the Synapse host",
+            );
+            assert.match(
+                db.sh("ss -Htln 'sport = :5432'").stdout,
+                new RegExp(`${db.host.guestIp.replace(/\./g, "\\.")}:5432`),
+            );
+            const [tls, plain] = dbSql(
+                "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.usename = 'synapse'",
+            )
+                .stdout.trim()
+                .split("|")
+                .map(Number);
+            assert.ok(tls! > 0 && plain === 0, `TLS connections ${tls}, plain ${plain}`);
+            // All of them from the Synapse host's own address.
+            assert.equal(
+                dbSql(
+                    `SELECT count(*) FILTER (WHERE client_addr = '${ctx.host.guestIp}') || '|' || count(*) FILTER (WHERE client_addr IS DISTINCT FROM '${ctx.host.guestIp}') FROM pg_stat_activity WHERE usename = 'synapse'`,
+                ).stdout.trim(),
+                `${Number(tls) + Number(plain)}|0`,
+            );
+        });
+
+        it("admits the Synapse host alone, with TLS, the server's certificate verified", () => {
+            // The test machine is another address: the firewall drops it.
+            const probe = spawnSync("timeout", ["3", "bash", "-c", `</dev/tcp/${db.host.guestIp}/5432`]);
+            assert.notEqual(probe.status, 0, "5432 reachable from another address");
+            const psql = (opts: string) =>
+                sh(
+                    `psql -w -X ${JSON.stringify(`host=${db.host.guestIp} dbname=synapse user=synapse ${opts}`)} -c 'SELECT 1' 2>&1 || true`,
+                ).stdout;
+            // From the Synapse host without TLS: no pg_hba entry admits it.
+            assert.match(psql("sslmode=disable"), /no pg_hba\.conf entry .*no encryption/);
+            // With TLS but checked against other CAs: the server's certificate is refused.
+            assert.match(
+                psql("sslmode=verify-full sslrootcert=/etc/ssl/certs/ca-certificates.crt"),
+                /certificate verify failed/,
+            );
+            const secrets = sh("cat /etc/matrix-synapse/secrets.yaml").stdout;
+            assert.match(secrets, /sslmode: verify-full/);
+            assert.equal(
+                sh("openssl x509 -noout -subject -in /etc/matrix-synapse/database-ca.pem").stdout.trim(),
+                "subject=CN = matrix-pulumi PostgreSQL CA",
+            );
+        });
+
+        it("backs up through pg_dump against that host, and restores into it", async () => {
+            const backup = sh(
+                "systemctl start matrix-synapse-backup.service && ls -d /var/backups/matrix-synapse/2*Z | tail -n 1",
+            );
+            assert.equal(backup.code, 0, backup.stderr);
+            const folder = backup.stdout.trim();
+            assert.match(
+                sh(`pg_restore --list ${folder}/database.dump | grep -c 'TABLE DATA'`).stdout.trim(),
+                /^[1-9][0-9]+$/,
+            );
+            const later = `sent after the backup ${Date.now()}`;
+            await mx.sendTextMessage(roomId, later);
+            const restore = await timed("checks: restore (remote database)", () =>
+                sh(`matrix-synapse-restore ${folder}`),
+            );
+            assert.equal(restore.code, 0, restore.stderr);
+            const messages = await lastMessages(mx, roomId);
+            assert.ok(messages.includes(message), "the message from before the backup is back");
+            assert.ok(!messages.includes(later), "the database is the backup's: the later message is gone");
+            // Every process is back: the restore started the workers again with their target.
+            for (const [unit, pid] of Object.entries(processes())) assert.notEqual(pid, "0", `${unit} after restore`);
+            assert.equal(
+                dbSql("SELECT datcollate || '|' || datctype FROM pg_database WHERE datname = 'synapse'").stdout.trim(),
+                "C|C",
+            );
+        });
     });
 
     describe("upgrade with workers (every process on one version)", () => {
@@ -260,6 +354,28 @@ describe("scale-out: Synapse workers with Redis, deployed by the real Pulumi CLI
             assert.ok((await lastMessages(mx, roomId)).includes(message));
             const again = await timed("preview (after none)", () => ctx.stack.preview({ expectNoChanges: true }));
             assert.equal(again.code, 0, explainFailure(again));
+        });
+    });
+
+    describe("destroy, keeping the data on the database host", () => {
+        let destroyed: Run;
+        beforeAll(async () => {
+            destroyed = await timed("destroy (keep data)", () => ctx.stack.destroy());
+            assert.equal(destroyed.code, 0, explainFailure(destroyed));
+        });
+        it("kept the database, its tables and the room's events there; PostgreSQL back on loopback only", () => {
+            const dbSql = (sql: string) =>
+                db.sh(`runuser -u postgres -- psql -qAt -d synapse -c ${JSON.stringify(sql)}`);
+            assert.ok(Number(dbSql("SELECT count(*) FROM events").stdout.trim()) > 0);
+            assert.equal(dbSql(`SELECT count(*) FROM rooms WHERE room_id = '${roomId}'`).stdout.trim(), "1");
+            assert.doesNotMatch(
+                db.sh("ss -Htln 'sport = :5432'").stdout,
+                new RegExp(db.host.guestIp.replace(/\./g, "\\.")),
+            );
+            assert.equal(
+                db.sh("nft list table inet matrix_pulumi >/dev/null 2>&1 && echo loaded || echo gone").stdout.trim(),
+                "gone",
+            );
         });
     });
 });

@@ -815,3 +815,60 @@ describe("Synapse workers (matrix:synapse.workers)", () => {
         );
     });
 });
+
+describe("the database on its own host (matrix:database)", () => {
+    const DB = "203.0.113.20";
+    const run = runProgramSoon(
+        baseConfig({ "matrix:database": { machine: { ipv4: DB, sshHostKey: "ssh-ed25519 AAAAdbhost" } } }),
+    );
+    const hostOf = (r: ProgramResult, name: string) =>
+        (byName(r, name).inputs.connection as { value: { host: string } }).value.host;
+
+    it("deploys PostgreSQL, its packages and its firewall to that host, Synapse to the machine", async () => {
+        const r = await run;
+        assert.equal(r.error, undefined);
+        for (const n of [
+            "postgres-install",
+            "postgres-database",
+            "postgres-network",
+            "database-packages-install",
+            "database-firewall-apply",
+        ]) {
+            assert.equal(hostOf(r, n), DB, n);
+        }
+        for (const n of ["synapse-install", "synapse-service", "packages-install", "nginx-sites"]) {
+            assert.equal(hostOf(r, n), "203.0.113.10", n);
+        }
+        // The Synapse host gets PostgreSQL's client tools only.
+        const pkgs = String(byName(r, "packages-install").inputs.create);
+        assert.match(pkgs, /postgresql-client/);
+        assert.doesNotMatch(pkgs, /\bpostgresql\b(?!-client)/);
+    });
+
+    it("opens 5432 to the Synapse host's address alone, before PostgreSQL listens beyond loopback", async () => {
+        const r = await run;
+        const rules = String(byName(r, "database-firewall-rules").inputs.content);
+        assert.match(rules, /ip saddr 203\.0\.113\.10 tcp dport 5432 accept/);
+        assert.match(rules, /tcp dport \{ 22 \} accept/);
+        const network = String(byName(r, "postgres-network").inputs.create);
+        assert.match(network, /hostssl "synapse" "synapse" 203\.0\.113\.10\/32 scram-sha-256/);
+        assert.match(network, /listen_addresses = \W*localhost,203\.0\.113\.20\W/);
+        assert.ok(
+            byName(r, "postgres-install").dependencies.some((d) => d.endsWith("::database-firewall-apply")),
+            "PostgreSQL's steps wait for the firewall",
+        );
+    });
+
+    it("has Synapse connect to it with TLS, verifying the server against the CA made there", async () => {
+        const r = await run;
+        const secrets = parseYaml(allStrings(byName(r, "synapse-secrets-yaml").inputs.content)[0]!) as {
+            database: { args: Record<string, unknown> };
+        };
+        assert.equal(secrets.database.args.host, DB);
+        assert.equal(secrets.database.args.sslmode, "verify-full");
+        assert.equal(secrets.database.args.sslrootcert, "/etc/matrix-synapse/database-ca.pem");
+        const ca = byName(r, "synapse-database-ca");
+        assert.equal(ca.inputs.path, "/etc/matrix-synapse/database-ca.pem");
+        assert.ok(byName(r, "synapse-service").dependencies.some((d) => d.endsWith("::synapse-database-ca")));
+    });
+});
