@@ -123,13 +123,19 @@ async function makeUsers(count: number, prefix: string, secret: string): Promise
 }
 
 /** One load level: every user syncing and sending for SECONDS; latencies of every delivery. */
-async function load(users: User[]): Promise<{ sent: number; delivered: number; latencies: number[]; errors: number }> {
+async function load(
+    users: User[],
+    level: number,
+): Promise<{ sent: number; delivered: number; latencies: number[]; errors: number }> {
     const latencies: number[] = [];
     let sent = 0;
     let errors = 0;
     let running = true;
-    const filter = JSON.stringify({ room: { timeline: { limit: 50 }, state: { lazy_load_members: true } } });
+    // A filter of the level's own: Synapse keeps a sync response for two minutes and answers an
+    // identical request from it, so a user's next level would start from the last one's token.
+    const filter = JSON.stringify({ room: { timeline: { limit: 50 + level }, state: { lazy_load_members: true } } });
     const syncer = async (u: User) => {
+        const seen = new Set<string>();
         let since = (
             await api<{ next_batch: string }>(
                 "GET",
@@ -141,7 +147,12 @@ async function load(users: User[]): Promise<{ sent: number; delivered: number; l
             try {
                 const r = await api<{
                     next_batch: string;
-                    rooms?: { join?: Record<string, { timeline: { events: { content: { body?: string } }[] } }> };
+                    rooms?: {
+                        join?: Record<
+                            string,
+                            { timeline: { events: { event_id: string; content: { body?: string } }[] } }
+                        >;
+                    };
                 }>(
                     "GET",
                     `/_matrix/client/v3/sync?timeout=5000&since=${encodeURIComponent(since)}&filter=${encodeURIComponent(filter)}`,
@@ -152,7 +163,10 @@ async function load(users: User[]): Promise<{ sent: number; delivered: number; l
                 for (const room of Object.values(r.rooms?.join ?? {})) {
                     for (const e of room.timeline.events) {
                         const m = /^load (\d+) /.exec(e.content.body ?? "");
-                        if (m && running) latencies.push(now - Number(m[1]));
+                        // Each event counted once per user (a limited timeline repeats recent ones).
+                        if (!m || !running || seen.has(e.event_id)) continue;
+                        seen.add(e.event_id);
+                        latencies.push(now - Number(m[1]));
                     }
                 }
             } catch {
@@ -233,8 +247,13 @@ async function main(): Promise<void> {
             const [up, outage] = await clientOutage(() => deploy(stackConfig(settingsFor(workers))));
             if (up.code !== 0) throw new Error(explainFailure(up));
             const same = JSON.stringify(p.changed) === JSON.stringify(up.changed);
+            // Resources on the hosts (components are only groupings), by what the up did to them.
+            const steps = up.steps.filter(
+                (x) => !x.type.startsWith("matrix:index:") && x.type !== "pulumi:pulumi:Stack",
+            );
+            const by = (op: string) => steps.filter((x) => x.op === op).map((x) => x.name);
             figure(
-                `switch to ${workers}: ${up.changed.length} resources changed (${up.changed.join(", ")}); preview listed the same: ${same}; longest client-API outage ${(outage / 1000).toFixed(1)} s; up took ${up.seconds.toFixed(0)} s`,
+                `switch to ${workers}: updated ${by("update").length} (${by("update").join(", ")}), created ${by("create").length}, deleted ${by("delete").length}; preview listed the same: ${same}; longest outage of /_matrix/client/versions through nginx ${(outage / 1000).toFixed(1)} s; up took ${up.seconds.toFixed(0)} s`,
             );
             return up;
         };
@@ -244,7 +263,7 @@ async function main(): Promise<void> {
             for (const n of LEVELS) {
                 if (users.length < n)
                     users = [...users, ...(await makeUsers(n - users.length, `u${users.length}x`, secret))];
-                const r = await load(users.slice(0, n));
+                const r = await load(users.slice(0, n), LEVELS.indexOf(n) + (mode === "small" ? LEVELS.length : 0));
                 const p50 = r.latencies.length ? quantile(r.latencies, 0.5) : NaN;
                 const p95 = r.latencies.length ? quantile(r.latencies, 0.95) : NaN;
                 const line = `${mode.padEnd(5)} N=${String(n).padStart(3)} (${n / ROOM_SIZE} rooms): sent ${(r.sent / SECONDS).toFixed(1)} msg/s, delivered ${(r.delivered / SECONDS).toFixed(1)} msg/s, send→receive p50 ${p50} ms p95 ${p95} ms, errors ${r.errors}`;
