@@ -2,7 +2,14 @@
 import { stringify } from "yaml";
 import { DATABASE_CA_PATH, DATABASE_CLIENT_COMMAND, renderDatabaseClientCommand } from "./databaseHost";
 import { aptInstall, dirOf, ensureDir, script, sha256, shq, writeFile } from "./shell";
-import { SYNAPSE_LISTEN, SYNAPSE_PATHS, SYNAPSE_SERVICE, SYNAPSE_USER, synapseUnitHardening } from "./synapseBase";
+import {
+    SYNAPSE_LISTEN,
+    SYNAPSE_PATHS,
+    SYNAPSE_SERVICE,
+    SYNAPSE_USER,
+    synapseServiceLines,
+    synapseUnitHardening,
+} from "./synapseBase";
 export { SYNAPSE_LISTEN, SYNAPSE_PATHS, SYNAPSE_SERVICE, SYNAPSE_USER, synapseUnitHardening } from "./synapseBase";
 import {
     REPLICATION_LISTENER,
@@ -167,12 +174,9 @@ export function renderSynapseUnit(s: { workers?: boolean } = {}): string {
         ...(s.workers ? ["PartOf=matrix-synapse.target"] : []),
         "",
         "[Service]",
-        "Type=notify",
-        "NotifyAccess=main",
-        `User=${SYNAPSE_USER}`,
-        `Group=${SYNAPSE_USER}`,
-        `WorkingDirectory=${p.dataDir}`,
-        `ExecStart=${p.venv}/bin/python -m synapse.app.homeserver --config-path=${p.homeserverConfig} --config-path=${p.secretsConfig}`,
+        ...synapseServiceLines(
+            `${p.venv}/bin/python -m synapse.app.homeserver --config-path=${p.homeserverConfig} --config-path=${p.secretsConfig}`,
+        ),
         "ExecReload=/bin/kill -HUP $MAINPID",
         "Restart=on-failure",
         "RestartSec=3",

@@ -22,6 +22,18 @@ export const SYNAPSE_USER = "matrix-synapse";
 export const SYNAPSE_SERVICE = "matrix-synapse";
 export const SYNAPSE_LISTEN = { address: "127.0.0.1", port: 8008 } as const;
 
+/** How systemd runs a Synapse process (main or worker): it says when it is ready. */
+export function synapseServiceLines(execStart: string): string[] {
+    return [
+        "Type=notify",
+        "NotifyAccess=main",
+        `User=${SYNAPSE_USER}`,
+        `Group=${SYNAPSE_USER}`,
+        `WorkingDirectory=${SYNAPSE_PATHS.dataDir}`,
+        `ExecStart=${execStart}`,
+    ];
+}
+
 /** The sandbox every Synapse process (main, workers, their Redis) runs in. */
 export function synapseUnitHardening(): string[] {
     return [

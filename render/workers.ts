@@ -4,7 +4,14 @@
 import { stringify } from "yaml";
 import { script, sha256, shq } from "./shell";
 import { block, NGINX_UPSTREAM_VARIABLE } from "./nginx";
-import { SYNAPSE_LISTEN, SYNAPSE_PATHS, SYNAPSE_SERVICE, SYNAPSE_USER, synapseUnitHardening } from "./synapseBase";
+import {
+    SYNAPSE_LISTEN,
+    SYNAPSE_PATHS,
+    SYNAPSE_SERVICE,
+    SYNAPSE_USER,
+    synapseServiceLines,
+    synapseUnitHardening,
+} from "./synapseBase";
 
 /** How many worker processes of each kind (matrix:synapse.workers). */
 export interface WorkerCounts {
@@ -159,12 +166,9 @@ export function renderWorkerUnit(): string {
         `PartOf=${SYNAPSE_TARGET}`,
         "",
         "[Service]",
-        "Type=notify",
-        "NotifyAccess=main",
-        `User=${SYNAPSE_USER}`,
-        `Group=${SYNAPSE_USER}`,
-        `WorkingDirectory=${p.dataDir}`,
-        `ExecStart=${p.venv}/bin/python -m synapse.app.generic_worker --config-path=${p.homeserverConfig} --config-path=${p.secretsConfig} --config-path=${WORKER_PATHS.workersDir}/%i.yaml`,
+        ...synapseServiceLines(
+            `${p.venv}/bin/python -m synapse.app.generic_worker --config-path=${p.homeserverConfig} --config-path=${p.secretsConfig} --config-path=${WORKER_PATHS.workersDir}/%i.yaml`,
+        ),
         "Restart=on-failure",
         "RestartSec=3",
         "SyslogIdentifier=matrix-synapse-%i",

@@ -15,6 +15,7 @@ import { shq } from "../../render/shell";
 import { baseConfig, runProgram } from "../harness/run";
 import { challtestsrv, sshTo } from "../e2e/infra";
 import type { Run } from "../e2e/pulumi";
+import { longestOutage } from "./outage";
 import {
     CACHE,
     ctx,
@@ -98,33 +99,14 @@ function disagreement(listed: string[], changed: string[]): string {
 
 /** Polls Synapse's /health every 100 ms through an SSH tunnel; the longest outage in ms. */
 async function watchHealth<T>(during: () => Promise<T>): Promise<[T, number]> {
-    return withTunnel(target(), async (base) => {
-        let stop = false;
-        let downSince: number | undefined;
-        let longest = 0;
-        const poll = (async () => {
-            while (!stop) {
-                const t = Date.now();
-                const ok = await fetch(`${base}/health`, { signal: AbortSignal.timeout(1000) }).then(
-                    (r) => r.ok,
-                    () => false,
-                );
-                if (!ok && downSince === undefined) downSince = t;
-                if (ok && downSince !== undefined) {
-                    longest = Math.max(longest, Date.now() - downSince);
-                    downSince = undefined;
-                }
-                await new Promise((r) => setTimeout(r, Math.max(0, 100 - (Date.now() - t))));
-            }
-        })();
-        const result = await during();
-        // Until Synapse answers again (the deploy waits for /health, so this is short).
-        const deadline = Date.now() + 60_000;
-        while (downSince !== undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-        stop = true;
-        await poll;
-        return [result, longest] as [T, number];
-    });
+    return withTunnel(target(), (base) =>
+        longestOutage(
+            () => fetch(`${base}/health`, { signal: AbortSignal.timeout(1000) }).then((r) => r.ok),
+            during,
+            // Until Synapse answers again (the deploy waits for /health, so this is short).
+            { settle: true },
+        ),
+    );
 }
 
 /** The same Python client on the host: interleaved requests through nginx+TLS and to 127.0.0.1:8008. */

@@ -13,6 +13,7 @@ import * as path from "node:path";
 import { fetch as undiciFetch } from "undici";
 import { withTunnel, registrationMac } from "../../lib/registerUser";
 import type { Run } from "../e2e/pulumi";
+import { longestOutage } from "./outage";
 import {
     CACHE,
     ctx,
@@ -204,31 +205,12 @@ async function load(
     return { sent, delivered, latencies, errors };
 }
 
-/** Polls /_matrix/client/versions through nginx every 100 ms during `during`; the longest outage. */
-async function clientOutage<T>(during: () => Promise<T>): Promise<[T, number]> {
-    let stop = false;
-    let downSince: number | undefined;
-    let longest = 0;
-    const poll = (async () => {
-        while (!stop) {
-            const t = Date.now();
-            const ok = await get(`${base}/_matrix/client/versions`, { signal: AbortSignal.timeout(1000) }).then(
-                (r) => r.ok,
-                () => false,
-            );
-            if (!ok && downSince === undefined) downSince = t;
-            if (ok && downSince !== undefined) {
-                longest = Math.max(longest, Date.now() - downSince);
-                downSince = undefined;
-            }
-            await new Promise((r) => setTimeout(r, Math.max(0, 100 - (Date.now() - t))));
-        }
-    })();
-    const result = await during();
-    stop = true;
-    await poll;
-    return [result, longest];
-}
+/** The longest stretch /_matrix/client/versions went unanswered through nginx during `during`. */
+const clientOutage = <T>(during: () => Promise<T>) =>
+    longestOutage(
+        () => get(`${base}/_matrix/client/versions`, { signal: AbortSignal.timeout(1000) }).then((r) => r.ok),
+        during,
+    );
 
 async function main(): Promise<void> {
     const machine = `${cpus().length} × ${cpus()[0]?.model ?? "?"}`;
