@@ -15,9 +15,23 @@ import {
     WORKER_PATHS,
     workerConfigPath,
     workerList,
-    workerRevision,
     type WorkerCounts,
 } from "../render/workers";
+import { synapseRevision } from "../render/synapseBase";
+
+type WorkerFileMode = (typeof WORKER_FILE_MODES)[keyof typeof WORKER_FILE_MODES];
+
+/** A file only the workers' layout needs: it goes when the layout does (back to `none`, destroy). */
+function workerFile(
+    name: string,
+    host: Host,
+    path: string,
+    content: string,
+    mode: WorkerFileMode,
+    opts: pulumi.CustomResourceOptions,
+): ManagedFile {
+    return remoteFile(name, host, { path, content, removeOnDelete: true, ...mode }, opts);
+}
 
 export interface SynapseRedisArgs {
     host: Host;
@@ -37,21 +51,8 @@ export class SynapseRedis extends pulumi.ComponentResource {
     constructor(name: string, args: SynapseRedisArgs, opts?: pulumi.ComponentResourceOptions) {
         super("matrix:index:SynapseRedis", name, {}, opts);
         const user = args.host.user;
-        const file = (
-            role: string,
-            path: string,
-            content: string,
-            mode: (typeof WORKER_FILE_MODES)[keyof typeof WORKER_FILE_MODES],
-        ) =>
-            remoteFile(
-                `${name}-${role}`,
-                args.host,
-                { path, content, removeOnDelete: true, ...mode },
-                {
-                    parent: this,
-                    dependsOn: args.dependsOn,
-                },
-            );
+        const file = (role: string, path: string, content: string, mode: WorkerFileMode) =>
+            workerFile(`${name}-${role}`, args.host, path, content, mode, { parent: this, dependsOn: args.dependsOn });
         const files = [
             file("config", WORKER_PATHS.redisConfig, renderRedisConfig(), WORKER_FILE_MODES.config),
             file("unit", WORKER_PATHS.redisUnit, renderRedisUnit(), WORKER_FILE_MODES.unit),
@@ -94,23 +95,23 @@ export class SynapseWorkers extends pulumi.ComponentResource {
         super("matrix:index:SynapseWorkers", name, {}, opts);
         const user = args.host.user;
         const workers = workerList(args.workers);
-        const unit = remoteFile(
+        const fileOpts = { parent: this, dependsOn: args.sharedFiles };
+        const unit = workerFile(
             `${name}-unit`,
             args.host,
-            { path: WORKER_PATHS.unit, content: renderWorkerUnit(), removeOnDelete: true, ...WORKER_FILE_MODES.unit },
-            { parent: this, dependsOn: args.sharedFiles },
+            WORKER_PATHS.unit,
+            renderWorkerUnit(),
+            WORKER_FILE_MODES.unit,
+            fileOpts,
         );
         const configs = workers.map((w) =>
-            remoteFile(
+            workerFile(
                 `${name}-${w.name}`,
                 args.host,
-                {
-                    path: workerConfigPath(w.name),
-                    content: renderWorkerConfig(w),
-                    removeOnDelete: true,
-                    ...WORKER_FILE_MODES.config,
-                },
-                { parent: this, dependsOn: args.sharedFiles },
+                workerConfigPath(w.name),
+                renderWorkerConfig(w),
+                WORKER_FILE_MODES.config,
+                fileOpts,
             ),
         );
         const shared = filesRevision([...args.sharedFiles, unit]);
@@ -127,7 +128,7 @@ export class SynapseWorkers extends pulumi.ComponentResource {
                                 workers: workers.map((w, i) => ({
                                     name: w.name,
                                     port: w.port,
-                                    revision: workerRevision([version, sharedRevision, ownRevisions[i] ?? ""]),
+                                    revision: synapseRevision([version, sharedRevision, ownRevisions[i] ?? ""]),
                                 })),
                                 healthTimeoutSeconds,
                             },

@@ -38,6 +38,7 @@ const CLUSTER = [
     "cluster=$(pg_lsclusters -h | awk 'NR==1 {print $1 \"/\" $2}')",
     '[ -n "$cluster" ] || { echo "no PostgreSQL cluster found (pg_lsclusters)" >&2; exit 1; }',
     "etc=/etc/postgresql/$cluster",
+    'unit="postgresql@${cluster/\\//-}"',
 ];
 
 /**
@@ -101,8 +102,8 @@ export function renderDatabaseNetworkScript(n: DatabaseNetwork, opts: { user?: s
             "  changed=${changed:-reload}",
             "fi",
             'case "${changed:-}" in',
-            '  restart) systemctl restart "postgresql@${cluster/\\//-}"; echo "postgresql restarted" >&2 ;;',
-            '  reload) systemctl reload "postgresql@${cluster/\\//-}"; echo "postgresql reloaded" >&2 ;;',
+            '  restart) systemctl restart "$unit"; echo "postgresql restarted" >&2 ;;',
+            '  reload) systemctl reload "$unit"; echo "postgresql reloaded" >&2 ;;',
             "esac",
             `for _ in $(seq 1 60); do runuser -u postgres -- psql -qAtc 'SELECT 1' >/dev/null 2>&1 && break; sleep 1; done`,
             // The only output: the CA certificate, public, for Synapse's host.
@@ -120,7 +121,7 @@ export function renderDatabaseNetworkDeleteScript(opts: { user?: string } = {}):
             ...CLUSTER,
             `rm -f "$etc/conf.d/${P.confName}"`,
             `sed -i ${shq(`/^${P.hbaBegin}$/,/^${P.hbaEnd}$/d`)} "$etc/pg_hba.conf"`,
-            'systemctl restart "postgresql@${cluster/\\//-}"',
+            'systemctl restart "$unit"',
             'echo "PostgreSQL listens on loopback only again; the database is kept"',
         ],
         opts,

@@ -11,17 +11,17 @@ export const FIREWALL_SERVICE = "matrix-pulumi-firewall";
 export const FIREWALL_APT_PACKAGES = ["nftables"];
 export const FIREWALL_FILE_MODE = { mode: "0644", owner: "root", group: "root" } as const;
 
-/**
- * The ruleset. Loading it replaces the table atomically (declare, delete, define in one
- * transaction), so a reload never leaves the host open or half-filtered. Established
- * connections stay up: the SSH session that loads it is not cut.
- */
 /** A TCP port let in from one address only. */
 export interface SourcedPort {
     port: number;
     from: string;
 }
 
+/**
+ * The ruleset. Loading it replaces the table atomically (declare, delete, define in one
+ * transaction), so a reload never leaves the host open or half-filtered. Established
+ * connections stay up: the SSH session that loads it is not cut.
+ */
 export function renderFirewallRules(s: { tcpPorts: number[]; sourced?: SourcedPort[] }): string {
     const ports = [...new Set(s.tcpPorts)].sort((a, b) => a - b);
     for (const p of [...ports, ...(s.sourced ?? []).map((x) => x.port)]) {

@@ -1,7 +1,7 @@
 // Synapse: homeserver.yaml (no secrets), the secrets file, log config, systemd unit, scripts.
 import { stringify } from "yaml";
 import { DATABASE_CA_PATH, DATABASE_CLIENT_COMMAND, renderDatabaseClientCommand } from "./databaseHost";
-import { aptInstall, dirOf, ensureDir, script, sha256, shq, writeFile } from "./shell";
+import { aptInstall, dirOf, ensureDir, script, shq, writeFile } from "./shell";
 import {
     SYNAPSE_LISTEN,
     SYNAPSE_PATHS,
@@ -9,11 +9,21 @@ import {
     SYNAPSE_USER,
     synapseServiceLines,
     synapseUnitHardening,
+    untilHealthy,
 } from "./synapseBase";
-export { SYNAPSE_LISTEN, SYNAPSE_PATHS, SYNAPSE_SERVICE, SYNAPSE_USER, synapseUnitHardening } from "./synapseBase";
+export {
+    SYNAPSE_LISTEN,
+    SYNAPSE_PATHS,
+    SYNAPSE_SERVICE,
+    SYNAPSE_USER,
+    synapseRevision,
+    synapseUnitHardening,
+} from "./synapseBase";
 import {
+    hasWorkers,
     REPLICATION_LISTENER,
     sharedWorkerConfig,
+    SYNAPSE_TARGET,
     WORKER_PATHS,
     WORKER_PRESETS,
     WORKER_SERVICE,
@@ -86,7 +96,7 @@ export function renderHomeserverConfig(s: HomeserverSettings): string {
                 resources: [{ names: ["client", "federation"], compress: false }],
             },
             // With workers: replication on a UNIX socket in a folder only Synapse's user can enter.
-            ...(Object.keys(shared).length > 0 ? [REPLICATION_LISTENER] : []),
+            ...(hasWorkers(workers) ? [REPLICATION_LISTENER] : []),
         ],
         log_config: SYNAPSE_PATHS.logConfig,
         media_store_path: SYNAPSE_PATHS.mediaStore,
@@ -171,7 +181,7 @@ export function renderSynapseUnit(s: { workers?: boolean } = {}): string {
         "Description=Synapse Matrix homeserver",
         "After=network-online.target postgresql.service",
         "Wants=network-online.target",
-        ...(s.workers ? ["PartOf=matrix-synapse.target"] : []),
+        ...(s.workers ? [`PartOf=${SYNAPSE_TARGET}`] : []),
         "",
         "[Service]",
         ...synapseServiceLines(
@@ -270,12 +280,6 @@ export function renderSynapseInstallScript(s: SynapseInstallSettings, opts: { us
             }),
             `[ -x ${shq(py)} ] || python3 -m venv ${shq(p.venv)}`,
             `current=$(${shq(py)} -c 'import synapse; print(synapse.__version__)' 2>/dev/null || true)`,
-            // Redis' client comes with every install, so a change of matrix:synapse.workers never
-            // reinstalls Synapse (venvs from before it get it once, at their next deploy).
-            `if [ "$current" = ${shq(s.version)} ] && ! ${shq(py)} -c 'import txredisapi, hiredis' 2>/dev/null; then`,
-            `  ${shq(py)} -m pip install -q --disable-pip-version-check ${pipSource} ${synapseRequirements(s.version)}`,
-            '  echo "added the redis extra"',
-            "fi",
             `if [ "$current" != ${shq(s.version)} ]; then`,
             // Every process runs one version: the workers stop now, the main process migrates the
             // schema at its restart, and the workers start again after it (README: Workers).
@@ -290,6 +294,10 @@ export function renderSynapseInstallScript(s: SynapseInstallSettings, opts: { us
             `    mv "$backup.part" "$backup"`,
             `    echo "backup before upgrading from $current: $backup"`,
             "  fi",
+            "fi",
+            // Redis' client comes with every install, so a change of matrix:synapse.workers never
+            // reinstalls Synapse (venvs from before it get it once, at their next deploy).
+            `if [ "$current" != ${shq(s.version)} ] || ! ${shq(py)} -c 'import txredisapi, hiredis' 2>/dev/null; then`,
             `  ${shq(py)} -m pip install -q --disable-pip-version-check ${pipSource} ${synapseRequirements(s.version)}`,
             `  echo "matrix-synapse ${"$"}{current:-none} -> "${shq(s.version)}`,
             "fi",
@@ -338,29 +346,19 @@ export function renderSynapseServiceScript(
             "fi",
             `rm -f ${shq(p.revisionStamp)}`,
             `systemctl restart ${SYNAPSE_SERVICE} || true`,
-            `deadline=$(( $(date +%s) + ${s.healthTimeoutSeconds} ))`,
-            `until curl -fsS --max-time 5 ${shq(health)} >/dev/null 2>&1; do`,
-            `  if [ "$(date +%s)" -ge "$deadline" ]; then`,
-            `    echo "Synapse did not answer ${health} within ${s.healthTimeoutSeconds}s. Last journal lines:" >&2`,
-            `    journalctl -u ${SYNAPSE_SERVICE} -n 40 --no-pager >&2 || true`,
-            // shellcheck disable=SC2012 (names are ours, no odd characters)
-            `    backup=$(ls -t ${preUpgradeBackupGlob(s.version)} 2>/dev/null | head -n 1 || true)`,
-            `    if [ -n "$backup" ]; then echo "The database as it was before this upgrade: $backup (README: Upgrades)" >&2; fi`,
-            "    exit 1",
-            "  fi",
-            "  sleep 0.5",
-            "done",
+            ...untilHealthy(health, s.healthTimeoutSeconds, [
+                `echo "Synapse did not answer ${health} within ${s.healthTimeoutSeconds}s. Last journal lines:" >&2`,
+                `journalctl -u ${SYNAPSE_SERVICE} -n 40 --no-pager >&2 || true`,
+                // shellcheck disable=SC2012 (names are ours, no odd characters)
+                `backup=$(ls -t ${preUpgradeBackupGlob(s.version)} 2>/dev/null | head -n 1 || true)`,
+                `if [ -n "$backup" ]; then echo "The database as it was before this upgrade: $backup (README: Upgrades)" >&2; fi`,
+            ]),
             ...ensureDir(dirOf(p.revisionStamp), { mode: "0755", owner: "root", group: "root" }),
             `printf '%s\\n' ${shq(s.revision)} > ${shq(p.revisionStamp)}`,
             `echo "synapse healthy"`,
         ],
         opts,
     );
-}
-
-/** A hash over the files and version a Synapse process reads (used as its restart revision). */
-export function synapseRevision(parts: string[]): string {
-    return sha256(parts.join("\0"));
 }
 
 /** On destroy: stop and disable Synapse (its data is SynapseServer's data step's to keep or purge). */

@@ -1,5 +1,6 @@
 // Where Synapse lives on a host and the sandbox its processes run in: shared by the main process
 // (render/synapse.ts) and its workers (render/workers.ts).
+import { sha256, shq } from "./shell";
 export const SYNAPSE_PATHS = {
     venv: "/opt/synapse",
     configDir: "/etc/matrix-synapse",
@@ -64,5 +65,27 @@ export function synapseUnitHardening(): string[] {
         // A refused call fails (EPERM) rather than killing Synapse.
         "SystemCallErrorNumber=EPERM",
         "UMask=0027",
+    ];
+}
+
+/** A hash over the files and version a Synapse process reads (used as its restart revision). */
+export function synapseRevision(parts: string[]): string {
+    return sha256(parts.join("\0"));
+}
+
+/**
+ * Wait (as a script's lines) until `url` answers, up to `seconds`; past that, run `onTimeout`
+ * and exit 1. Every Synapse process's start waits this way.
+ */
+export function untilHealthy(url: string, seconds: number, onTimeout: string[]): string[] {
+    return [
+        `deadline=$(( $(date +%s) + ${seconds} ))`,
+        `until curl -fsS --max-time 5 ${shq(url)} >/dev/null 2>&1; do`,
+        `  if [ "$(date +%s)" -ge "$deadline" ]; then`,
+        ...onTimeout.map((l) => `    ${l}`),
+        "    exit 1",
+        "  fi",
+        "  sleep 0.5",
+        "done",
     ];
 }

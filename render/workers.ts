@@ -11,6 +11,7 @@ import {
     SYNAPSE_USER,
     synapseServiceLines,
     synapseUnitHardening,
+    untilHealthy,
 } from "./synapseBase";
 
 /** How many worker processes of each kind (matrix:synapse.workers). */
@@ -316,13 +317,10 @@ export function renderWorkersScript(
                     // Type=notify: restart returns once the worker says it is ready (or failed).
                     `  if ! systemctl restart ${shq(unit)}; then journalctl -u ${shq(unit)} -n 30 --no-pager >&2; exit 1; fi`,
                     ...(health
-                        ? [
-                              `  deadline=$(( $(date +%s) + ${s.healthTimeoutSeconds} ))`,
-                              `  until curl -fsS --max-time 5 ${shq(health)} >/dev/null 2>&1; do`,
-                              `    if [ "$(date +%s)" -ge "$deadline" ]; then echo "worker ${w.name} did not answer ${health}" >&2; journalctl -u ${shq(unit)} -n 30 --no-pager >&2; exit 1; fi`,
-                              "    sleep 0.5",
-                              "  done",
-                          ]
+                        ? untilHealthy(health, s.healthTimeoutSeconds, [
+                              `echo "worker ${w.name} did not answer ${health}" >&2`,
+                              `journalctl -u ${shq(unit)} -n 30 --no-pager >&2`,
+                          ]).map((l) => `  ${l}`)
                         : []),
                     `  printf '%s\\n' ${shq(w.revision)} > ${shq(stamp)}`,
                     `  echo "worker ${w.name} (re)started"`,
@@ -350,11 +348,6 @@ export function renderWorkersDeleteScript(opts: { user?: string } = {}): string 
         ],
         opts,
     );
-}
-
-/** A worker's restart revision: what it reads (shared files, its own file) and the version. */
-export function workerRevision(parts: string[]): string {
-    return sha256(parts.join("\0"));
 }
 
 // ---- nginx: which process serves which path ----

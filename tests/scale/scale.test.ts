@@ -265,6 +265,7 @@ describe("scale-out: Synapse workers with Redis, deployed by the real Pulumi CLI
             const started = (unit: string) =>
                 Number(sh(`date -d "$(systemctl show -p ActiveEnterTimestamp --value ${unit})" +%s.%N`).stdout.trim());
             const main = started("matrix-synapse");
+            const now = processes();
             for (const w of SMALL) {
                 const unit = `matrix-synapse-worker@${w.name}`;
                 // The worker went down before the main process came up on the new version ...
@@ -281,7 +282,7 @@ describe("scale-out: Synapse workers with Redis, deployed by the real Pulumi CLI
                 );
                 // ... and came up after it.
                 assert.ok(started(unit) > main, `${unit} started after the main process`);
-                assert.notEqual(processes()[unit], before[unit]);
+                assert.notEqual(now[unit], before[unit]);
             }
             assert.match(up.output, /backup before upgrading/);
             assert.match(
