@@ -41,6 +41,8 @@ export const MANAGED_SYNAPSE_KEYS: Record<string, string> = {
     ip_range_whitelist: "set matrix:federation.allowedIpRanges",
     enable_registration: "set matrix:synapse.enableRegistration",
     report_stats: "set matrix:synapse.reportStats",
+    media_retention: "set matrix:synapse.mediaRetention",
+    enable_metrics: "set matrix:monitoring.enabled",
 };
 
 const HOSTNAME = /^(?=.{1,253}$)(?:(?!-)[a-z0-9-]{1,63}(?<!-)\.)+(?!-)[a-z][a-z0-9-]{0,61}[a-z0-9]$/;
@@ -148,6 +150,20 @@ const workersSchema = z.preprocess(
     ),
 );
 
+/** A lifetime as Synapse's parse_duration reads it, in days, weeks or years; or "forever". */
+const LIFETIME_ERROR = 'expected "forever" or a lifetime such as "90d", "8w" or "1y" (days, weeks or years)';
+const lifetime = z
+    .string({ error: LIFETIME_ERROR })
+    .regex(/^(forever|[1-9][0-9]{0,4}[dwy])$/, { error: LIFETIME_ERROR });
+
+/** matrix:synapse.mediaRetention: how long media is kept after its last access (README: Media retention). */
+const mediaRetentionSchema = z.strictObject({
+    /** Media this server's users uploaded. */
+    local: lifetime.default("forever"),
+    /** Copies of other servers' media, fetched again on demand once purged. */
+    remote: lifetime.default("90d"),
+});
+
 const synapseSchema = z.strictObject({
     version: z
         .string({ error: 'expected a matrix-synapse release as a string, such as "1.163.2"' })
@@ -164,6 +180,7 @@ const synapseSchema = z.strictObject({
         .refine((t) => t >= 10 && t <= 3600, { error: "expected a whole number of seconds from 10 to 3600" })
         .default(300),
     workers: workersSchema.default({ ...WORKER_PRESETS.none }),
+    mediaRetention: mediaRetentionSchema.prefault({}),
 });
 
 const elementSchema = z.strictObject({
@@ -236,6 +253,66 @@ const firewallSchema = z.strictObject({
     allowTcpPorts: z.array(tcpPort, { error: "expected a list of TCP port numbers such as [8080]" }).default([]),
 });
 
+const DURATION_ERROR = 'expected a duration such as "15d" or "12w" (a whole number of hours, days or weeks)';
+
+/** matrix:monitoring (README: Metrics and alerts). */
+const monitoringSchema = z.strictObject({
+    enabled: bool().default(false),
+    /** How long Prometheus keeps samples (--storage.tsdb.retention.time). */
+    retention: z
+        .string({ error: DURATION_ERROR })
+        .regex(/^[1-9][0-9]{0,4}[hdw]$/, { error: DURATION_ERROR })
+        .default("15d"),
+    /** How often Prometheus scrapes and evaluates the alert rules. */
+    scrapeInterval: z
+        .string({ error: 'expected an interval such as "30s" or "1m"' })
+        .regex(/^([1-9][0-9]?s|[1-5]m)$/, { error: 'expected an interval from "1s" to "5m", such as "30s"' })
+        .default("30s"),
+    /** Where Alertmanager sends alerts; without it, alerts are only shown (Alertmanager's API). */
+    email: z
+        .strictObject({
+            to: z.email({ error: "expected the address alerts go to, such as ops@example.org" }),
+            from: z.email({ error: "expected the sender address, such as alertmanager@example.org" }),
+            /** host:port of the SMTP server (STARTTLS is required). */
+            smarthost: z.string().regex(/^[A-Za-z0-9.-]+:[0-9]{1,5}$/, {
+                error: "expected the SMTP server as host:port, such as smtp.example.org:587",
+            }),
+            /** SMTP login; its password is matrix:secrets.smtpPassword. */
+            username: z.string().min(1).optional(),
+        })
+        .optional(),
+});
+
+/** A contact of /.well-known/matrix/support (at least a Matrix ID or an e-mail address). */
+const supportContactSchema = z
+    .strictObject({
+        matrixId: z
+            .string()
+            .regex(/^@[a-z0-9._=\/+-]+:[A-Za-z0-9.-]+(:[0-9]{1,5})?$/, {
+                error: "expected a Matrix user ID such as @admin:example.org",
+            })
+            .optional(),
+        email: z.email({ error: "expected an e-mail address such as admin@example.org" }).optional(),
+        role: z.enum(["admin", "security"], { error: 'expected "admin" or "security"' }).default("admin"),
+    })
+    .refine((c) => c.matrixId !== undefined || c.email !== undefined, {
+        error: "each contact needs a matrixId or an email (or both)",
+    });
+
+/** matrix:support: /.well-known/matrix/support (README: Support contacts). */
+const supportSchema = z
+    .strictObject({
+        contacts: z
+            .array(supportContactSchema, {
+                error: 'expected a list such as [{"matrixId": "@admin:example.org", "role": "admin"}]',
+            })
+            .default([]),
+        page: z.url({ protocol: /^https?$/, error: "expected the support page's https:// URL" }).optional(),
+    })
+    .refine((s) => s.contacts.length > 0 || s.page !== undefined, {
+        error: "needs contacts, a page, or both (leave matrix:support out to serve no support document)",
+    });
+
 /** Localparts the program creates: lower-case letters, digits, '.', '_', '-'. */
 export const USER_NAME = /^[a-z0-9._-]{1,64}$/;
 
@@ -256,8 +333,8 @@ export const PROVIDED_SECRETS = [
 ] as const;
 export type ProvidedSecret = (typeof PROVIDED_SECRETS)[number];
 
-const secretsSchema = z.strictObject(
-    Object.fromEntries(
+const secretsSchema = z.strictObject({
+    ...(Object.fromEntries(
         PROVIDED_SECRETS.map((k) => [
             k,
             z
@@ -265,8 +342,10 @@ const secretsSchema = z.strictObject(
                 .min(1, { error: "expected a non-empty string; remove the key to have it generated" })
                 .optional(),
         ]),
-    ) as Record<ProvidedSecret, z.ZodOptional<z.ZodString>>,
-);
+    ) as Record<ProvidedSecret, z.ZodOptional<z.ZodString>>),
+    /** The SMTP password of matrix:monitoring.email.username (never generated). */
+    smtpPassword: z.string({ error: "expected a non-empty string" }).min(1).optional(),
+});
 
 const delegationSchema = z.enum(["apex", "external", "none"], {
     error: 'expected one of "apex", "external", "none"',
@@ -292,6 +371,8 @@ const stackSchema = z.strictObject({
     backup: backupSchema.prefault({}),
     firewall: firewallSchema.prefault({}),
     federation: federationSchema.prefault({}),
+    monitoring: monitoringSchema.prefault({}),
+    support: supportSchema.optional(),
     users: z
         .array(userSchema, { error: 'expected a list such as [{"name": "alice", "admin": true}]' })
         .refine((u) => new Set(u.map((x) => x.name)).size === u.length, { error: "names must be unique" })
@@ -320,6 +401,10 @@ export interface StackConfig {
     firewall: z.infer<typeof firewallSchema>;
     /** Who federation trusts and reaches (README: Closed federation). */
     federation: z.infer<typeof federationSchema>;
+    /** Prometheus, exporters and Alertmanager (README: Metrics and alerts). */
+    monitoring: z.infer<typeof monitoringSchema>;
+    /** /.well-known/matrix/support (README: Support contacts); none: not served. */
+    support?: z.infer<typeof supportSchema>;
     /** Accounts the program creates once each (README: Users). */
     users: z.infer<typeof userSchema>[];
     /** `pulumi destroy` also deletes the database, media store, signing key and config. */
@@ -372,6 +457,17 @@ function crossKeyProblems(v: Record<string, unknown>): string[] {
             `matrix:database.machine.ipv4: is matrix:machine.ipv4 (${String(machine.ipv4)}); leave matrix:database out to keep PostgreSQL on the Synapse host, or name another host`,
         );
     }
+    const email = (v.monitoring as { email?: { username?: unknown } } | undefined)?.email;
+    const smtpPassword = (v.secrets as { smtpPassword?: unknown } | undefined)?.smtpPassword;
+    if (email?.username !== undefined && smtpPassword === undefined) {
+        problems.push(
+            "matrix:secrets.smtpPassword: required with matrix:monitoring.email.username; set it with pulumi config set --secret --path matrix:secrets.smtpPassword <password>",
+        );
+    } else if (email?.username === undefined && smtpPassword !== undefined) {
+        problems.push(
+            "matrix:monitoring.email.username: required with matrix:secrets.smtpPassword; set the SMTP login, or remove the password",
+        );
+    }
     const synapse = v.synapse as { extraConfig?: unknown } | undefined;
     if (synapse && typeof synapse.extraConfig === "object" && synapse.extraConfig !== null) {
         for (const key of Object.keys(synapse.extraConfig)) {
@@ -398,6 +494,8 @@ const STRUCTURED_KEYS = new Set([
     "backup",
     "firewall",
     "federation",
+    "monitoring",
+    "support",
 ]);
 
 /** Keys whose values must be stored encrypted (`pulumi config set --secret`). */
@@ -525,6 +623,13 @@ export function loadProvidedSecret(name: ProvidedSecret): pulumi.Output<string> 
     return new pulumi.Config("matrix")
         .requireSecretObject<Partial<Record<ProvidedSecret, string>>>("secrets")
         .apply((s) => s[name] ?? "");
+}
+
+/** The SMTP password Alertmanager logs in with (matrix:secrets.smtpPassword), as a secret Output. */
+export function loadSmtpPassword(): pulumi.Output<string> {
+    return new pulumi.Config("matrix")
+        .requireSecretObject<{ smtpPassword?: string }>("secrets")
+        .apply((s) => s.smtpPassword ?? "");
 }
 
 /** The SSH private key, as a secret Output (never part of StackConfig). */

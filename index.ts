@@ -6,6 +6,7 @@ import { ElementWeb } from "./components/elementWeb";
 import { HostFirewall } from "./components/hostFirewall";
 import { HostPackages } from "./components/hostPackages";
 import { MatrixUsers } from "./components/matrixUsers";
+import { Monitoring } from "./components/monitoring";
 import { NginxProxy } from "./components/nginxProxy";
 import { PostgresDatabase } from "./components/postgresDatabase";
 import { SynapseBackups } from "./components/synapseBackups";
@@ -15,6 +16,7 @@ import {
     firewallPorts,
     HOST_CONFIG_KEYS,
     loadProvidedSecret,
+    loadSmtpPassword,
     loadSshPrivateKey,
     loadStackConfig,
     publicHostnames,
@@ -25,7 +27,7 @@ import { registerAdminCommand } from "./render/outputs";
 import { databaseHostPackages, hostPackages } from "./render/packages";
 import { POSTGRES_PORT } from "./render/databaseHost";
 import { hasWorkers } from "./render/workers";
-import { wellKnownClient, wellKnownServer } from "./render/wellknown";
+import { wellKnownClient, wellKnownServer, wellKnownSupport } from "./render/wellknown";
 
 const cfg = loadStackConfig(); // throws, naming every bad key, before any resource exists
 const names = publicHostnames(cfg);
@@ -54,6 +56,7 @@ const packages = new HostPackages("packages", {
         firewall: cfg.firewall.enabled,
         redis: hasWorkers(cfg.synapse.workers),
         remoteDatabase: cfg.database !== undefined,
+        monitoring: cfg.monitoring.enabled,
     }),
 });
 const host: Host = { ...machine, prerequisites: [packages.installed] };
@@ -120,6 +123,8 @@ const synapse = new SynapseServer("synapse", {
     extraConfig: cfg.synapse.extraConfig,
     healthTimeoutSeconds: cfg.synapse.healthTimeoutSeconds,
     workers: cfg.synapse.workers,
+    mediaRetention: cfg.synapse.mediaRetention,
+    metrics: cfg.monitoring.enabled,
     federation: cfg.federation,
     purgeOnDestroy: cfg.purgeOnDestroy,
     secrets: {
@@ -136,7 +141,7 @@ const synapse = new SynapseServer("synapse", {
     },
 });
 
-new SynapseBackups("backup", {
+const backups = new SynapseBackups("backup", {
     host,
     schedule: cfg.backup.schedule,
     retention: cfg.backup.retention,
@@ -161,9 +166,25 @@ const proxy = new NginxProxy("nginx", {
     },
     ipv6,
     maxUploadSize: cfg.synapse.maxUploadSize,
+    support: cfg.support,
     upstreams: synapse.upstreams,
     acme: cfg.acme,
 });
+
+if (cfg.monitoring.enabled) {
+    const email = cfg.monitoring.email;
+    new Monitoring("monitoring", {
+        host,
+        workers: cfg.synapse.workers,
+        localDatabase: cfg.database === undefined,
+        scrapeInterval: cfg.monitoring.scrapeInterval,
+        retention: cfg.monitoring.retention,
+        backupSchedule: cfg.backup.schedule,
+        email: email && { ...email, password: email.username ? loadSmtpPassword() : undefined },
+        // Synapse's metrics listeners, PostgreSQL for its exporter's role, the certificates.
+        dependsOn: [synapse, database, backups, proxy],
+    });
+}
 
 // Its vhost waits for its certificate and the Matrix vhosts (through elementHost); its download
 // waits for nothing.
@@ -186,10 +207,11 @@ export const serverName = cfg.domain;
 export const homeserverUrl = proxy.homeserverUrl;
 export const elementUrl = element.url;
 export const delegation = cfg.delegation;
-/** With delegation "external", publish these at https://<domain>/.well-known/matrix/{server,client}. */
+/** With delegation "external", publish these at https://<domain>/.well-known/matrix/{server,client,support}. */
 export const wellKnown = {
     server: JSON.stringify(wellKnownServer(cfg.homeserverHost)),
     client: JSON.stringify(wellKnownClient(cfg.homeserverHost)),
+    ...(cfg.support ? { support: JSON.stringify(wellKnownSupport(cfg.support)) } : {}),
 };
 /** Records to create by hand when matrix:dns is not set: every name that gets a certificate. */
 export const dnsRecordsToCreate = dns

@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import type { SupportSettings } from "../render/wellknown";
 import { after } from "../lib/order";
 import { filesRevision, remoteFile, remoteStep, type Host } from "../lib/remote";
 import {
@@ -43,6 +44,8 @@ export interface NginxProxyArgs {
     ipv6?: boolean;
     /** nginx client_max_body_size; equal to Synapse's max_upload_size. Default: "50M". */
     maxUploadSize?: pulumi.Input<string>;
+    /** /.well-known/matrix/support, served beside the other well-known documents. Default: none. */
+    support?: SupportSettings;
     /**
      * Where each Synapse process listens (SynapseServer.upstreams): the sites wait for a healthy
      * Synapse and its workers.
@@ -158,6 +161,7 @@ export class NginxProxy extends pulumi.ComponentResource {
                             maxUploadSize,
                             ipv6,
                             federationPort: args.delegation === "none",
+                            support: args.support,
                         }),
                     ),
             ),
@@ -168,7 +172,9 @@ export class NginxProxy extends pulumi.ComponentResource {
                           NGINX_PATHS.apexSite,
                           pulumi
                               .all([args.domain, args.homeserverHost])
-                              .apply(([domain, homeserverHost]) => renderApexSite({ domain, homeserverHost, ipv6 })),
+                              .apply(([domain, homeserverHost]) =>
+                                  renderApexSite({ domain, homeserverHost, ipv6, support: args.support }),
+                              ),
                       ),
                   ]
                 : []),

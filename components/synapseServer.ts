@@ -18,6 +18,7 @@ import {
 } from "../render/synapse";
 import { hasWorkers, upstreamLayout, WORKER_PRESETS, type UpstreamLayout, type WorkerCounts } from "../render/workers";
 import { SynapseRedis, SynapseWorkers } from "./synapseWorkers";
+import { SYNAPSE_METRICS_LISTENER } from "../render/monitoring";
 
 export interface SynapseServerArgs {
     /** The server and how to reach it. */
@@ -57,6 +58,10 @@ export interface SynapseServerArgs {
     };
     /** Worker processes by kind (matrix:synapse.workers). Default: none, a single process. */
     workers?: WorkerCounts;
+    /** How long media is kept after its last access ("forever" or "90d"). Default: Synapse's (forever). */
+    mediaRetention?: { local: string; remote: string };
+    /** Metrics listeners on loopback for every process (matrix:monitoring). Default: false. */
+    metrics?: boolean;
     /** On destroy, delete Synapse's data (media, signing key), config and venv. Default: false. */
     purgeOnDestroy?: boolean;
     /** The database to use (from PostgresDatabase). */
@@ -138,6 +143,8 @@ export class SynapseServer extends pulumi.ComponentResource {
                         allowedIpRanges: args.federation?.allowedIpRanges,
                     },
                     workers,
+                    mediaRetention: args.mediaRetention,
+                    metricsListener: args.metrics ? SYNAPSE_METRICS_LISTENER : undefined,
                 }),
                 logConfig: renderLogConfig(),
                 unit: renderSynapseUnit({ workers: scaled }),
@@ -223,6 +230,7 @@ export class SynapseServer extends pulumi.ComponentResource {
                       sharedFiles: [homeserverConfig, logConfig, secrets, ...federationCa, ...databaseCa],
                       version: args.version,
                       healthTimeoutSeconds: args.healthTimeoutSeconds ?? 300,
+                      metrics: args.metrics ?? false,
                       dependsOn: [service, redis!.ready],
                   },
                   { parent: this },

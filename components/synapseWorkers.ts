@@ -18,6 +18,7 @@ import {
     type WorkerCounts,
 } from "../render/workers";
 import { synapseRevision } from "../render/synapseBase";
+import { workerMetricsPort } from "../render/monitoring";
 
 type WorkerFileMode = (typeof WORKER_FILE_MODES)[keyof typeof WORKER_FILE_MODES];
 
@@ -78,6 +79,8 @@ export interface SynapseWorkersArgs {
     sharedFiles: ManagedFile[];
     version: pulumi.Input<string>;
     healthTimeoutSeconds: pulumi.Input<number>;
+    /** A metrics listener on each worker (matrix:monitoring). */
+    metrics: boolean;
     /** What the workers wait for: the healthy main process and Redis. */
     dependsOn: pulumi.Resource[];
 }
@@ -109,7 +112,7 @@ export class SynapseWorkers extends pulumi.ComponentResource {
                 `${name}-${w.name}`,
                 args.host,
                 workerConfigPath(w.name),
-                renderWorkerConfig(w),
+                renderWorkerConfig(w, { metricsPort: args.metrics ? workerMetricsPort(workers, w.name) : undefined }),
                 WORKER_FILE_MODES.config,
                 fileOpts,
             ),

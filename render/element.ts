@@ -6,6 +6,8 @@ export const ELEMENT_PATHS = {
     root: "/var/www/element",
     releases: "/var/www/element/releases",
     current: "/var/www/element/current",
+    /** The release `current` pointed at before the last switch (kept for a rollback). */
+    previous: "/var/www/element/previous",
     cache: "/var/cache/matrix-pulumi",
     site: "matrix-element.conf",
 } as const;
@@ -147,11 +149,20 @@ export function renderElementSiteScript(
 ): string {
     const dir = elementReleaseDir(s);
     const site = elementFiles(s).site;
+    const previous = ELEMENT_PATHS.previous;
     return script(
         [
             `# revision ${sha256(s.revision)}`,
+            `before=$(readlink ${shq(ELEMENT_PATHS.current)} 2>/dev/null || true)`,
             `ln -sfn ${shq(dir)} ${shq(ELEMENT_PATHS.root + "/.current.tmp")}`,
             `mv -T ${shq(ELEMENT_PATHS.root + "/.current.tmp")} ${shq(ELEMENT_PATHS.current)}`,
+            // The release switched away from stays, a rollback away; older ones go.
+            `if [ -n "$before" ] && [ "$before" != ${shq(dir)} ] && [ -d "$before" ]; then ln -sfn "$before" ${shq(previous)}; fi`,
+            `keep=$(readlink ${shq(previous)} 2>/dev/null || true)`,
+            `for old in ${shq(ELEMENT_PATHS.releases)}/*/; do`,
+            "  old=${old%/}",
+            `  if [ "$old" != ${shq(dir)} ] && [ "$old" != "$keep" ]; then rm -rf "$old"; echo "removed the old Element release \${old##*/}"; fi`,
+            "done",
             `ln -sfn ${shq(site)} ${shq(`${NGINX_PATHS.sitesEnabled}/${ELEMENT_PATHS.site}`)}`,
             "nginx -t -q",
             "systemctl reload nginx",

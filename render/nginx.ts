@@ -1,7 +1,7 @@
 // nginx: the port-80 ACME/redirect server, shared TLS settings, the apex and homeserver vhosts,
 // and the certbot steps. Blocks are built from small functions that return lines.
 import { aptInstall, ensureDir, script, sha256, shq, writeFile } from "./shell";
-import { wellKnownClient, wellKnownServer } from "./wellknown";
+import { wellKnownClient, wellKnownServer, wellKnownSupport, type SupportSettings } from "./wellknown";
 
 /** The variable the homeserver vhost proxies to; the upstreams file (render/workers.ts) sets it. */
 export const NGINX_UPSTREAM_VARIABLE = "$matrix_synapse_upstream";
@@ -109,8 +109,18 @@ function jsonLocation(path: string, body: unknown): string[] {
     ]);
 }
 
-/** The apex (server_name) vhost: only the two well-known documents. */
-export function renderApexSite(s: { domain: string; homeserverHost: string; ipv6: boolean }): string {
+/** The support document, where the server name's vhost serves it (when matrix:support is set). */
+function supportLocation(support: SupportSettings | undefined): string[] {
+    return support ? jsonLocation("/.well-known/matrix/support", wellKnownSupport(support)) : [];
+}
+
+/** The apex (server_name) vhost: only the well-known documents. */
+export function renderApexSite(s: {
+    domain: string;
+    homeserverHost: string;
+    ipv6: boolean;
+    support?: SupportSettings;
+}): string {
     return [
         "# Managed by matrix-pulumi.",
         ...block("server", [
@@ -118,6 +128,7 @@ export function renderApexSite(s: { domain: string; homeserverHost: string; ipv6
             "",
             ...jsonLocation("/.well-known/matrix/server", wellKnownServer(s.homeserverHost)),
             ...jsonLocation("/.well-known/matrix/client", wellKnownClient(s.homeserverHost)),
+            ...supportLocation(s.support),
             ...block("location /", ["return 404;"]),
         ]),
         "",
@@ -130,6 +141,8 @@ export interface HomeserverSiteSettings {
     ipv6: boolean;
     /** Federation on 8448 too (delegation "none"); also serves the client well-known then. */
     federationPort: boolean;
+    /** With federationPort (the server name's own vhost): the support document. */
+    support?: SupportSettings;
 }
 
 /**
@@ -160,7 +173,12 @@ export function renderHomeserverSite(s: HomeserverSiteSettings): string {
                 'proxy_set_header Connection "";',
                 "proxy_read_timeout 600s;",
             ]),
-            ...(s.federationPort ? jsonLocation("/.well-known/matrix/client", wellKnownClient(s.homeserverHost)) : []),
+            ...(s.federationPort
+                ? [
+                      ...jsonLocation("/.well-known/matrix/client", wellKnownClient(s.homeserverHost)),
+                      ...supportLocation(s.support),
+                  ]
+                : []),
             ...block("location /", ["return 404;"]),
         ]),
         "",

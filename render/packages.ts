@@ -7,12 +7,18 @@ import { POSTGRES_APT_PACKAGES, POSTGRES_CLIENT_APT_PACKAGES } from "./postgres"
 import { aptInstall, script } from "./shell";
 import { SYNAPSE_APT_PACKAGES } from "./synapse";
 import { REDIS_APT_PACKAGES } from "./workers";
+import { MONITORING_APT_PACKAGES } from "./monitoring";
 
 /**
  * Every package the program installs on a host, sorted (the firewall's only when it is managed,
- * Redis only with workers).
+ * Redis only with workers, Prometheus and its company only with monitoring).
  */
-export function hostPackages(s: { firewall: boolean; redis?: boolean; remoteDatabase?: boolean }): string[] {
+export function hostPackages(s: {
+    firewall: boolean;
+    redis?: boolean;
+    remoteDatabase?: boolean;
+    monitoring?: boolean;
+}): string[] {
     return [
         ...new Set([
             // With the database on another host, only its client tools (dumps and restores).
@@ -22,6 +28,7 @@ export function hostPackages(s: { firewall: boolean; redis?: boolean; remoteData
             ...ELEMENT_APT_PACKAGES,
             ...(s.firewall ? FIREWALL_APT_PACKAGES : []),
             ...(s.redis ? REDIS_APT_PACKAGES : []),
+            ...(s.monitoring ? MONITORING_APT_PACKAGES : []),
         ]),
     ].sort();
 }

@@ -41,6 +41,10 @@ export interface HomeserverSettings {
     federation?: FederationSettings;
     /** Worker processes (matrix:synapse.workers). Default: none, one process. */
     workers?: WorkerCounts;
+    /** How long media is kept after its last access (matrix:synapse.mediaRetention). */
+    mediaRetention?: { local: string; remote: string };
+    /** A metrics listener on loopback for Prometheus (matrix:monitoring). Default: none. */
+    metricsListener?: Record<string, unknown>;
 }
 
 export interface FederationSettings {
@@ -97,7 +101,10 @@ export function renderHomeserverConfig(s: HomeserverSettings): string {
             },
             // With workers: replication on a UNIX socket in a folder only Synapse's user can enter.
             ...(hasWorkers(workers) ? [REPLICATION_LISTENER] : []),
+            ...(s.metricsListener ? [s.metricsListener] : []),
         ],
+        ...(s.metricsListener ? { enable_metrics: true } : {}),
+        ...mediaRetention(s.mediaRetention),
         log_config: SYNAPSE_PATHS.logConfig,
         media_store_path: SYNAPSE_PATHS.mediaStore,
         // Explicit: the default is the folder of the last config file.
@@ -122,6 +129,16 @@ export function renderHomeserverConfig(s: HomeserverSettings): string {
         config.enable_registration_without_verification = true;
     }
     return yamlFile("Managed by matrix-pulumi; edits are overwritten. Secrets live in secrets.yaml.", config);
+}
+
+/** Synapse's media_retention; a lifetime of "forever" is left out (Synapse then keeps that media). */
+function mediaRetention(r: HomeserverSettings["mediaRetention"]): Record<string, unknown> {
+    if (!r) return {};
+    const lifetimes = {
+        ...(r.local !== "forever" ? { local_media_lifetime: r.local } : {}),
+        ...(r.remote !== "forever" ? { remote_media_lifetime: r.remote } : {}),
+    };
+    return Object.keys(lifetimes).length > 0 ? { media_retention: lifetimes } : {};
 }
 
 /**

@@ -128,25 +128,30 @@ export const REPLICATION_LISTENER = {
 } as const;
 
 /** One worker's own config file (read after homeserver.yaml and secrets.yaml). */
-export function renderWorkerConfig(w: Worker): string {
+export function renderWorkerConfig(w: Worker, opts: { metricsPort?: number } = {}): string {
+    const listeners = [
+        ...(w.port !== undefined
+            ? [
+                  {
+                      type: "http",
+                      port: w.port,
+                      bind_addresses: [SYNAPSE_LISTEN.address],
+                      tls: false,
+                      x_forwarded: true,
+                      resources: [{ names: RESOURCES[w.kind], compress: false }],
+                  },
+              ]
+            : []),
+        // With matrix:monitoring: Prometheus scrapes each process on a loopback port of its own.
+        ...(opts.metricsPort !== undefined
+            ? [{ type: "metrics", port: opts.metricsPort, bind_addresses: [SYNAPSE_LISTEN.address] }]
+            : []),
+    ];
     const config: Record<string, unknown> = {
         worker_app: w.app,
         worker_name: w.name,
         worker_log_config: SYNAPSE_PATHS.logConfig,
-        ...(w.port !== undefined
-            ? {
-                  worker_listeners: [
-                      {
-                          type: "http",
-                          port: w.port,
-                          bind_addresses: [SYNAPSE_LISTEN.address],
-                          tls: false,
-                          x_forwarded: true,
-                          resources: [{ names: RESOURCES[w.kind], compress: false }],
-                      },
-                  ],
-              }
-            : {}),
+        ...(listeners.length > 0 ? { worker_listeners: listeners } : {}),
     };
     return "# Managed by matrix-pulumi; edits are overwritten.\n" + stringify(config, { lineWidth: 0 });
 }

@@ -297,6 +297,83 @@ export const CASES: Case[] = [
         key: "matrix:synapse.extraConfig.server_name",
         form: /is managed by the program; set matrix:domain/,
     },
+    {
+        label: "extraConfig setting media_retention itself",
+        overrides: { "matrix:synapse": { extraConfig: { media_retention: { remote_media_lifetime: "1d" } } } },
+        key: "matrix:synapse.extraConfig.media_retention",
+        form: /set matrix:synapse\.mediaRetention/,
+    },
+    {
+        label: "media lifetime in words",
+        overrides: { "matrix:synapse": { mediaRetention: { remote: "90 days" } } },
+        key: "matrix:synapse.mediaRetention.remote",
+        form: /expected "forever" or a lifetime such as "90d"/,
+    },
+    {
+        label: "media lifetime in hours",
+        overrides: { "matrix:synapse": { mediaRetention: { local: "12h" } } },
+        key: "matrix:synapse.mediaRetention.local",
+        form: /days, weeks or years/,
+    },
+    // Monitoring
+    {
+        label: "monitoring retention in months",
+        overrides: { "matrix:monitoring": { enabled: true, retention: "2mo" } },
+        key: "matrix:monitoring.retention",
+        form: /expected a duration such as "15d"/,
+    },
+    {
+        label: "scrape interval of ten minutes",
+        overrides: { "matrix:monitoring": { enabled: true, scrapeInterval: "10m" } },
+        key: "matrix:monitoring.scrapeInterval",
+        form: /from "1s" to "5m"/,
+    },
+    {
+        label: "SMTP server without a port",
+        overrides: {
+            "matrix:monitoring": {
+                enabled: true,
+                email: { to: "ops@example.org", from: "am@example.org", smarthost: "smtp.example.org" },
+            },
+        },
+        key: "matrix:monitoring.email.smarthost",
+        form: /host:port, such as smtp\.example\.org:587/,
+    },
+    {
+        label: "SMTP login without its password",
+        overrides: {
+            "matrix:monitoring": {
+                enabled: true,
+                email: {
+                    to: "ops@example.org",
+                    from: "am@example.org",
+                    smarthost: "smtp.example.org:587",
+                    username: "am",
+                },
+            },
+        },
+        key: "matrix:secrets.smtpPassword",
+        form: /pulumi config set --secret --path matrix:secrets\.smtpPassword/,
+    },
+    // Support contacts
+    {
+        label: "support document with nothing in it",
+        overrides: { "matrix:support": {} },
+        key: "matrix:support",
+        form: /needs contacts, a page, or both/,
+    },
+    {
+        label: "support contact with a role only",
+        overrides: { "matrix:support": { contacts: [{ role: "admin" }] } },
+        key: "matrix:support.contacts.0",
+        form: /needs a matrixId or an email/,
+    },
+    {
+        label: "support contact's Matrix ID without its server",
+        overrides: { "matrix:support": { contacts: [{ matrixId: "@admin" }] } },
+        key: "matrix:support.contacts.0.matrixId",
+        form: /expected a Matrix user ID such as @admin:example\.org/,
+    },
     // Element
     {
         label: "Element sha256 too short",

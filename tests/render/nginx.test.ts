@@ -60,7 +60,21 @@ describe("nginx configuration in real nginx", () => {
         };
         put("etc/nginx/snippets/matrix-tls.conf", renderTlsSnippet());
         put("etc/nginx/sites-available/matrix-acme.conf", renderAcmeSite({ hosts: [domain, hs, el], ipv6: false }));
-        put("etc/nginx/sites-available/matrix-apex.conf", renderApexSite({ domain, homeserverHost: hs, ipv6: false }));
+        put(
+            "etc/nginx/sites-available/matrix-apex.conf",
+            renderApexSite({
+                domain,
+                homeserverHost: hs,
+                ipv6: false,
+                support: {
+                    contacts: [
+                        { matrixId: `@admin:${domain}`, role: "admin" },
+                        { email: `security@${domain}`, role: "security" },
+                    ],
+                    page: `https://${domain}/help`,
+                },
+            }),
+        );
         put(
             "etc/nginx/sites-available/matrix-homeserver.conf",
             renderHomeserverSite({
@@ -100,6 +114,7 @@ describe("nginx configuration in real nginx", () => {
         const requests: string[][] = [
             ["wk-server", domain, "443", "/.well-known/matrix/server", ""],
             ["wk-client", domain, "443", "/.well-known/matrix/client", ""],
+            ["wk-support", domain, "443", "/.well-known/matrix/support", ""],
             ["apex-root", domain, "443", "/", ""],
             ["versions", hs, "443", "/_matrix/client/versions", ""],
             ["encoded", hs, "443", "/_matrix/federation/v1/query/profile%2Fx?user_id=%40a%3Aexample.org", ""],
@@ -155,6 +170,20 @@ describe("nginx configuration in real nginx", () => {
         assert.deepEqual(header(client, "access-control-allow-origin"), ["*"]);
         assert.equal(header(client, "strict-transport-security").length, 1);
         assert.equal(get("apex-root").status, 404);
+    });
+
+    it("serves the support document as the spec shapes it, with open CORS", () => {
+        const support = get("wk-support");
+        assert.equal(support.status, 200);
+        assert.deepEqual(JSON.parse(support.body), {
+            contacts: [
+                { matrix_id: `@admin:${domain}`, role: "m.role.admin" },
+                { email_address: `security@${domain}`, role: "m.role.security" },
+            ],
+            support_page: `https://${domain}/help`,
+        });
+        assert.deepEqual(header(support, "content-type"), ["application/json"]);
+        assert.deepEqual(header(support, "access-control-allow-origin"), ["*"]);
     });
 
     it("proxies /_matrix and /_synapse/client to Synapse with the forwarding headers", () => {

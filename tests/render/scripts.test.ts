@@ -48,6 +48,12 @@ import {
     renderFirewallInstallDeleteScript,
     renderFirewallInstallScript,
 } from "../../render/firewall";
+import {
+    renderMetricsCommand,
+    renderMonitoringDirsScript,
+    renderMonitoringScript,
+    renderMonitoringStopScript,
+} from "../../render/monitoring";
 import * as path from "node:path";
 import { run, scriptBody } from "./tools";
 
@@ -77,6 +83,8 @@ const deleteScripts: Record<string, string> = {
     redisDelete: renderRedisDeleteScript(),
     workersDelete: renderWorkersDeleteScript(),
     databaseNetworkDelete: renderDatabaseNetworkDeleteScript(),
+    monitoringDirsDelete: renderMonitoringDirsScript().delete,
+    monitoringStop: renderMonitoringStopScript(),
 };
 
 const acme = { email: "o'brien@example.org", directoryUrl: "https://127.0.0.1:14000/dir", caBundle: true };
@@ -127,6 +135,20 @@ const scripts: Record<string, string> = {
         healthTimeoutSeconds: 60,
     }),
     workersNone: renderWorkersScript({ workers: [], healthTimeoutSeconds: 60 }),
+    monitoringDirs: renderMonitoringDirsScript().create,
+    monitoring: renderMonitoringScript({
+        services: [
+            { service: "prometheus", revision: "a" },
+            { service: "postgres", revision: "b" },
+        ],
+        metricsRevision: "c",
+        localDatabase: true,
+    }),
+    monitoringRemoteDatabase: renderMonitoringScript({
+        services: [{ service: "node", revision: "a" }],
+        metricsRevision: "c",
+        localDatabase: false,
+    }),
     databaseNetwork: renderDatabaseNetworkScript({
         listenAddress: "10.0.0.3",
         clientAddress: "10.0.0.2",
@@ -140,6 +162,7 @@ describe("installed commands", () => {
         "matrix-synapse-backup": renderBackupCommand({ retention: 7 }),
         "matrix-synapse-restore": renderRestoreCommand(),
         "matrix-synapse-db": renderDatabaseClientCommand(),
+        "matrix-pulumi-metrics": renderMetricsCommand({ backupSchedule: "Mon *-*-* 03:30" }),
     };
     for (const [name, text] of Object.entries(files)) {
         it(`${name} is valid bash and passes shellcheck`, () => {

@@ -29,4 +29,12 @@ print(json.dumps({
     "federation_custom_ca": c.tls.federation_ca_trust_root is not None,
     "ip_range_whitelist": [str(r) for r in c.server.ip_range_allowlist.iter_cidrs()],
     "trusted_key_servers": [k.server_name for k in c.key.key_servers],
+    "media_retention_ms": {
+        "local": getattr(c.media, "media_retention_local_media_lifetime_ms", None),
+        "remote": getattr(c.media, "media_retention_remote_media_lifetime_ms", None),
+    },
+    "enable_metrics": c.metrics.enable_metrics,
+    "metrics_listeners": [
+        [l.port, l.bind_addresses] for l in c.server.listeners if l.type == "metrics"
+    ],
 }))

@@ -13,7 +13,8 @@ import {
     renderSecretsConfig,
     type HomeserverSettings,
 } from "../../render/synapse";
-import { WORKER_PRESETS } from "../../render/workers";
+import { renderWorkerConfig, WORKER_PRESETS, workerList } from "../../render/workers";
+import { SYNAPSE_METRICS_LISTENER, workerMetricsPort } from "../../render/monitoring";
 import { allStrings, baseConfig, runProgram } from "../harness/run";
 import { run } from "./tools";
 
@@ -95,7 +96,45 @@ describe("Synapse's own config loader", () => {
             federation_custom_ca: false,
             ip_range_whitelist: [],
             trusted_key_servers: ["matrix.org"],
+            // Without matrix:synapse.mediaRetention Synapse keeps all media (the config's
+            // defaults are another matter: see the next test).
+            media_retention_ms: { local: null, remote: null },
+            enable_metrics: false,
+            metrics_listeners: [],
         });
+    });
+
+    it("reads the media lifetimes: remote media purged after 90 days, local media kept", () => {
+        const { verdict, probe } = load(
+            renderHomeserverConfig({ ...base, mediaRetention: { local: "forever", remote: "90d" } }),
+        );
+        assert.match(verdict, /Config parses OK!/);
+        assert.deepEqual(probe?.media_retention_ms, { local: null, remote: 90 * 86400 * 1000 });
+        const both = load(renderHomeserverConfig({ ...base, mediaRetention: { local: "1y", remote: "2w" } }));
+        assert.deepEqual(both.probe?.media_retention_ms, { local: 365 * 86400 * 1000, remote: 14 * 86400 * 1000 });
+    });
+
+    it("serves metrics on loopback only when monitoring asks (and workers each on their own port)", () => {
+        const { verdict, probe } = load(
+            renderHomeserverConfig({ ...base, metricsListener: { ...SYNAPSE_METRICS_LISTENER } }),
+        );
+        assert.match(verdict, /Config parses OK!/);
+        assert.equal(probe?.enable_metrics, true);
+        assert.deepEqual(probe?.metrics_listeners, [[9000, ["127.0.0.1"]]]);
+        const workers = workerList(WORKER_PRESETS.small);
+        const ports = workers.map((w) => workerMetricsPort(workers, w.name));
+        // No two listeners of any process share a port.
+        const all = [9000, 8008, ...ports, ...workers.flatMap((w) => (w.port ? [w.port] : []))];
+        assert.equal(new Set(all).size, all.length, all.join(" "));
+        for (const w of workers) {
+            const yaml = parse(renderWorkerConfig(w, { metricsPort: workerMetricsPort(workers, w.name) })) as {
+                worker_listeners: { type: string; port: number; bind_addresses: string[] }[];
+            };
+            const metrics = yaml.worker_listeners.filter((l) => l.type === "metrics");
+            assert.deepEqual(metrics, [
+                { type: "metrics", port: workerMetricsPort(workers, w.name), bind_addresses: ["127.0.0.1"] },
+            ]);
+        }
     });
 
     it("reads a closed federation: only the stack's CA, its servers and private ranges, no matrix.org", () => {

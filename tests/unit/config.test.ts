@@ -37,7 +37,11 @@ describe("stack config", () => {
             extraConfig: {},
             healthTimeoutSeconds: 300,
             workers: { sync: 0, client: 0, federationSender: 0, media: 0, background: 0 },
+            // Remote media goes after 90 days unseen; this server's own is kept.
+            mediaRetention: { local: "forever", remote: "90d" },
         });
+        assert.deepEqual(c.monitoring, { enabled: false, retention: "15d", scrapeInterval: "30s" });
+        assert.equal(c.support, undefined);
         assert.deepEqual(c.postgres, { database: "synapse", user: "synapse" });
         assert.equal(
             c.element.url,

@@ -816,6 +816,151 @@ describe("Synapse workers (matrix:synapse.workers)", () => {
     });
 });
 
+describe("metrics and alerts (matrix:monitoring)", () => {
+    const off = runProgramSoon(baseConfig());
+    const on = runProgramSoon(baseConfig({ "matrix:monitoring": { enabled: true } }));
+    const smtp = runProgramSoon(
+        baseConfig({
+            "matrix:monitoring": {
+                enabled: true,
+                email: {
+                    to: "ops@example.org",
+                    from: "am@example.org",
+                    smarthost: "smtp.example.org:587",
+                    username: "am",
+                },
+            },
+            "matrix:secrets": { smtpPassword: "smtpPassword0123456789" },
+        }),
+    );
+
+    it("adds only the monitoring files and steps, Synapse's metrics listener and the packages", async () => {
+        const [a, b] = [await off, await on];
+        assert.equal(b.error, undefined);
+        const before = new Map(a.resources.map((x) => [x.urn, JSON.stringify(x.inputs)]));
+        const changed = b.resources.filter((x) => before.has(x.urn) && before.get(x.urn) !== JSON.stringify(x.inputs));
+        assert.deepEqual(changed.map((x) => x.name).sort(), [
+            "packages-install",
+            "synapse-homeserver-yaml",
+            "synapse-service",
+        ]);
+        const added = b.resources.filter((x) => !before.has(x.urn)).map((x) => x.name);
+        assert.ok(added.length > 0 && added.every((n) => n.startsWith("monitoring")), added.join());
+        assert.match(String(byName(b, "packages-install").inputs.create), /prometheus-alertmanager/);
+        const hs = parseYaml(String(byName(b, "synapse-homeserver-yaml").inputs.content)) as {
+            enable_metrics: boolean;
+            listeners: { type: string; port: number; bind_addresses: string[] }[];
+        };
+        assert.equal(hs.enable_metrics, true);
+        assert.deepEqual(
+            hs.listeners.filter((l) => l.type === "metrics").map((l) => [l.port, l.bind_addresses]),
+            [[9000, ["127.0.0.1"]]],
+        );
+    });
+
+    it("binds every service to loopback and scrapes Synapse, the node and PostgreSQL", async () => {
+        const r = await on;
+        for (const s of ["prometheus", "alertmanager", "node", "postgres"]) {
+            const dropIn = String(byName(r, `monitoring-${s}-dropin`).inputs.content);
+            assert.match(dropIn, /^EnvironmentFile=$/m);
+            assert.match(dropIn, /--web\.listen-address=127\.0\.0\.1:\d+/);
+        }
+        const prom = parseYaml(String(byName(r, "monitoring-prometheus-yml").inputs.content)) as {
+            scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[];
+        };
+        assert.deepEqual(
+            prom.scrape_configs.map((j) => [j.job_name, j.static_configs.flatMap((c) => c.targets)]),
+            [
+                ["synapse", ["127.0.0.1:9000"]],
+                ["node", ["127.0.0.1:9100"]],
+                ["postgres", ["127.0.0.1:9187"]],
+                ["prometheus", ["127.0.0.1:9090"]],
+                ["alertmanager", ["127.0.0.1:9093"]],
+            ],
+        );
+        const rules = parseYaml(String(byName(r, "monitoring-rules-yml").inputs.content)) as {
+            groups: { rules: { alert: string }[] }[];
+        };
+        assert.deepEqual(
+            rules.groups[0]!.rules.map((x) => x.alert),
+            [
+                "SynapseDown",
+                "FederationSendQueueGrowing",
+                "CertificateExpiringSoon",
+                "DiskSpaceLow",
+                "BackupTooOld",
+                "PostgresDown",
+            ],
+        );
+    });
+
+    it("runs the services only after Synapse, PostgreSQL and the backups are in place", async () => {
+        const r = await on;
+        // The exporter's role needs the database; the metrics need the backups' timer.
+        for (const d of ["synapse-service", "postgres-database", "backup-timer"]) {
+            assert.ok(dependsOn(r, "monitoring-dirs", d), d);
+        }
+        assert.ok(dependsOn(r, "monitoring-service", "monitoring-prometheus-yml"));
+    });
+
+    it("delivers the SMTP password only inside the secret alertmanager.yml", async () => {
+        const r = await smtp;
+        assert.equal(r.error, undefined);
+        const file = byName(r, "monitoring-alertmanager-yml");
+        assert.ok(isSecretValue(file.inputs.content), "alertmanager.yml is a secret input");
+        assert.equal(file.inputs.mode, "0640");
+        assert.equal(file.inputs.group, "prometheus");
+        assert.ok(
+            !plainStrings(r.resources.map((x) => x.inputs)).some((x) => x.includes("smtpPassword0123456789")),
+            "no plain copy anywhere",
+        );
+        const am = parseYaml(String(unwrap(file.inputs.content))) as {
+            receivers: { email_configs: { auth_password: string; require_tls: boolean }[] }[];
+        };
+        assert.equal(am.receivers[0]!.email_configs[0]!.auth_password, "smtpPassword0123456789");
+    });
+
+    it("with workers, scrapes each process on its own port", async () => {
+        const r = await runProgramSoon(
+            baseConfig({ "matrix:monitoring": { enabled: true }, "matrix:synapse": { workers: "small" } }),
+        );
+        const prom = parseYaml(String(byName(r, "monitoring-prometheus-yml").inputs.content)) as {
+            scrape_configs: {
+                job_name: string;
+                static_configs: { targets: string[]; labels: { process: string } }[];
+            }[];
+        };
+        const synapse = prom.scrape_configs.find((j) => j.job_name === "synapse")!;
+        const targets = synapse.static_configs.map((c) => [c.labels.process, c.targets[0]]);
+        assert.equal(targets.length, 7);
+        for (const [process, target] of targets.slice(1)) {
+            const worker = parseYaml(String(byName(r, `synapse-workers-${process}`).inputs.content)) as {
+                worker_listeners: { type: string; port: number }[];
+            };
+            const metrics = worker.worker_listeners.find((l) => l.type === "metrics");
+            assert.equal(`127.0.0.1:${metrics?.port}`, target, String(process));
+        }
+    });
+});
+
+describe("the well-known support document (matrix:support)", () => {
+    it("is served on the apex beside the other two, and exported for delegation external", async () => {
+        const support = { contacts: [{ email: "admin@example.org" }], page: "https://example.org/help" };
+        const r = await runProgramSoon(baseConfig({ "matrix:support": support }));
+        assert.equal(r.error, undefined);
+        assert.match(
+            String(byName(r, "nginx-apex-vhost").inputs.content),
+            /location = \/\.well-known\/matrix\/support/,
+        );
+        const ext = await runProgramSoon(baseConfig({ "matrix:support": support, "matrix:delegation": "external" }));
+        const wellKnown = ext.outputs.wellKnown?.value as { support: string };
+        assert.deepEqual(JSON.parse(wellKnown.support), {
+            contacts: [{ email_address: "admin@example.org", role: "m.role.admin" }],
+            support_page: "https://example.org/help",
+        });
+    });
+});
+
 describe("the database on its own host (matrix:database)", () => {
     const DB = "203.0.113.20";
     const run = runProgramSoon(
