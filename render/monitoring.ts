@@ -133,7 +133,7 @@ export function alertRules(s: { localDatabase: boolean }): Rule[] {
         },
         {
             alert: "FederationSendQueueGrowing",
-            expr: `${pending} > 100 and deriv(${pending}[15m]) > 0`,
+            expr: `${pending} > 100 and deriv(${pending}[15m:1m]) > 0`,
             for: "15m",
             summary: "{{ $value }} events wait to be sent to other servers, and the queue grows",
         },
