@@ -255,7 +255,8 @@ export function renderDropIn(service: MonitoringService, s: { retention: string 
         // An empty assignment resets the list: /etc/default/<unit> no longer applies.
         "EnvironmentFile=",
         ...(service === "postgres"
-            ? ["Environment=DATA_SOURCE_NAME=user=prometheus host=/run/postgresql dbname=postgres sslmode=disable"]
+            ? // Quoted: systemd splits an unquoted assignment at its spaces.
+              ['Environment="DATA_SOURCE_NAME=user=prometheus host=/run/postgresql dbname=postgres sslmode=disable"']
             : []),
         "ExecStart=",
         `ExecStart=${exec[service].join(" ")}`,

@@ -5,14 +5,17 @@
 // Needs root and the toolchain from `npm run tools:pulumi`. Run with `npm run test:e2e`.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { spawnSync } from "node:child_process";
 import { fetch } from "undici";
 import { registerUser, withTunnel } from "../../lib/registerUser";
 import { sshExec } from "../../lib/ssh";
+import { shq } from "../../render/shell";
 import { registerFromStack } from "../../scripts/register-user";
+import { selfCheckFromStack } from "../../scripts/self-check";
+import { acmePorts, startAcme, type Acme } from "./infra";
 import { hostChecks, httpChecks } from "./checks";
 import type { Run } from "./pulumi";
 import {
@@ -47,6 +50,7 @@ import {
     timed,
     timings,
     type SettingsOverrides,
+    type StackSettings,
 } from "./session";
 
 /** What ran, for the log: "name (op)" for every step that changed something. */
@@ -63,6 +67,95 @@ async function change(label: string, settings: ReturnType<typeof stackConfig>): 
     assert.equal(u.code, 0, explainFailure(u));
     console.log(`${label}: preview lists ${p.changed.join(", ") || "nothing"}; up changed ${ran(u).join(", ")}`);
     return { preview: p, up: u };
+}
+
+/** A support document and monitoring as the config-change phase sets them. */
+const SUPPORT = { contacts: [{ matrixId: `@alice:${DOMAIN}`, role: "admin" }], page: `https://${DOMAIN}/support` };
+const MONITORING = { enabled: true, scrapeInterval: "5s" };
+const MONITORING_FILES = [
+    "alertmanager-dropin",
+    "alertmanager-yml",
+    "metrics-command",
+    "metrics-service",
+    "metrics-timer",
+    "node-dropin",
+    "postgres-dropin",
+    "prometheus-dropin",
+    "prometheus-yml",
+    "rules-yml",
+];
+
+type SelfCheckReport = Awaited<ReturnType<typeof selfCheckFromStack>>;
+
+/**
+ * `npm run self-check` on the stack as it stands (its config and outputs as the CLI gives them),
+ * resolving through the test DNS and trusting pebble's root (and `extraCa`) only.
+ */
+async function selfCheck(settings: StackSettings, extraCa = ""): Promise<SelfCheckReport> {
+    const outputs = await ctx.stack.outputs(true);
+    const ca = path.join(ctx.run, "self-check-ca.pem");
+    writeFileSync(ca, ctx.acme.issuingRoot + extraCa);
+    const lines: string[] = [];
+    const report = await selfCheckFromStack(
+        ["--ca", ca, "--no-system-ca", "--resolver", ctx.acme.dnsServer],
+        () => ({ config: () => rawConfig(settings), outputs: () => outputs }),
+        {},
+        (line) => lines.push(line),
+    );
+    console.log(`self-check:\n${lines.join("\n")}`);
+    return report;
+}
+
+/** A second pebble whose certificates live 5 seconds (the expired-certificate fault). */
+let shortLived: Acme | undefined;
+
+/** Run `fn` while nginx serves an expired certificate for `name`; the deployed one is put back. */
+async function withExpiredCertificate<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const dir = path.join(ctx.run, "acme-short");
+    mkdirSync(dir, { recursive: true });
+    for (const f of ["ca.pem", "ca.key", "cert.pem", "key.pem"])
+        copyFileSync(path.join(ctx.run, "acme", f), path.join(dir, f));
+    const ports = acmePorts(SLOTS.e2e);
+    shortLived = await startAcme(
+        dir,
+        ctx.server.net.hostIp,
+        { ...ports, directory: ports.directory + 5, management: ports.management + 5 },
+        {
+            keep: true,
+            validitySeconds: 5,
+            dnsServer: ctx.acme.dnsServer,
+        },
+    );
+    const live = `/etc/letsencrypt/live/${name}`;
+    const lineage = "self-check-expired";
+    try {
+        const issue = sh(
+            [
+                "set -e",
+                "export REQUESTS_CA_BUNDLE=/etc/matrix-pulumi/acme-ca.pem",
+                `certbot certonly -n -q --webroot -w /var/www/acme --cert-name ${lineage} -d ${name} --server ${shortLived.directoryUrl} --agree-tos --register-unsafely-without-email`,
+                `cp -a ${live} /root/live.orig`,
+                `cp --remove-destination -L /etc/letsencrypt/live/${lineage}/fullchain.pem ${live}/fullchain.pem`,
+                `cp --remove-destination -L /etc/letsencrypt/live/${lineage}/privkey.pem ${live}/privkey.pem`,
+                "systemctl reload nginx",
+            ].join("\n"),
+        );
+        assert.equal(issue.code, 0, issue.stderr);
+        const notAfter = sh(`date -d "$(openssl x509 -enddate -noout -in ${live}/fullchain.pem | cut -d= -f2)" +%s`);
+        const wait = Number(notAfter.stdout.trim()) * 1000 - Date.now() + 2000;
+        await new Promise((r) => setTimeout(r, Math.max(wait, 0)));
+        return await fn();
+    } finally {
+        sh(
+            [
+                `if [ -d /root/live.orig ]; then rm -rf ${live} && mv /root/live.orig ${live}; fi`,
+                `certbot delete -n -q --cert-name ${lineage} || true`,
+                `rm -rf /etc/letsencrypt/accounts/${new URL(shortLived.directoryUrl).host}`,
+                "systemctl reload nginx",
+            ].join("; "),
+        );
+        shortLived.stop();
+    }
 }
 
 describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", () => {
@@ -152,6 +245,70 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
         assert.match(upload.content_uri, new RegExp(`^mxc://${DOMAIN.replace(/\./g, "\\.")}/`));
     });
 
+    describe("npm run self-check, as the operator runs it after the deploy", () => {
+        let clean: SelfCheckReport;
+        let cors: SelfCheckReport;
+        let expired: SelfCheckReport;
+        const apex = "/etc/nginx/sites-available/matrix-apex.conf";
+        beforeAll(async () => {
+            clean = await timed("self-check", () => selfCheck(settings()));
+            // Fault 1: the CORS header gone from the well-known documents (a hand edit).
+            sh(
+                `cp -a ${apex} /root/apex.conf.orig && sed -i '/Access-Control-Allow-Origin/d' ${apex} && systemctl reload nginx`,
+            );
+            try {
+                cors = await selfCheck(settings());
+            } finally {
+                sh(`mv -f /root/apex.conf.orig ${apex} && systemctl reload nginx`);
+            }
+            // Fault 2: an expired certificate served for the homeserver: a second pebble issues
+            // one valid for 5 seconds, nginx serves it, the self-check runs once it has expired.
+            expired = await timed("self-check with an expired certificate", () =>
+                withExpiredCertificate(HS, () => selfCheck(settings(), shortLived!.issuingRoot)),
+            );
+        });
+
+        it("passes every check on the new deploy (warnings allowed: no backup yet)", () => {
+            assert.equal(
+                clean.exitCode,
+                0,
+                JSON.stringify(
+                    clean.results.filter((r) => r.status !== "pass"),
+                    null,
+                    1,
+                ),
+            );
+            const ids = clean.results.map((r) => r.id).join(" ");
+            for (const part of ["dns", "tls", "well-known", "federation", "client", "element", "unit"]) {
+                assert.match(ids, new RegExp(part), `a ${part} check ran: ${ids}`);
+            }
+        });
+
+        it("catches the missing CORS header on the well-known documents, and says how to fix it", () => {
+            assert.equal(cors.exitCode, 1);
+            const failed = cors.results.filter((r) => r.status === "fail");
+            assert.ok(failed.length > 0 && failed.every((r) => /well-known/.test(r.id)), JSON.stringify(failed));
+            assert.ok(
+                failed.some((r) => /Access-Control-Allow-Origin/.test(r.detail + (r.fix ?? ""))),
+                JSON.stringify(failed),
+            );
+        });
+
+        it("catches the expired certificate on the homeserver's name", () => {
+            assert.equal(expired.exitCode, 1);
+            const tls = expired.results.find(
+                (r) => r.id.startsWith("tls") && r.id.includes(HS) && !/1\.[01]|legacy/i.test(r.id),
+            );
+            assert.equal(tls?.status, "fail", JSON.stringify(tls));
+            assert.match(String(tls?.detail), /expired/i);
+        });
+
+        it("served the deployed certificate again afterwards", () => {
+            const { stored, served } = ctx.server.certificateSerials(HS);
+            assert.equal(served, stored);
+        });
+    });
+
     describe("every create script run again on the same host (scripts are idempotent)", () => {
         const results: { name: string; code: number; stderr: string }[] = [];
         let after: Run;
@@ -228,6 +385,32 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
                 () => ({ synapse: { enableRegistration: true, maxUploadSize: "100M", version: NEW_SYNAPSE } }),
                 ["synapse-install", "synapse-service"],
             ],
+            [
+                "synapse.mediaRetention",
+                () => ({
+                    synapse: {
+                        enableRegistration: true,
+                        maxUploadSize: "100M",
+                        version: NEW_SYNAPSE,
+                        mediaRetention: { local: "1y", remote: "30d" },
+                    },
+                }),
+                ["synapse-homeserver-yaml", "synapse-service"],
+            ],
+            ["support", () => ({ more: { support: SUPPORT } }), ["nginx-apex-vhost", "nginx-sites"]],
+            [
+                "monitoring.enabled",
+                () => ({ more: { support: SUPPORT, monitoring: MONITORING } }),
+                [
+                    "monitoring",
+                    ...MONITORING_FILES.map((f) => `monitoring-${f}`),
+                    "monitoring-dirs",
+                    "monitoring-service",
+                    "packages-install",
+                    "synapse-homeserver-yaml",
+                    "synapse-service",
+                ].sort(),
+            ],
         ];
         beforeAll(async () => {
             pidsBefore = services();
@@ -269,9 +452,27 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
                 default_server_config: { "m.homeserver": { base_url: string } };
             };
             assert.equal(config.default_server_config["m.homeserver"].base_url, `https://${HS}`);
-            // The release before it keeps its folder and its config.json (a rollback is a switch).
+            // The release before it keeps its folder and its config.json (a rollback is a switch);
+            // the one before that is gone.
             const dirs = sh("ls /var/www/element/releases").stdout.trim().split("\n");
             assert.equal(dirs.filter((d) => d.startsWith("v1.12.31-")).length, 2, dirs.join(" "));
+            assert.equal(dirs.length, 2, dirs.join(" "));
+            assert.equal(
+                sh("readlink /var/www/element/previous").stdout.trim(),
+                `/var/www/element/releases/v1.12.31-${ctx.artifacts.elements[RELEASES.next.key]!.sha256.slice(0, 12)}`,
+            );
+        });
+        it("keeps media as configured: local media a year, remote media 30 days", () => {
+            const yaml = sh("cat /etc/matrix-synapse/homeserver.yaml").stdout;
+            assert.match(yaml, /media_retention:\n\s+local_media_lifetime: 1y\n\s+remote_media_lifetime: 30d/);
+        });
+        it("serves the support document on the server name", async () => {
+            const res = await get(`https://${DOMAIN}/.well-known/matrix/support`);
+            assert.equal(res.headers.get("access-control-allow-origin"), "*");
+            assert.deepEqual(await res.json(), {
+                contacts: [{ matrix_id: `@alice:${DOMAIN}`, role: "m.role.admin" }],
+                support_page: `https://${DOMAIN}/support`,
+            });
         });
         it("upgraded Synapse, backing up the database first", async () => {
             assert.equal(await servedSynapseVersion(), NEW_SYNAPSE);
@@ -286,6 +487,136 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
         });
         it("kept the users and the message", async () => {
             assert.ok(await seesMessage("alice", alicePassword, roomId, message));
+        });
+    });
+
+    describe("metrics and alerts (matrix:monitoring)", () => {
+        const query = (q: string) =>
+            (
+                JSON.parse(
+                    sh(`curl -fsS --get --data-urlencode ${shq(`query=${q}`)} http://127.0.0.1:9090/api/v1/query`)
+                        .stdout,
+                ) as { data: { result: { metric: Record<string, string>; value: [number, string] }[] } }
+            ).data.result;
+        const activeAlerts = () =>
+            (
+                JSON.parse(sh("curl -fsS http://127.0.0.1:9093/api/v2/alerts").stdout) as {
+                    labels: Record<string, string>;
+                    status: { state: string };
+                }[]
+            ).filter((a) => a.status.state === "active");
+        const until = async (what: string, seconds: number, ok: () => boolean) => {
+            const start = Date.now();
+            while (!ok()) {
+                if (Date.now() - start > seconds * 1000) throw new Error(`not within ${seconds} s: ${what}`);
+                await new Promise((r) => setTimeout(r, 2000));
+            }
+            return (Date.now() - start) / 1000;
+        };
+        let fired = 0;
+        let resolved = 0;
+        let downCheck: SelfCheckReport;
+
+        /** What Prometheus scrapes now, by job, and whether each answered its last scrape. */
+        const targets = () =>
+            (
+                JSON.parse(sh("curl -fsS http://127.0.0.1:9090/api/v1/targets").stdout) as {
+                    data: { activeTargets: { labels: { job: string }; health: string }[] };
+                }
+            ).data.activeTargets.map((t) => `${t.labels.job} ${t.health}`);
+        let monitored: SelfCheckReport;
+        beforeAll(async () => {
+            // Not `up`: Debian's own Prometheus ran with its defaults between the package install
+            // and our drop-in, and its `up` series linger for five minutes.
+            await until("every target up", 90, () => targets().every((t) => t.endsWith(" up")));
+            monitored = await timed("self-check (monitoring on)", () => selfCheck(settings()));
+        });
+
+        it("self-check passes, monitoring's units among those it checks", () => {
+            assert.equal(monitored.exitCode, 0, JSON.stringify(monitored.results.filter((r) => r.status === "fail")));
+            const units = monitored.results.filter((r) => r.id.startsWith("unit ")).map((r) => r.id);
+            for (const u of [
+                "prometheus",
+                "prometheus-alertmanager",
+                "prometheus-node-exporter",
+                "prometheus-postgres-exporter",
+            ]) {
+                assert.ok(units.includes(`unit ${u}`), units.join(", "));
+            }
+        });
+
+        it("listens on loopback only: Prometheus, Alertmanager (no gossip port), both exporters, Synapse's metrics", () => {
+            const lines = sh("ss -Hltn").stdout.trim().split("\n");
+            const local = (port: number) =>
+                lines.map((l) => l.split(/\s+/)[3] ?? "").filter((a) => a.endsWith(`:${port}`));
+            for (const port of [9000, 9090, 9093, 9100, 9187])
+                assert.deepEqual(local(port), [`127.0.0.1:${port}`], String(port));
+            assert.deepEqual(local(9094), []);
+        });
+
+        it("scrapes Synapse, the node, PostgreSQL and the certificate and backup metrics", () => {
+            assert.deepEqual(targets().sort(), [
+                "alertmanager up",
+                "node up",
+                "postgres up",
+                "prometheus up",
+                "synapse up",
+            ]);
+            assert.deepEqual(
+                query("synapse_build_info").map((r) => r.metric.version),
+                [NEW_SYNAPSE],
+            );
+            assert.ok(Number(query('node_filesystem_avail_bytes{mountpoint="/"}')[0]?.value[1]) > 0);
+            assert.equal(query("pg_up")[0]?.value[1], "1");
+            const notAfter = sh(
+                `date -d "$(openssl x509 -enddate -noout -in /etc/letsencrypt/live/${HS}/cert.pem | cut -d= -f2)" +%s`,
+            );
+            assert.equal(
+                query(`matrix_certificate_expiry_timestamp_seconds{name="${HS}"}`)[0]?.value[1],
+                notAfter.stdout.trim(),
+            );
+            // The default schedule, "daily", as systemd computes its period.
+            assert.equal(query("matrix_backup_interval_seconds")[0]?.value[1], "86400");
+        });
+
+        it("fires SynapseDown through Alertmanager when Synapse stops, and resolves it after the restart", async () => {
+            sh("systemctl stop matrix-synapse");
+            try {
+                downCheck = await selfCheck(settings());
+                fired = await timed("SynapseDown firing", () =>
+                    until("SynapseDown active in Alertmanager", 180, () =>
+                        activeAlerts().some((a) => a.labels.alertname === "SynapseDown" && a.labels.process === "main"),
+                    ),
+                );
+            } finally {
+                sh("systemctl start matrix-synapse");
+            }
+            resolved = await timed("SynapseDown resolved", () =>
+                until(
+                    "SynapseDown no longer active",
+                    180,
+                    () => !activeAlerts().some((a) => a.labels.alertname === "SynapseDown"),
+                ),
+            );
+            console.log(
+                `SynapseDown: firing ${fired.toFixed(0)} s after the stop, resolved ${resolved.toFixed(0)} s after the start`,
+            );
+            assert.deepEqual(
+                activeAlerts().map((a) => a.labels.alertname),
+                [],
+            );
+        });
+
+        it("self-check, with Synapse stopped, failed on its unit and on the client API", () => {
+            const failed = downCheck.results.filter((r) => r.status === "fail").map((r) => r.id);
+            assert.ok(
+                failed.some((id) => /matrix-synapse/.test(id)),
+                failed.join(", "),
+            );
+            assert.ok(
+                failed.some((id) => /client/.test(id)),
+                failed.join(", "),
+            );
         });
     });
 
@@ -642,6 +973,17 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
                 "gone",
             );
             assert.equal(sh("systemctl is-active nginx postgresql@15-main").stdout.trim(), "active\nactive");
+        });
+        it("stopped monitoring and removed its files, keeping Prometheus' data", () => {
+            const units =
+                "prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter matrix-pulumi-metrics.timer";
+            assert.equal(
+                sh(`systemctl is-active ${units} || true`).stdout.trim(),
+                Array(5).fill("inactive").join("\n"),
+            );
+            assert.equal(sh("test -e /etc/prometheus/matrix-pulumi && echo yes || echo no").stdout.trim(), "no");
+            assert.equal(sh("ls /etc/systemd/system | grep -c '^prometheus.*\\.d$' || true").stdout.trim(), "0");
+            assert.equal(sh("test -d /var/lib/prometheus/metrics2 && echo kept").stdout.trim(), "kept");
         });
         it("kept the database, the media store and the signing key", () => {
             const db = sh(

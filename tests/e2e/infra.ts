@@ -162,13 +162,24 @@ export async function startAcme(
     dir: string,
     listenIp: string,
     ports: AcmePorts,
-    opts: { keep?: boolean; days?: number } = {},
+    opts: AcmeOptions = {},
 ): Promise<Acme> {
     mkdirSync(dir, { recursive: true });
     const f = (n: string) => path.join(dir, n);
     const days = String(opts.days ?? 2);
     if (!opts.keep || !existsSync(f("cert.pem"))) makeListenerCertificate(f, listenIp, days);
-    return runAcme(f, listenIp, ports);
+    return runAcme(f, listenIp, ports, opts);
+}
+
+export interface AcmeOptions {
+    /** Use the listener certificate already in the folder. */
+    keep?: boolean;
+    /** The listener certificate's validity. Default: 2 days. */
+    days?: number;
+    /** What pebble issues for. Default: 90 days, as Let's Encrypt. */
+    validitySeconds?: number;
+    /** Another session's challtestsrv to resolve through (no challtestsrv of its own is started). */
+    dnsServer?: string;
 }
 
 function makeListenerCertificate(f: (n: string) => string, listenIp: string, days: string): void {
@@ -219,7 +230,7 @@ function makeListenerCertificate(f: (n: string) => string, listenIp: string, day
     ]);
 }
 
-async function runAcme(f: (n: string) => string, listenIp: string, ports: AcmePorts): Promise<Acme> {
+async function runAcme(f: (n: string) => string, listenIp: string, ports: AcmePorts, opts: AcmeOptions): Promise<Acme> {
     writeFileSync(
         f("pebble.json"),
         JSON.stringify({
@@ -235,7 +246,7 @@ async function runAcme(f: (n: string) => string, listenIp: string, ports: AcmePo
                 ocspResponderURL: `http://${listenIp}:4002/`,
                 externalAccountBindingRequired: false,
                 // Let's Encrypt's 90 days rather than pebble's five years.
-                certificateValidityPeriod: 90 * 24 * 3600,
+                certificateValidityPeriod: opts.validitySeconds ?? 90 * 24 * 3600,
             },
         }),
     );
@@ -247,35 +258,38 @@ async function runAcme(f: (n: string) => string, listenIp: string, ports: AcmePo
         p.on("exit", () => writeFileSync(f(`${name}.log`), out.join("")));
         procs.push(p);
     };
-    log(
-        "challtestsrv",
-        spawn("pebble-challtestsrv", [
-            "-dns01",
-            `127.0.0.1:${ports.dns}`,
-            "-management",
-            `127.0.0.1:${ports.dnsManagement}`,
-            "-http01",
-            "",
-            "-https01",
-            "",
-            "-tlsalpn01",
-            "",
-            "-defaultIPv4",
-            "",
-            "-defaultIPv6",
-            "",
-        ]),
-    );
+    const dnsServer = opts.dnsServer ?? `127.0.0.1:${ports.dns}`;
+    if (!opts.dnsServer) {
+        log(
+            "challtestsrv",
+            spawn("pebble-challtestsrv", [
+                "-dns01",
+                `127.0.0.1:${ports.dns}`,
+                "-management",
+                `127.0.0.1:${ports.dnsManagement}`,
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-defaultIPv4",
+                "",
+                "-defaultIPv6",
+                "",
+            ]),
+        );
+    }
     log(
         "pebble",
-        spawn("pebble", ["-config", f("pebble.json"), "-dnsserver", `127.0.0.1:${ports.dns}`], {
+        spawn("pebble", ["-config", f("pebble.json"), "-dnsserver", dnsServer], {
             // Real HTTP-01 validation (no PEBBLE_VA_ALWAYS_VALID); no artificial delays or nonce faults.
             env: { ...process.env, PEBBLE_VA_NOSLEEP: "1", PEBBLE_WFE_NONCEREJECT: "0" },
         }),
     );
     const listenerCa = readFileSync(f("ca.pem"), "utf8");
     const trusting = new Agent({ connect: { ca: listenerCa } });
-    await waitForPort(`http://127.0.0.1:${ports.dnsManagement}/`);
+    if (!opts.dnsServer) await waitForPort(`http://127.0.0.1:${ports.dnsManagement}/`);
     await waitForPort(`https://${listenIp}:${ports.directory}/dir`, trusting);
     const issuingRoot = await (
         await fetch(`https://${listenIp}:${ports.management}/roots/0`, { dispatcher: trusting })
@@ -285,7 +299,7 @@ async function runAcme(f: (n: string) => string, listenIp: string, ports: AcmePo
         listenerCa,
         issuingRoot,
         challtestsrv: `http://127.0.0.1:${ports.dnsManagement}`,
-        dnsServer: `127.0.0.1:${ports.dns}`,
+        dnsServer,
         stop: () => procs.forEach((p) => p.kill()),
         running: () => procs.some((p) => p.exitCode === null && p.signalCode === null),
     };

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "@jest/globals";
 import {
     ELEMENT_PATHS,
+    elementReleaseDir,
     renderElementReleaseScript,
     renderElementDataScript,
     renderElementSiteScript,
@@ -54,6 +55,8 @@ import {
     renderMonitoringScript,
     renderMonitoringStopScript,
 } from "../../render/monitoring";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { run, scriptBody } from "./tools";
 
@@ -203,5 +206,51 @@ describe("remote scripts", () => {
     it("goes through sudo for a non-root SSH user", () => {
         assert.match(renderPostgresInstallScript({ user: "deploy" }), /^sudo -n bash -c /);
         assert.match(renderPostgresInstallScript({ user: "root" }), /^bash -c /);
+    });
+});
+
+describe("Element's releases: the site step keeps the one served and the one before it", () => {
+    it("switches, keeps the previous release, removes older ones, and rolls back by a switch", () => {
+        const release = (version: string) => ({ version, sha256: version.replace(/\./g, "").padEnd(64, "0") });
+        const [a, b, c] = [release("1.12.1"), release("1.12.2"), release("1.12.3")];
+        const step = (r: ReturnType<typeof release>) => scriptBody(renderElementSiteScript({ ...r, revision: "x" }));
+        const stubs = mkdtempSync(path.join(tmpdir(), "matrix-stubs-"));
+        // nginx and systemctl are stand-ins: the releases' folders are what is under test.
+        for (const tool of ["nginx", "systemctl"]) {
+            writeFileSync(path.join(stubs, tool), "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+        }
+        const state =
+            'echo "=== $(ls /var/www/element/releases | tr "\\n" " ")| $(basename "$(readlink /var/www/element/current)") | $(basename "$(readlink /var/www/element/previous 2>/dev/null)")"';
+        const sequence = [a, b, b, c, b];
+        const harness = [
+            "set -euo pipefail",
+            "mount -t tmpfs tmpfs /var/www",
+            "mount -t tmpfs tmpfs /etc/nginx",
+            "mkdir -p /etc/nginx/sites-enabled /etc/nginx/sites-available",
+            `export PATH=${shq(stubs)}:$PATH`,
+            // As the release step does: extracted (again, when gone) just before the switch.
+            ...sequence.flatMap((r) => [
+                `mkdir -p ${shq(elementReleaseDir(r))} && touch ${shq(elementReleaseDir(r))}/index.html`,
+                `bash -c ${shq(step(r))} >/dev/null`,
+                state,
+            ]),
+        ].join("\n");
+        const res = run("unshare", ["--mount", "bash", "-c", harness]);
+        rmSync(stubs, { recursive: true, force: true });
+        assert.equal(res.status, 0, res.stderr);
+        const dir = (r: ReturnType<typeof release>) => path.basename(elementReleaseDir(r));
+        const lines = res.stdout
+            .split("=== ")
+            .slice(1)
+            .map((l) => l.trim());
+        assert.deepEqual(lines, [
+            `${dir(a)} | ${dir(a)} |`,
+            `${dir(a)} ${dir(b)} | ${dir(b)} | ${dir(a)}`,
+            // The same release again: the previous one stays the previous one.
+            `${dir(a)} ${dir(b)} | ${dir(b)} | ${dir(a)}`,
+            `${dir(b)} ${dir(c)} | ${dir(c)} | ${dir(b)}`,
+            // A rollback is a switch: both stay.
+            `${dir(b)} ${dir(c)} | ${dir(b)} | ${dir(c)}`,
+        ]);
     });
 });

@@ -457,6 +457,12 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
             ["element-config-json", "element-release", "element-site"],
         ],
         ["purgeOnDestroy", { "matrix:purgeOnDestroy": "true" }, ["element-data", "postgres-data", "synapse-data"]],
+        [
+            "synapse.mediaRetention",
+            { "matrix:synapse": { mediaRetention: { remote: "30d" } } },
+            ["synapse-homeserver-yaml", "synapse-service"],
+        ],
+        ["support", { "matrix:support": { page: "https://example.org/help" } }, ["nginx-apex-vhost", "nginx-sites"]],
     ];
     const changedRuns = blastRadius.map(([, overrides]) => runProgramSoon(baseConfig(overrides)));
     for (const [i, [key, , expected]] of blastRadius.entries()) {
@@ -918,6 +924,23 @@ describe("metrics and alerts (matrix:monitoring)", () => {
             receivers: { email_configs: { auth_password: string; require_tls: boolean }[] }[];
         };
         assert.equal(am.receivers[0]!.email_configs[0]!.auth_password, "smtpPassword0123456789");
+    });
+
+    it("a retention or scrape interval change touches only the file that holds it and the service step", async () => {
+        const [a, b, c] = [
+            await on,
+            await runProgramSoon(baseConfig({ "matrix:monitoring": { enabled: true, retention: "30d" } })),
+            await runProgramSoon(baseConfig({ "matrix:monitoring": { enabled: true, scrapeInterval: "1m" } })),
+        ];
+        const changed = (x: ProgramResult) => {
+            const before = new Map(a.resources.map((r) => [r.urn, JSON.stringify(r.inputs)]));
+            return x.resources
+                .filter((r) => before.get(r.urn) !== JSON.stringify(r.inputs))
+                .map((r) => r.name)
+                .sort();
+        };
+        assert.deepEqual(changed(b), ["monitoring-prometheus-dropin", "monitoring-service"]);
+        assert.deepEqual(changed(c), ["monitoring-prometheus-yml", "monitoring-service"]);
     });
 
     it("with workers, scrapes each process on its own port", async () => {
