@@ -4,8 +4,8 @@
 // server; and a timer that exports what no exporter knows (certificate expiry, the last backup).
 import { stringify } from "yaml";
 import { BACKUP_PATHS } from "./backup";
-import { dirOf, ensureDir, script, sha256, shq } from "./shell";
-import { SYNAPSE_LISTEN, SYNAPSE_PATHS } from "./synapseBase";
+import { dirOf, ensureDir, restartOnRevision, script, sha256, shq } from "./shell";
+import { SYNAPSE_LISTEN, SYNAPSE_PATHS, untilHealthy } from "./synapseBase";
 import { workerList, type Worker, type WorkerCounts } from "./workers";
 
 export const MONITORING_APT_PACKAGES = [
@@ -418,25 +418,17 @@ export function renderMonitoringScript(
             `systemctl start matrix-pulumi-metrics.service`,
             ...s.services.flatMap(({ service, revision }) => {
                 const unit = MONITORING_SERVICES[service];
-                const stamp = `${P.stampDir}/${unit}.revision`;
                 const r = sha256(revision);
                 return [
                     `# ${unit} revision ${r}`,
                     `systemctl enable ${unit} >/dev/null 2>&1`,
-                    `if [ "$(cat ${shq(stamp)} 2>/dev/null || true)" != ${shq(r)} ] || ! systemctl is-active --quiet ${unit}; then`,
-                    `  systemctl restart ${unit}`,
-                    `  printf '%s\\n' ${shq(r)} > ${shq(stamp)}`,
-                    `  echo "${unit} (re)started"`,
-                    "fi",
+                    ...restartOnRevision(unit, `${P.stampDir}/${unit}.revision`, r),
                 ];
             }),
             // Ready when Prometheus answers (it reads its rules on start).
-            "for _ in $(seq 1 60); do",
-            `  if curl -fsS ${shq(`http://${loopback(METRICS_PORTS.prometheus)}/-/ready`)} >/dev/null 2>&1; then exit 0; fi`,
-            "  sleep 1",
-            "done",
-            'echo "Prometheus did not become ready within 60 s; see journalctl -u prometheus" >&2',
-            "exit 1",
+            ...untilHealthy(`http://${loopback(METRICS_PORTS.prometheus)}/-/ready`, 60, [
+                'echo "Prometheus did not become ready within 60 s; see journalctl -u prometheus" >&2',
+            ]),
         ],
         opts,
     );

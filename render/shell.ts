@@ -93,3 +93,17 @@ export function dirOf(path: string): string {
     const i = path.lastIndexOf("/");
     return i <= 0 ? "/" : path.slice(0, i);
 }
+
+/**
+ * Restart `unit` when the revision it runs (kept in `stamp`) differs from `revision`, or when it
+ * is not running; then record the revision. Run again with the same revision, it restarts nothing.
+ */
+export function restartOnRevision(unit: string, stamp: string, revision: string, label = unit): string[] {
+    return [
+        `if [ "$(cat ${shq(stamp)} 2>/dev/null || true)" != ${shq(revision)} ] || ! systemctl is-active --quiet ${unit}; then`,
+        `  systemctl restart ${unit}`,
+        `  printf '%s\\n' ${shq(revision)} > ${shq(stamp)}`,
+        `  echo "${label} (re)started"`,
+        "fi",
+    ];
+}

@@ -2,7 +2,7 @@
 // process's replication listener on a UNIX socket, one systemd template unit for every worker,
 // and the nginx routes that send each documented path to the workers that serve it.
 import { stringify } from "yaml";
-import { script, sha256, shq } from "./shell";
+import { restartOnRevision, script, sha256, shq } from "./shell";
 import { block, NGINX_UPSTREAM_VARIABLE } from "./nginx";
 import {
     SYNAPSE_LISTEN,
@@ -264,11 +264,7 @@ export function renderRedisScript(s: { revision: string }, opts: { user?: string
             `install -d -m 0755 -o root -g root ${shq(WORKER_PATHS.stampDir)}`,
             "systemctl daemon-reload",
             `systemctl enable ${REDIS_SERVICE} ${SYNAPSE_TARGET} >/dev/null 2>&1`,
-            `if [ "$(cat ${shq(stamp)} 2>/dev/null || true)" != ${shq(revision)} ] || ! systemctl is-active --quiet ${REDIS_SERVICE}; then`,
-            `  systemctl restart ${REDIS_SERVICE}`,
-            `  printf '%s\\n' ${shq(revision)} > ${shq(stamp)}`,
-            '  echo "redis (re)started"',
-            "fi",
+            ...restartOnRevision(REDIS_SERVICE, stamp, revision, "redis"),
             `runuser -u ${SYNAPSE_USER} -- redis-cli -s ${shq(WORKER_PATHS.redisSocket)} ping | grep -qx PONG`,
         ],
         opts,

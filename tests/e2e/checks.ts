@@ -4,6 +4,12 @@ import * as tls from "node:tls";
 import { it } from "@jest/globals";
 import { ctx, DOMAIN, EL, get, HS, sh } from "./session";
 
+/** The host's listening TCP sockets: a port's local addresses ("127.0.0.1:8008"), from `ss`. */
+export function listeners(): (port: number) => string[] {
+    const lines = sh("ss -Hltn").stdout.trim().split("\n");
+    return (port) => lines.map((l) => l.split(/\s+/)[3] ?? "").filter((a) => a.endsWith(`:${port}`));
+}
+
 export function hostChecks(): void {
     it("keeps the database in C collation and ctype", () => {
         const r = sh(
@@ -17,8 +23,7 @@ export function hostChecks(): void {
         assert.equal(sh("runuser -u nobody -- cat /etc/matrix-synapse/secrets.yaml").code !== 0, true);
     });
     it("has Synapse and PostgreSQL listening on loopback only", () => {
-        const lines = sh("ss -Hltn").stdout.trim().split("\n");
-        const local = (port: number) => lines.map((l) => l.split(/\s+/)[3] ?? "").filter((a) => a.endsWith(`:${port}`));
+        const local = listeners();
         assert.deepEqual(local(8008), ["127.0.0.1:8008"]);
         assert.ok(local(5432).length > 0);
         for (const a of local(5432)) assert.match(a, /^(127\.0\.0\.1|\[::1\]):5432$/);

@@ -16,7 +16,7 @@ import { shq } from "../../render/shell";
 import { registerFromStack } from "../../scripts/register-user";
 import { selfCheckFromStack } from "../../scripts/self-check";
 import { acmePorts, startAcme, type Acme } from "./infra";
-import { hostChecks, httpChecks } from "./checks";
+import { hostChecks, httpChecks, listeners } from "./checks";
 import type { Run } from "./pulumi";
 import {
     CACHE,
@@ -546,9 +546,7 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
         });
 
         it("listens on loopback only: Prometheus, Alertmanager (no gossip port), both exporters, Synapse's metrics", () => {
-            const lines = sh("ss -Hltn").stdout.trim().split("\n");
-            const local = (port: number) =>
-                lines.map((l) => l.split(/\s+/)[3] ?? "").filter((a) => a.endsWith(`:${port}`));
+            const local = listeners();
             for (const port of [9000, 9090, 9093, 9100, 9187])
                 assert.deepEqual(local(port), [`127.0.0.1:${port}`], String(port));
             assert.deepEqual(local(9094), []);
