@@ -43,7 +43,17 @@ export const MANAGED_SYNAPSE_KEYS: Record<string, string> = {
     report_stats: "set matrix:synapse.reportStats",
     media_retention: "set matrix:synapse.mediaRetention",
     enable_metrics: "set matrix:monitoring.enabled",
+    matrix_rtc: "set matrix:rtc",
+    turn_uris: "set matrix:turn",
+    turn_shared_secret: "set matrix:turn (the program generates the secret)",
+    turn_shared_secret_path: "set matrix:turn (the program generates the secret)",
 };
+
+/** The calls backend this program is tested with (README: Calls). */
+export const DEFAULT_LIVEKIT_URL = (version: string) =>
+    `https://github.com/livekit/livekit/releases/download/v${version}/livekit_${version}_linux_amd64.tar.gz`;
+export const DEFAULT_JWT_SERVICE_URL = (version: string) =>
+    `https://github.com/element-hq/lk-jwt-service/releases/download/v${version}/lk-jwt-service_linux_amd64`;
 
 const HOSTNAME = /^(?=.{1,253}$)(?:(?!-)[a-z0-9-]{1,63}(?<!-)\.)+(?!-)[a-z][a-z0-9-]{0,61}[a-z0-9]$/;
 const hostname = (example: string) =>
@@ -198,6 +208,69 @@ const elementSchema = z.strictObject({
     brand: z.string().min(1).default("Element"),
     disableCustomUrls: bool().default(false),
 });
+
+/** A pinned release file: its version, its SHA-256 (checked before install) and where it is. */
+const releaseSchema = (what: string, example: string) =>
+    z.strictObject({
+        version: z
+            .string({ error: `expected a ${what} release as a string, such as "${example}"` })
+            .regex(/^[0-9]+\.[0-9]+\.[0-9]+$/, {
+                error: `expected a ${what} release such as "${example}" (no leading "v")`,
+            }),
+        sha256: z
+            .string({ error: "expected the SHA-256 of the release file as a string (quote it in YAML)" })
+            .regex(/^[0-9a-f]{64}$/, { error: "expected the SHA-256 of the release file: 64 lower-case hex digits" }),
+        url: z.url({ protocol: /^https?$/, error: "expected an http(s):// URL of the release file" }).optional(),
+    });
+
+const port = (what: string) =>
+    int(`expected ${what} from 1024 to 65535`).refine((p) => p >= 1024 && p <= 65535, {
+        error: `expected ${what} from 1024 to 65535`,
+    });
+
+/** matrix:rtc: MatrixRTC (Element Call) with LiveKit (README: Calls). */
+const rtcSchema = z.strictObject({
+    enabled: bool().default(true),
+    /** livekit-server (the SFU): the linux_amd64 tarball of a LiveKit release. */
+    livekit: releaseSchema("livekit-server", "1.13.5"),
+    /** lk-jwt-service (the MatrixRTC authorisation service): its linux_amd64 binary. */
+    jwtService: releaseSchema("lk-jwt-service", "0.5.0"),
+    /** ICE over UDP: every call's media on this one port. */
+    udpPort: port("a UDP port").default(7882),
+    /** ICE over TCP, for clients whose UDP is blocked. */
+    tcpPort: port("a TCP port").default(7881),
+    /** LiveKit's embedded TURN server on this UDP port. Default: off. */
+    turnUdpPort: port("a UDP port").optional(),
+    /** Other homeservers whose users may start calls here (this server's users always can). */
+    fullAccessHomeservers: z
+        .array(hostname("other.example.org"), {
+            error: 'expected a list of server names such as ["other.example.org"]',
+        })
+        .default([]),
+});
+
+/** matrix:turn: coturn for legacy 1:1 calls (README: Calls). */
+const turnSchema = z
+    .strictObject({
+        enabled: bool().default(true),
+        /** TURN over UDP and TCP. */
+        port: port("a port").default(3478),
+        /** TURN over TLS (turns:), with the homeserver host's certificate. */
+        tlsPort: port("a TCP port").default(5349),
+        /** The UDP ports relayed media uses. */
+        relayPorts: z
+            .strictObject({ min: port("a UDP port").default(49152), max: port("a UDP port").default(49251) })
+            .prefault({}),
+        /** How long the credentials Synapse hands out stay valid. */
+        userLifetime: z
+            .string()
+            .regex(/^[1-9][0-9]{0,3}[mhd]$/, { error: 'expected a lifetime such as "1h" (minutes, hours or days)' })
+            .default("1h"),
+    })
+    .refine((t) => t.relayPorts.min <= t.relayPorts.max, {
+        error: "relayPorts.min must not exceed relayPorts.max",
+        path: ["relayPorts"],
+    });
 
 const postgresSchema = z.strictObject({
     database: sqlIdentifier.default("synapse"),
@@ -373,6 +446,8 @@ const stackSchema = z.strictObject({
     federation: federationSchema.prefault({}),
     monitoring: monitoringSchema.prefault({}),
     support: supportSchema.optional(),
+    rtc: rtcSchema.optional(),
+    turn: turnSchema.optional(),
     users: z
         .array(userSchema, { error: 'expected a list such as [{"name": "alice", "admin": true}]' })
         .refine((u) => new Set(u.map((x) => x.name)).size === u.length, { error: "names must be unique" })
@@ -405,6 +480,10 @@ export interface StackConfig {
     monitoring: z.infer<typeof monitoringSchema>;
     /** /.well-known/matrix/support (README: Support contacts); none: not served. */
     support?: z.infer<typeof supportSchema>;
+    /** MatrixRTC with LiveKit (README: Calls); none: off. */
+    rtc?: z.infer<typeof rtcSchema> & { livekit: { url: string }; jwtService: { url: string } };
+    /** coturn for legacy 1:1 calls (README: Calls); none: off. */
+    turn?: z.infer<typeof turnSchema>;
     /** Accounts the program creates once each (README: Users). */
     users: z.infer<typeof userSchema>[];
     /** `pulumi destroy` also deletes the database, media store, signing key and config. */
@@ -468,6 +547,7 @@ function crossKeyProblems(v: Record<string, unknown>): string[] {
             "matrix:monitoring.email.username: required with matrix:secrets.smtpPassword; set the SMTP login, or remove the password",
         );
     }
+    problems.push(...portClashes(v));
     const synapse = v.synapse as { extraConfig?: unknown } | undefined;
     if (synapse && typeof synapse.extraConfig === "object" && synapse.extraConfig !== null) {
         for (const key of Object.keys(synapse.extraConfig)) {
@@ -477,6 +557,52 @@ function crossKeyProblems(v: Record<string, unknown>): string[] {
             }
         }
     }
+    return problems;
+}
+
+/**
+ * Two services on one port: the ports each enabled key claims (defaults filled in), by protocol.
+ * Reported on the raw values so a clash shows beside other problems.
+ */
+function portClashes(v: Record<string, unknown>): string[] {
+    const on = (x: unknown): Record<string, unknown> | undefined =>
+        typeof x === "object" &&
+        x !== null &&
+        (x as { enabled?: unknown }).enabled !== false &&
+        (x as { enabled?: unknown }).enabled !== "false"
+            ? (x as Record<string, unknown>)
+            : undefined;
+    const num = (x: unknown, d: number) =>
+        typeof x === "number" ? x : typeof x === "string" && /^[0-9]+$/.test(x) ? Number(x) : d;
+    const claims: { key: string; proto: "tcp" | "udp"; from: number; to: number }[] = [];
+    const claim = (key: string, proto: "tcp" | "udp", from: number, to = from) => claims.push({ key, proto, from, to });
+    const machine = v.machine as { sshPort?: unknown } | undefined;
+    claim("matrix:machine.sshPort", "tcp", num(machine?.sshPort, SSH_DEFAULTS.port));
+    for (const p of [80, 443, ...(v.delegation === "none" ? [8448] : [])]) claim(`nginx (${p})`, "tcp", p);
+    const rtc = on(v.rtc);
+    if (rtc) {
+        claim("matrix:rtc.udpPort", "udp", num(rtc.udpPort, 7882));
+        claim("matrix:rtc.tcpPort", "tcp", num(rtc.tcpPort, 7881));
+        if (rtc.turnUdpPort !== undefined) claim("matrix:rtc.turnUdpPort", "udp", num(rtc.turnUdpPort, 0));
+    }
+    const turn = on(v.turn);
+    if (turn) {
+        const port = num(turn.port, 3478);
+        claim("matrix:turn.port", "udp", port);
+        claim("matrix:turn.port", "tcp", port);
+        claim("matrix:turn.tlsPort", "tcp", num(turn.tlsPort, 5349));
+        const relay = (turn.relayPorts ?? {}) as { min?: unknown; max?: unknown };
+        claim("matrix:turn.relayPorts", "udp", num(relay.min, 49152), num(relay.max, 49251));
+    }
+    const problems: string[] = [];
+    claims.forEach((a, i) => {
+        const b = claims.slice(0, i).find((c) => c.proto === a.proto && c.from <= a.to && a.from <= c.to);
+        if (b && b.key !== a.key) {
+            problems.push(
+                `${a.key}: ${a.proto.toUpperCase()} port ${a.from === a.to ? a.from : `${a.from}-${a.to}`} is taken by ${b.key}; choose another port`,
+            );
+        }
+    });
     return problems;
 }
 
@@ -496,6 +622,8 @@ const STRUCTURED_KEYS = new Set([
     "federation",
     "monitoring",
     "support",
+    "rtc",
+    "turn",
 ]);
 
 /** Keys whose values must be stored encrypted (`pulumi config set --secret`). */
@@ -591,6 +719,22 @@ export function parseStackConfig(raw: Record<string, string>, opts: ParseOptions
                 c.element.url ??
                 `https://github.com/element-hq/element-web/releases/download/v${c.element.version}/element-v${c.element.version}.tar.gz`,
         },
+        // Off is the same as absent; the settings stay in the stack for the next time.
+        rtc:
+            c.rtc && c.rtc.enabled
+                ? {
+                      ...c.rtc,
+                      livekit: {
+                          ...c.rtc.livekit,
+                          url: c.rtc.livekit.url ?? DEFAULT_LIVEKIT_URL(c.rtc.livekit.version),
+                      },
+                      jwtService: {
+                          ...c.rtc.jwtService,
+                          url: c.rtc.jwtService.url ?? DEFAULT_JWT_SERVICE_URL(c.rtc.jwtService.version),
+                      },
+                  }
+                : undefined,
+        turn: c.turn && c.turn.enabled ? c.turn : undefined,
     };
 }
 
@@ -648,8 +792,30 @@ export function publicHostnames(c: StackConfig): {
     return { certificates, dnsRecords };
 }
 
-/** Inbound TCP ports the host firewall lets in: SSH, HTTP, HTTPS, 8448 with delegation "none", extras. */
+/**
+ * Inbound TCP ports the host firewall lets in: SSH, HTTP, HTTPS, 8448 with delegation "none",
+ * ICE over TCP (matrix:rtc), TURN and TURN over TLS (matrix:turn), extras.
+ */
 export function firewallPorts(c: StackConfig): number[] {
-    const ports = [c.machine.sshPort, 80, 443, ...(c.delegation === "none" ? [8448] : []), ...c.firewall.allowTcpPorts];
+    const ports = [
+        c.machine.sshPort,
+        80,
+        443,
+        ...(c.delegation === "none" ? [8448] : []),
+        ...(c.rtc ? [c.rtc.tcpPort] : []),
+        ...(c.turn ? [c.turn.port, c.turn.tlsPort] : []),
+        ...c.firewall.allowTcpPorts,
+    ];
     return [...new Set(ports)].sort((a, b) => a - b);
+}
+
+/** A UDP port, or a range as [first, last]. */
+export type UdpPorts = (number | [number, number])[];
+
+/** Inbound UDP the host firewall lets in: ICE (and LiveKit's TURN), coturn and its relay range. */
+export function firewallUdpPorts(c: StackConfig): UdpPorts {
+    return [
+        ...(c.rtc ? [c.rtc.udpPort, ...(c.rtc.turnUdpPort !== undefined ? [c.rtc.turnUdpPort] : [])] : []),
+        ...(c.turn ? [c.turn.port, [c.turn.relayPorts.min, c.turn.relayPorts.max] as [number, number]] : []),
+    ];
 }

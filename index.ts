@@ -6,14 +6,17 @@ import { ElementWeb } from "./components/elementWeb";
 import { HostFirewall } from "./components/hostFirewall";
 import { HostPackages } from "./components/hostPackages";
 import { MatrixUsers } from "./components/matrixUsers";
+import { MatrixRtc } from "./components/matrixRtc";
 import { Monitoring } from "./components/monitoring";
 import { NginxProxy } from "./components/nginxProxy";
 import { PostgresDatabase } from "./components/postgresDatabase";
 import { SynapseBackups } from "./components/synapseBackups";
 import { SynapseServer } from "./components/synapseServer";
+import { TurnServer } from "./components/turnServer";
 import {
     DATABASE_HOST_CONFIG_KEYS,
     firewallPorts,
+    firewallUdpPorts,
     HOST_CONFIG_KEYS,
     loadProvidedSecret,
     loadSmtpPassword,
@@ -27,6 +30,8 @@ import { registerAdminCommand } from "./render/outputs";
 import { databaseHostPackages, hostPackages } from "./render/packages";
 import { POSTGRES_PORT } from "./render/databaseHost";
 import { hasWorkers } from "./render/workers";
+import { rtcUrls } from "./render/rtc";
+import { turnUris } from "./render/turn";
 import { wellKnownClient, wellKnownServer, wellKnownSupport } from "./render/wellknown";
 
 const cfg = loadStackConfig(); // throws, naming every bad key, before any resource exists
@@ -57,6 +62,7 @@ const packages = new HostPackages("packages", {
         redis: hasWorkers(cfg.synapse.workers),
         remoteDatabase: cfg.database !== undefined,
         monitoring: cfg.monitoring.enabled,
+        turn: cfg.turn !== undefined,
     }),
 });
 const host: Host = { ...machine, prerequisites: [packages.installed] };
@@ -72,8 +78,10 @@ const dns = cfg.dns
     : undefined;
 
 const firewall = cfg.firewall.enabled
-    ? new HostFirewall("firewall", { host, tcpPorts: firewallPorts(cfg) })
+    ? new HostFirewall("firewall", { host, tcpPorts: firewallPorts(cfg), udpPorts: firewallUdpPorts(cfg) })
     : undefined;
+// What Element Call is told (well-known, Synapse's transports): known from the config alone.
+const rtcService = cfg.rtc ? { serviceUrl: rtcUrls(cfg.homeserverHost).serviceUrl } : undefined;
 
 // PostgreSQL here, or on a host of its own (matrix:database) that admits Synapse's address alone.
 const databaseHost = cfg.database
@@ -125,6 +133,11 @@ const synapse = new SynapseServer("synapse", {
     workers: cfg.synapse.workers,
     mediaRetention: cfg.synapse.mediaRetention,
     metrics: cfg.monitoring.enabled,
+    rtc: rtcService,
+    turn: cfg.turn && {
+        uris: turnUris({ realm: cfg.homeserverHost, port: cfg.turn.port, tlsPort: cfg.turn.tlsPort }),
+        userLifetime: cfg.turn.userLifetime,
+    },
     federation: cfg.federation,
     purgeOnDestroy: cfg.purgeOnDestroy,
     secrets: {
@@ -153,6 +166,24 @@ const users =
         ? new MatrixUsers("users", { host, users: cfg.users, synapseUrl: synapse.localUrl })
         : undefined;
 
+// The SFU and its authorisation service need nothing of Synapse's to start; nginx announces them
+// (well-known, /livekit/) once both answer.
+const rtc = cfg.rtc
+    ? new MatrixRtc("rtc", {
+          host,
+          serverName: cfg.domain,
+          homeserverHost: cfg.homeserverHost,
+          nodeIp: cfg.machine.ipv4,
+          livekit: cfg.rtc.livekit,
+          jwtService: cfg.rtc.jwtService,
+          udpPort: cfg.rtc.udpPort,
+          tcpPort: cfg.rtc.tcpPort,
+          turnUdpPort: cfg.rtc.turnUdpPort,
+          fullAccessHomeservers: cfg.rtc.fullAccessHomeservers,
+          caBundle: cfg.federation.caBundle,
+      })
+    : undefined;
+
 const proxy = new NginxProxy("nginx", {
     host,
     domain: cfg.domain,
@@ -167,9 +198,24 @@ const proxy = new NginxProxy("nginx", {
     ipv6,
     maxUploadSize: cfg.synapse.maxUploadSize,
     support: cfg.support,
+    rtc: rtc?.serviceUrl.apply((serviceUrl) => ({ serviceUrl })),
     upstreams: synapse.upstreams,
     acme: cfg.acme,
 });
+
+// coturn serves the homeserver host's certificate over TLS: it waits for it.
+if (cfg.turn) {
+    new TurnServer("turn", {
+        host,
+        realm: cfg.homeserverHost,
+        externalIp: cfg.machine.ipv4,
+        port: cfg.turn.port,
+        tlsPort: cfg.turn.tlsPort,
+        relayPorts: cfg.turn.relayPorts,
+        sharedSecret: synapse.turnSharedSecret!,
+        certificateHost: proxy.certificates.homeserver,
+    });
+}
 
 if (cfg.monitoring.enabled) {
     const email = cfg.monitoring.email;
@@ -210,7 +256,7 @@ export const delegation = cfg.delegation;
 /** With delegation "external", publish these at https://<domain>/.well-known/matrix/{server,client,support}. */
 export const wellKnown = {
     server: JSON.stringify(wellKnownServer(cfg.homeserverHost)),
-    client: JSON.stringify(wellKnownClient(cfg.homeserverHost)),
+    client: JSON.stringify(wellKnownClient(cfg.homeserverHost, rtcService)),
     ...(cfg.support ? { support: JSON.stringify(wellKnownSupport(cfg.support)) } : {}),
 };
 /** Records to create by hand when matrix:dns is not set: every name that gets a certificate. */
@@ -225,4 +271,6 @@ export const registrationSharedSecret = synapse.registrationSharedSecret;
 export const userPasswords = users ? users.passwords : pulumi.secret({});
 /** Inbound TCP ports the host firewall lets in (empty when matrix:firewall.enabled is false). */
 export const openTcpPorts = firewall ? firewall.tcpPorts : [];
+/** Inbound UDP ports and ranges the host firewall lets in (calls; open these at your provider too). */
+export const openUdpPorts = firewall ? firewall.udpPorts : [];
 export const firstAdminCommand = pulumi.output(registerAdminCommand(cfg.machine));

@@ -17,6 +17,8 @@ export interface HostFirewallArgs {
     host: Host;
     /** Inbound TCP ports to let in (SSH's included); everything else inbound is dropped. */
     tcpPorts: pulumi.Input<number[]>;
+    /** Inbound UDP ports and ranges ([first, last]) to let in (calls). Default: none. */
+    udpPorts?: (number | [number, number])[];
     /** TCP ports let in from one address only (PostgreSQL for the Synapse host). Default: none. */
     sourcedTcpPorts?: SourcedPort[];
 }
@@ -28,6 +30,8 @@ export interface HostFirewallArgs {
 export class HostFirewall extends pulumi.ComponentResource {
     /** The ports let in, resolved once the rules are loaded (known in a preview). */
     public readonly tcpPorts: pulumi.Output<number[]>;
+    /** The UDP ports and ranges let in, as "3478" or "49152-49251", resolved like tcpPorts. */
+    public readonly udpPorts: pulumi.Output<string[]>;
 
     constructor(name: string, args: HostFirewallArgs, opts?: pulumi.ComponentResourceOptions) {
         super("matrix:index:HostFirewall", name, {}, opts);
@@ -45,7 +49,9 @@ export class HostFirewall extends pulumi.ComponentResource {
                 path: FIREWALL_PATHS.rules,
                 content: pulumi
                     .output(args.tcpPorts)
-                    .apply((tcpPorts) => renderFirewallRules({ tcpPorts, sourced: args.sourcedTcpPorts })),
+                    .apply((tcpPorts) =>
+                        renderFirewallRules({ tcpPorts, udpPorts: args.udpPorts, sourced: args.sourcedTcpPorts }),
+                    ),
                 removeOnDelete: true,
                 ...FIREWALL_FILE_MODE,
             },
@@ -61,6 +67,10 @@ export class HostFirewall extends pulumi.ComponentResource {
             { parent: this, dependsOn: [install] },
         );
         this.tcpPorts = after(apply, args.tcpPorts);
-        this.registerOutputs({ tcpPorts: this.tcpPorts });
+        this.udpPorts = after(
+            apply,
+            (args.udpPorts ?? []).map((p) => (Array.isArray(p) ? `${p[0]}-${p[1]}` : `${p}`)),
+        );
+        this.registerOutputs({ tcpPorts: this.tcpPorts, udpPorts: this.udpPorts });
     }
 }

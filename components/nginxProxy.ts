@@ -47,6 +47,11 @@ export interface NginxProxyArgs {
     /** /.well-known/matrix/support, served beside the other well-known documents. Default: none. */
     support?: SupportSettings;
     /**
+     * MatrixRTC (MatrixRtc.serviceUrl): its services behind /livekit/ on the homeserver host and
+     * its focus in the client well-known, once both answer. Default: none.
+     */
+    rtc?: pulumi.Input<{ serviceUrl: string } | undefined>;
+    /**
      * Where each Synapse process listens (SynapseServer.upstreams): the sites wait for a healthy
      * Synapse and its workers.
      */
@@ -154,14 +159,15 @@ export class NginxProxy extends pulumi.ComponentResource {
                 "homeserver",
                 NGINX_PATHS.homeserverSite,
                 pulumi
-                    .all([args.homeserverHost, args.maxUploadSize ?? "50M"])
-                    .apply(([homeserverHost, maxUploadSize]) =>
+                    .all([args.homeserverHost, args.maxUploadSize ?? "50M", args.rtc])
+                    .apply(([homeserverHost, maxUploadSize, rtc]) =>
                         renderHomeserverSite({
                             homeserverHost,
                             maxUploadSize,
                             ipv6,
                             federationPort: args.delegation === "none",
                             support: args.support,
+                            rtc,
                         }),
                     ),
             ),
@@ -171,9 +177,9 @@ export class NginxProxy extends pulumi.ComponentResource {
                           "apex",
                           NGINX_PATHS.apexSite,
                           pulumi
-                              .all([args.domain, args.homeserverHost])
-                              .apply(([domain, homeserverHost]) =>
-                                  renderApexSite({ domain, homeserverHost, ipv6, support: args.support }),
+                              .all([args.domain, args.homeserverHost, args.rtc])
+                              .apply(([domain, homeserverHost, rtc]) =>
+                                  renderApexSite({ domain, homeserverHost, ipv6, support: args.support, rtc }),
                               ),
                       ),
                   ]

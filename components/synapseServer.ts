@@ -62,6 +62,10 @@ export interface SynapseServerArgs {
     mediaRetention?: { local: string; remote: string };
     /** Metrics listeners on loopback for every process (matrix:monitoring). Default: false. */
     metrics?: boolean;
+    /** MatrixRTC (matrix:rtc): lk-jwt-service's public URL, announced as the LiveKit transport. Default: none. */
+    rtc?: { serviceUrl: string };
+    /** coturn (matrix:turn): its URIs and the credentials' lifetime (the shared secret is generated). Default: none. */
+    turn?: { uris: string[]; userLifetime: string };
     /** On destroy, delete Synapse's data (media, signing key), config and venv. Default: false. */
     purgeOnDestroy?: boolean;
     /** The database to use (from PostgresDatabase). */
@@ -82,6 +86,8 @@ export interface SynapseServerArgs {
 export class SynapseServer extends pulumi.ComponentResource {
     /** The shared secret for the admin registration API (secret). */
     public readonly registrationSharedSecret: pulumi.Output<string>;
+    /** With `turn`: the secret coturn derives TURN credentials from (use-auth-secret; secret). */
+    public readonly turnSharedSecret?: pulumi.Output<string>;
     /** Synapse's loopback listener, resolved once it answers /health (known in a preview). */
     public readonly localUrl: pulumi.Output<string>;
     /** Where each Synapse process listens, resolved once all are healthy: what nginx routes to. */
@@ -101,6 +107,7 @@ export class SynapseServer extends pulumi.ComponentResource {
         this.registrationSharedSecret = secret("registration-shared-secret", args.secrets?.registrationSharedSecret);
         const macaroonSecretKey = secret("macaroon-secret-key", args.secrets?.macaroonSecretKey);
         const formSecret = secret("form-secret", args.secrets?.formSecret);
+        this.turnSharedSecret = args.turn ? secret("turn-shared-secret", undefined) : undefined;
 
         // Media, signing key, config and venv: kept or purged on destroy, after the service stops.
         const data = remoteStep(
@@ -145,6 +152,8 @@ export class SynapseServer extends pulumi.ComponentResource {
                     workers,
                     mediaRetention: args.mediaRetention,
                     metricsListener: args.metrics ? SYNAPSE_METRICS_LISTENER : undefined,
+                    rtc: args.rtc,
+                    turn: args.turn,
                 }),
                 logConfig: renderLogConfig(),
                 unit: renderSynapseUnit({ workers: scaled }),
@@ -180,20 +189,32 @@ export class SynapseServer extends pulumi.ComponentResource {
                 args.database.user,
                 args.database.password,
                 args.database.address,
+                this.turnSharedSecret,
             ])
-            .apply(([registrationSharedSecret, macaroonSecretKey, formSecret, dbName, dbUser, dbPassword, address]) =>
-                renderSecretsConfig({
+            .apply(
+                ([
                     registrationSharedSecret,
                     macaroonSecretKey,
                     formSecret,
-                    database: {
-                        name: dbName,
-                        user: dbUser,
-                        password: dbPassword,
-                        ...address,
-                        tls: args.database.caCertificate !== undefined,
-                    },
-                }),
+                    dbName,
+                    dbUser,
+                    dbPassword,
+                    address,
+                    turnSharedSecret,
+                ]) =>
+                    renderSecretsConfig({
+                        registrationSharedSecret,
+                        macaroonSecretKey,
+                        formSecret,
+                        turnSharedSecret,
+                        database: {
+                            name: dbName,
+                            user: dbUser,
+                            password: dbPassword,
+                            ...address,
+                            tls: args.database.caCertificate !== undefined,
+                        },
+                    }),
             );
         const secrets = file("secretsConfig", "secrets-yaml", secretsFile);
         // With workers, their Redis runs before the main process starts with `redis.enabled`.

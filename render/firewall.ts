@@ -22,11 +22,26 @@ export interface SourcedPort {
  * transaction), so a reload never leaves the host open or half-filtered. Established
  * connections stay up: the SSH session that loads it is not cut.
  */
-export function renderFirewallRules(s: { tcpPorts: number[]; sourced?: SourcedPort[] }): string {
+export function renderFirewallRules(s: {
+    tcpPorts: number[];
+    /** UDP ports and ranges ([first, last]) let in from anywhere (calls). Default: none. */
+    udpPorts?: (number | [number, number])[];
+    sourced?: SourcedPort[];
+}): string {
     const ports = [...new Set(s.tcpPorts)].sort((a, b) => a - b);
     for (const p of [...ports, ...(s.sourced ?? []).map((x) => x.port)]) {
         if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`not a TCP port: ${p}`);
     }
+    const udp = (s.udpPorts ?? []).map((p) => (Array.isArray(p) ? p : ([p, p] as [number, number])));
+    for (const [first, last] of udp) {
+        for (const p of [first, last]) {
+            if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`not a UDP port: ${p}`);
+        }
+        if (first > last) throw new Error(`not a UDP port range: ${first}-${last}`);
+    }
+    const udpList = udp
+        .sort((a, b) => a[0] - b[0])
+        .map(([first, last]) => (first === last ? `${first}` : `${first}-${last}`));
     for (const { from } of s.sourced ?? []) {
         if (!/^(\d{1,3}\.){3}\d{1,3}$/.test(from)) throw new Error(`not an IPv4 address: ${from}`);
     }
@@ -44,6 +59,8 @@ export function renderFirewallRules(s: { tcpPorts: number[]; sourced?: SourcedPo
         // number: names need /etc/protocols, which a minimal host lacks (no netbase).
         "\t\tmeta l4proto { 1, 58 } accept",
         `\t\ttcp dport { ${ports.join(", ")} } accept`,
+        // Calls: ICE, TURN and the relay range (none unless matrix:rtc or matrix:turn).
+        ...(udpList.length > 0 ? [`\t\tudp dport { ${udpList.join(", ")} } accept`] : []),
         // Ports open to one address only (PostgreSQL for the Synapse host).
         ...(s.sourced ?? []).map((x) => `\t\tip saddr ${x.from} tcp dport ${x.port} accept`),
         "\t}",

@@ -1,6 +1,7 @@
 // nginx: the port-80 ACME/redirect server, shared TLS settings, the apex and homeserver vhosts,
 // and the certbot steps. Blocks are built from small functions that return lines.
 import { aptInstall, ensureDir, script, sha256, shq, writeFile } from "./shell";
+import { RTC_LOOPBACK, RTC_PUBLIC_PATHS } from "./rtc";
 import { wellKnownClient, wellKnownServer, wellKnownSupport, type SupportSettings } from "./wellknown";
 
 /** The variable the homeserver vhost proxies to; the upstreams file (render/workers.ts) sets it. */
@@ -114,12 +115,41 @@ function supportLocation(support: SupportSettings | undefined): string[] {
     return support ? jsonLocation("/.well-known/matrix/support", wellKnownSupport(support)) : [];
 }
 
+/** The homeserver vhost's locations: lk-jwt-service, and LiveKit's API and WebSocket signalling. */
+function rtcLocations(): string[] {
+    const forwarded = [
+        "proxy_set_header Host $host;",
+        "proxy_set_header X-Forwarded-For $remote_addr;",
+        "proxy_set_header X-Forwarded-Proto $scheme;",
+    ];
+    return [
+        // The trailing slashes strip the prefix: /livekit/jwt/get_token reaches /get_token.
+        ...block(`location ^~ ${RTC_PUBLIC_PATHS.jwt}/`, [
+            `proxy_pass http://127.0.0.1:${RTC_LOOPBACK.jwt}/;`,
+            ...forwarded,
+        ]),
+        ...block(`location ^~ ${RTC_PUBLIC_PATHS.sfu}/`, [
+            `proxy_pass http://127.0.0.1:${RTC_LOOPBACK.livekit}/;`,
+            ...forwarded,
+            "proxy_http_version 1.1;",
+            "proxy_set_header Upgrade $http_upgrade;",
+            'proxy_set_header Connection "upgrade";',
+            // Signalling stays open for the whole call.
+            "proxy_read_timeout 3600s;",
+            "proxy_send_timeout 3600s;",
+            "proxy_buffering off;",
+        ]),
+    ];
+}
+
 /** The apex (server_name) vhost: only the well-known documents. */
 export function renderApexSite(s: {
     domain: string;
     homeserverHost: string;
     ipv6: boolean;
     support?: SupportSettings;
+    /** MatrixRTC's focus in the client document (matrix:rtc). */
+    rtc?: { serviceUrl: string };
 }): string {
     return [
         "# Managed by matrix-pulumi.",
@@ -127,7 +157,7 @@ export function renderApexSite(s: {
             ...tlsServerHead(s.domain, { ipv6: s.ipv6 }),
             "",
             ...jsonLocation("/.well-known/matrix/server", wellKnownServer(s.homeserverHost)),
-            ...jsonLocation("/.well-known/matrix/client", wellKnownClient(s.homeserverHost)),
+            ...jsonLocation("/.well-known/matrix/client", wellKnownClient(s.homeserverHost, s.rtc)),
             ...supportLocation(s.support),
             ...block("location /", ["return 404;"]),
         ]),
@@ -143,6 +173,8 @@ export interface HomeserverSiteSettings {
     federationPort: boolean;
     /** With federationPort (the server name's own vhost): the support document. */
     support?: SupportSettings;
+    /** MatrixRTC (matrix:rtc): lk-jwt-service and LiveKit behind /livekit/, the focus in the client document. */
+    rtc?: { serviceUrl: string };
 }
 
 /**
@@ -173,9 +205,10 @@ export function renderHomeserverSite(s: HomeserverSiteSettings): string {
                 'proxy_set_header Connection "";',
                 "proxy_read_timeout 600s;",
             ]),
+            ...(s.rtc ? rtcLocations() : []),
             ...(s.federationPort
                 ? [
-                      ...jsonLocation("/.well-known/matrix/client", wellKnownClient(s.homeserverHost)),
+                      ...jsonLocation("/.well-known/matrix/client", wellKnownClient(s.homeserverHost, s.rtc)),
                       ...supportLocation(s.support),
                   ]
                 : []),

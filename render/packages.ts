@@ -1,10 +1,11 @@
 // The host's Debian packages, installed in one apt run before any other step: the install steps
 // would otherwise take turns at apt, each with its own download and dpkg pass.
+import { TURN_APT_PACKAGES, TURN_SERVICE } from "./turn";
 import { ELEMENT_APT_PACKAGES } from "./element";
 import { FIREWALL_APT_PACKAGES } from "./firewall";
 import { NGINX_APT_PACKAGES } from "./nginx";
 import { POSTGRES_APT_PACKAGES, POSTGRES_CLIENT_APT_PACKAGES } from "./postgres";
-import { aptInstall, script } from "./shell";
+import { aptInstall, script, shq } from "./shell";
 import { SYNAPSE_APT_PACKAGES } from "./synapse";
 import { REDIS_APT_PACKAGES } from "./workers";
 import { MONITORING_APT_PACKAGES } from "./monitoring";
@@ -18,6 +19,7 @@ export function hostPackages(s: {
     redis?: boolean;
     remoteDatabase?: boolean;
     monitoring?: boolean;
+    turn?: boolean;
 }): string[] {
     return [
         ...new Set([
@@ -29,6 +31,7 @@ export function hostPackages(s: {
             ...(s.firewall ? FIREWALL_APT_PACKAGES : []),
             ...(s.redis ? REDIS_APT_PACKAGES : []),
             ...(s.monitoring ? MONITORING_APT_PACKAGES : []),
+            ...(s.turn ? TURN_APT_PACKAGES : []),
         ]),
     ].sort();
 }
@@ -40,5 +43,18 @@ export function databaseHostPackages(s: { firewall: boolean }): string[] {
 
 /** Install the packages that are missing, in one apt run (each component's step then finds them). */
 export function renderPackagesScript(packages: string[], opts: { user?: string } = {}): string {
-    return script([...aptInstall(packages), `echo "packages: ${packages.length} in place"`], opts);
+    // A package whose install would start a service before its step configures it stays masked
+    // until then: coturn's default config is an open, anonymous relay on every address.
+    const masked = packages.includes("coturn") ? [TURN_SERVICE] : [];
+    return script(
+        [
+            ...masked.map(
+                (unit) =>
+                    `if ! dpkg-query -W -f='\${Status}' ${shq(unit)} 2>/dev/null | grep -q 'ok installed'; then systemctl mask ${unit} >/dev/null 2>&1; fi`,
+            ),
+            ...aptInstall(packages),
+            `echo "packages: ${packages.length} in place"`,
+        ],
+        opts,
+    );
 }

@@ -1,6 +1,7 @@
 // Synapse: homeserver.yaml (no secrets), the secrets file, log config, systemd unit, scripts.
 import { stringify } from "yaml";
 import { DATABASE_CA_PATH, DATABASE_CLIENT_COMMAND, renderDatabaseClientCommand } from "./databaseHost";
+import { synapseRtcConfig } from "./rtc";
 import { aptInstall, dirOf, ensureDir, script, shq, writeFile } from "./shell";
 import {
     SYNAPSE_LISTEN,
@@ -45,6 +46,10 @@ export interface HomeserverSettings {
     mediaRetention?: { local: string; remote: string };
     /** A metrics listener on loopback for Prometheus (matrix:monitoring). Default: none. */
     metricsListener?: Record<string, unknown>;
+    /** MatrixRTC (matrix:rtc): lk-jwt-service's public URL, announced as the LiveKit transport. */
+    rtc?: { serviceUrl: string };
+    /** coturn (matrix:turn): the URIs clients get, and how long their credentials last. */
+    turn?: { uris: string[]; userLifetime: string };
 }
 
 export interface FederationSettings {
@@ -60,6 +65,8 @@ export interface SynapseSecrets {
     registrationSharedSecret: string;
     macaroonSecretKey: string;
     formSecret: string;
+    /** coturn's use-auth-secret (matrix:turn). Default: none. */
+    turnSharedSecret?: string;
     database: { name: string; user: string; password: string; host: string; port: number; tls?: boolean };
 }
 
@@ -121,6 +128,11 @@ export function renderHomeserverConfig(s: HomeserverSettings): string {
         ...(s.federation?.customCa ? { federation_custom_ca_list: [SYNAPSE_PATHS.federationCa] } : {}),
         ...(s.federation?.allowedServers ? { federation_domain_whitelist: s.federation.allowedServers } : {}),
         ...(s.federation?.allowedIpRanges ? { ip_range_whitelist: s.federation.allowedIpRanges } : {}),
+        ...(s.rtc ? synapseRtcConfig(s.rtc.serviceUrl, s.extraConfig) : {}),
+        // The shared secret is in secrets.yaml.
+        ...(s.turn
+            ? { turn_uris: s.turn.uris, turn_user_lifetime: s.turn.userLifetime, turn_allow_guests: false }
+            : {}),
         ...shared,
     };
     const verifies = ["registrations_require_3pid", "registration_requires_token", "recaptcha_public_key"];
@@ -152,6 +164,7 @@ export function renderSecretsConfig(s: SynapseSecrets): string {
         // would log everybody out.
         macaroon_secret_key: s.macaroonSecretKey,
         form_secret: s.formSecret,
+        ...(s.turnSharedSecret !== undefined ? { turn_shared_secret: s.turnSharedSecret } : {}),
         database: {
             name: "psycopg2",
             args: {

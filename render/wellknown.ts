@@ -5,9 +5,22 @@ export function wellKnownServer(homeserverHost: string): { "m.server": string } 
     return { "m.server": `${homeserverHost}:443` };
 }
 
-/** `/.well-known/matrix/client`: its base_url equals Synapse's public_baseurl (less the slash). */
-export function wellKnownClient(homeserverHost: string): { "m.homeserver": { base_url: string } } {
-    return { "m.homeserver": { base_url: `https://${homeserverHost}` } };
+/**
+ * `/.well-known/matrix/client`: its base_url equals Synapse's public_baseurl (less the slash). With
+ * MatrixRTC, the LiveKit focus too: Element Call up to 0.23 reads it here (newer ones ask
+ * Synapse's transports endpoint, which announces the same).
+ */
+export function wellKnownClient(
+    homeserverHost: string,
+    rtc?: { serviceUrl: string },
+): {
+    "m.homeserver": { base_url: string };
+    "org.matrix.msc4143.rtc_foci"?: { type: string; livekit_service_url: string }[];
+} {
+    return {
+        "m.homeserver": { base_url: `https://${homeserverHost}` },
+        ...(rtc ? { "org.matrix.msc4143.rtc_foci": [{ type: "livekit", livekit_service_url: rtc.serviceUrl }] } : {}),
+    };
 }
 
 export interface SupportSettings {

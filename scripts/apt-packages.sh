@@ -7,7 +7,7 @@ set -euo pipefail
 demo=(debootstrap systemd-container pebble iptables iproute2 openssh-client openssl curl ca-certificates
   python3-venv util-linux)
 test=("${demo[@]}" nginx postgresql shellcheck python3-dev build-essential libpq-dev nftables testssl.sh
-  chromium libnss3-tools dnsmasq-base prometheus prometheus-alertmanager)
+  chromium libnss3-tools dnsmasq-base prometheus prometheus-alertmanager coturn)
 case "${1:-}" in
   demo) packages=("${demo[@]}") ;;
   test) packages=("${test[@]}") ;;

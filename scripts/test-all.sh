@@ -33,6 +33,9 @@ phase "Pulumi toolchain"
 export PULUMI_TOOLS=${PULUMI_TOOLS:-$PWD/.tools/pulumi}
 npm run tools:pulumi
 
+phase "MatrixRTC release files (livekit-server, lk-jwt-service) the host suites serve"
+npm run tools:rtc
+
 phase "PostgreSQL"
 service postgresql start
 for _ in $(seq 1 30); do runuser -u postgres -- psql -qAtc 'SELECT 1' >/dev/null 2>&1 && break; sleep 1; done

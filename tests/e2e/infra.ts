@@ -343,7 +343,25 @@ export interface ElementRelease {
     sha256: string;
 }
 
+/** A pinned release file (matrix:rtc.livekit, matrix:rtc.jwtService). */
+export interface RtcRelease {
+    version: string;
+    url: string;
+    sha256: string;
+}
+
+/**
+ * The MatrixRTC release files `npm run tools:rtc` built into $PULUMI_TOOLS/rtc, in the projects'
+ * own layout (LiveKit's tarball, lk-jwt-service's bare binary). Absent: no rtc releases served.
+ */
+export const RTC_FILES = {
+    livekit: { version: "1.13.5", file: "livekit_1.13.5_linux_amd64.tar.gz" },
+    jwtService: { version: "0.5.0", file: "lk-jwt-service_linux_amd64" },
+} as const;
+
 export interface Artifacts {
+    /** MatrixRTC's release files, as matrix:rtc takes them (when `npm run tools:rtc` built them). */
+    rtc?: { livekit: RtcRelease; jwtService: RtcRelease };
     /** The first release served. */
     element: ElementRelease;
     /** Every release served, by its key. */
@@ -412,11 +430,17 @@ export async function serveArtifacts(
     port: number,
     releases: ReleaseSpec[],
     wheelhouse: string,
+    rtcDir?: string,
 ): Promise<Artifacts> {
     const urlPath = (r: ReleaseSpec) => `/${r.key}/element-v${r.version}.tar.gz`;
     const tarballs = new Map(
         releases.map((r) => [urlPath(r), r.file ? readFileSync(r.file) : elementTarball(dir, r)] as const),
     );
+    const rtcFiles =
+        rtcDir && Object.values(RTC_FILES).every((f) => existsSync(path.join(rtcDir, f.file)))
+            ? Object.values(RTC_FILES).map((f) => [`/rtc/${f.file}`, path.join(rtcDir, f.file)] as const)
+            : [];
+    for (const [url, file] of rtcFiles) tarballs.set(url, readFileSync(file));
     const wheels = readdirSync(wheelhouse).filter((f) => f.endsWith(".whl"));
     const server: Server = createServer((req, res) => {
         const url = req.url ?? "";
@@ -447,7 +471,18 @@ export async function serveArtifacts(
             },
         ]),
     );
+    const rtcRelease = (f: { version: string; file: string }): RtcRelease => ({
+        version: f.version,
+        url: `http://${listenIp}:${port}/rtc/${f.file}`,
+        sha256: createHash("sha256")
+            .update(tarballs.get(`/rtc/${f.file}`)!)
+            .digest("hex"),
+    });
     return {
+        rtc:
+            rtcFiles.length > 0
+                ? { livekit: rtcRelease(RTC_FILES.livekit), jwtService: rtcRelease(RTC_FILES.jwtService) }
+                : undefined,
         element: elements[releases[0]!.key]!,
         elements,
         wheelhouse: `http://${listenIp}:${port}/wheels/`,

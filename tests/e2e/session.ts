@@ -276,6 +276,7 @@ export async function startSession(
         8099 + 10 * slot,
         Object.values(RELEASES),
         wheels,
+        path.join(process.env.PULUMI_TOOLS ?? path.join(ROOT, ".tools/pulumi"), "rtc"),
     );
     session.http = client(session.acme);
     Object.assign(ctx, session, {

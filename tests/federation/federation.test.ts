@@ -4,7 +4,9 @@
 // DNS. matrix-js-sdk clients on each side, then Element (a real release build) in Debian's
 // Chromium against A. Needs root and the toolchain from `npm run tools:pulumi`.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { fetch } from "undici";
@@ -27,6 +29,15 @@ import {
     type Session,
 } from "../e2e/session";
 import { openElement, type ElementSession } from "./browser";
+import {
+    callThroughSfu,
+    dropTraffic,
+    jwtClaims,
+    liveKitToken,
+    turnAllocate,
+    turnCredentials,
+    turnPassword,
+} from "./calls";
 
 /** A PNG of 4×4 pixels: an image alice uploads on A and bob fetches through B. */
 const PNG = Buffer.from(
@@ -89,8 +100,9 @@ describe("federation: two homeservers deployed by the real Pulumi CLI", () => {
     let passwords: { alice: string; bob: string };
     let roomId: string;
     /** Each server's settings: a closed federation of the two, trusting only the test CA. */
-    const settings = (s: Server) =>
+    const settings = (s: Server, more: Record<string, unknown> = {}) =>
         s.settings({
+            more,
             federation: {
                 caBundle: session.acme.issuingRoot,
                 allowedServers: ["a.test", "b.test"],
@@ -313,6 +325,233 @@ describe("federation: two homeservers deployed by the real Pulumi CLI", () => {
         it("saves a screenshot of the room", async () => {
             const file = await element.screenshot(path.join(session.run, "element-room.png"));
             console.log(`screenshot: ${file}`);
+        });
+    });
+
+    describe("calls on A: MatrixRTC (LiveKit, lk-jwt-service) and TURN (coturn), turned on and off by config", () => {
+        const on: Partial<Record<"preview" | "up", Run>> = {};
+        let serviceUrl: string;
+        /** A Matrix room id the SFU's room is derived from (lk-jwt-service hashes it). */
+        const callRoom = (label: string) => `!${label}-${Date.now()}:a.test`;
+        const hosts = () => ({ [a.hs]: a.host.guestIp, [a.domain]: a.host.guestIp });
+        /** LiveKit's own account of each participant's transport (its "participant active" lines). */
+        const transports = (since: string) =>
+            [
+                ...a
+                    .sh(
+                        `journalctl -u matrix-livekit --since ${JSON.stringify(since)} --no-pager -o cat | grep 'participant active' || true`,
+                    )
+                    .stdout.matchAll(/"connectionType": "(\w+)"/g),
+            ].map((m) => m[1]);
+        const hostTime = () => a.sh("date '+%Y-%m-%d %H:%M:%S'").stdout.trim();
+
+        beforeAll(async () => {
+            assert.ok(session.artifacts.rtc, "the MatrixRTC release files are built (npm run tools:rtc)");
+            const calls = settings(a, { rtc: { ...session.artifacts.rtc }, turn: {} });
+            on.preview = await timed("preview (A: calls on)", () => a.preview(calls));
+            on.up = await timed("up (A: calls on)", () => a.deploy(calls));
+            assert.equal(on.up.code, 0, explainFailure(on.up, a));
+            serviceUrl = `https://${a.hs}/livekit/jwt`;
+        });
+
+        it("changed what its preview listed: the calls' own resources, and of the rest only Synapse's config, the vhosts and the firewall", () => {
+            assert.deepEqual(on.up!.changed, on.preview!.changed);
+            const own = on.up!.changed.filter((n) => /^(rtc|turn)(-|$)/.test(n));
+            assert.deepEqual(
+                on.up!.changed.filter((n) => !own.includes(n)),
+                [
+                    "firewall-apply",
+                    "firewall-rules",
+                    "nginx-apex-vhost",
+                    "nginx-homeserver-vhost",
+                    "nginx-sites",
+                    "packages-install",
+                    "synapse-homeserver-yaml",
+                    "synapse-secrets-yaml",
+                    "synapse-service",
+                    "synapse-turn-shared-secret",
+                ],
+            );
+            assert.ok(own.includes("rtc-service") && own.includes("turn-service"), own.join(", "));
+        });
+
+        it("announces the LiveKit focus in the client well-known and in Synapse's transports endpoint", async () => {
+            const focus = { type: "livekit", livekit_service_url: serviceUrl };
+            const wk = (await (await get("https://a.test/.well-known/matrix/client")).json()) as Record<
+                string,
+                unknown
+            >;
+            assert.deepEqual(wk["org.matrix.msc4143.rtc_foci"], [focus]);
+            const url = `https://${a.hs}/_matrix/client/unstable/org.matrix.msc4143/rtc/transports`;
+            assert.equal((await get(url)).status, 401, "authenticated");
+            const res = await get(url, { headers: { Authorization: `Bearer ${alice.getAccessToken()}` } });
+            assert.deepEqual(await res.json(), { rtc_transports: [focus] });
+        });
+
+        it("gives alice a LiveKit token for a room through nginx, and refuses a token whose claimed user is not hers", async () => {
+            const room = callRoom("alice");
+            const t = await liveKitToken(serviceUrl, alice, room);
+            assert.equal(t.status, 200, JSON.stringify(t.body));
+            assert.equal(t.body.url, `wss://${a.hs}/livekit/sfu`);
+            const grant = jwtClaims(t.body.jwt!).video as Record<string, unknown>;
+            assert.equal(grant.roomJoin, true);
+            assert.equal(typeof grant.room, "string");
+            const forged = await liveKitToken(serviceUrl, alice, room, bob.getUserId()!);
+            assert.equal(forged.status, 401);
+            assert.equal(forged.body.errcode, "M_UNAUTHORIZED");
+        });
+
+        it("admits bob from B only into a call a user of A has opened (LIVEKIT_FULL_ACCESS_HOMESERVERS = a.test)", async () => {
+            const room = callRoom("restricted");
+            const bobs = await liveKitToken(serviceUrl, bob, room);
+            assert.equal(bobs.status, 200, "B's user is verified through B's federation API");
+            // Alone, bob's token opens nothing: the SFU creates rooms only for full-access users.
+            const alone = await callThroughSfu({
+                url: bobs.body.url!,
+                jwtA: bobs.body.jwt!,
+                jwtB: bobs.body.jwt!,
+                hosts: hosts(),
+                caPem: session.acme.issuingRoot,
+                run: session.run,
+                timeoutMs: 10_000,
+            }).then(
+                () => "joined",
+                (err: Error) => err.message,
+            );
+            console.log(`bob's token alone: ${alone}`);
+            assert.match(alone, /the call failed[\s\S]*room does not exist/i);
+            const alices = await liveKitToken(serviceUrl, alice, room);
+            assert.equal(alices.status, 200);
+            const bobsAgain = await liveKitToken(serviceUrl, bob, room);
+            const call = await timed("call: alice (A) to bob (B)", () =>
+                callThroughSfu({
+                    url: alices.body.url!,
+                    jwtA: alices.body.jwt!,
+                    jwtB: bobsAgain.body.jwt!,
+                    hosts: hosts(),
+                    caPem: session.acme.issuingRoot,
+                    run: session.run,
+                }),
+            );
+            assert.equal(call.data, "ping from A");
+            assert.ok(call.rms > 1000, `bob heard a tone (rms ${call.rms})`);
+        });
+
+        for (const [transport, blocked, ports] of [
+            ["UDP", "tcp", [7881]],
+            ["TCP", "udp", [7882]],
+        ] as const) {
+            it(`carries a participant's audio to the other over ${transport} through the host firewall (${blocked.toUpperCase()} ${ports.join(", ")} dropped)`, async () => {
+                const room = callRoom(transport.toLowerCase());
+                const jwt = async (mx: MatrixClient) => (await liveKitToken(serviceUrl, mx, room)).body.jwt!;
+                const since = hostTime();
+                const release = dropTraffic(a.host.guestIp, blocked, [...ports]);
+                let dropped = 0;
+                let call;
+                try {
+                    call = await callThroughSfu({
+                        url: `wss://${a.hs}/livekit/sfu`,
+                        jwtA: await jwt(alice),
+                        jwtB: await jwt(bob),
+                        hosts: hosts(),
+                        caPem: session.acme.issuingRoot,
+                        run: session.run,
+                    });
+                } finally {
+                    dropped = release();
+                }
+                console.log(
+                    `call over ${transport}: B connected in ${call.connectB} ms, subscribed at ${call.subscribed} ms, first audio frame at ${call.firstFrame} ms (${call.frames} frames, rms ${call.rms}); ${dropped} ${blocked.toUpperCase()} packets dropped on the way`,
+                );
+                assert.ok(call.firstFrame >= 0 && call.firstFrame < 5000, `first frame at ${call.firstFrame} ms`);
+                assert.ok(call.rms > 1000, `a tone, not silence (rms ${call.rms})`);
+                assert.deepEqual(transports(since), [transport.toLowerCase(), transport.toLowerCase()]);
+            });
+        }
+
+        it("allocates a TURN relay on coturn with the credentials Synapse hands alice, over UDP and TCP, and refuses a wrong secret's", async () => {
+            const c = await turnCredentials(alice);
+            assert.deepEqual(c.uris, [
+                `turn:${a.hs}:3478?transport=udp`,
+                `turn:${a.hs}:3478?transport=tcp`,
+                `turns:${a.hs}:5349?transport=tcp`,
+            ]);
+            assert.equal(c.ttl, 3600);
+            assert.match(c.username, new RegExp(`^\\d+:${alice.getUserId()!.replace(/\./g, "\\.")}$`));
+            for (const tcp of [false, true]) {
+                const good = turnAllocate(a.host.guestIp, c, tcp);
+                assert.equal(good.code, 0, good.output);
+                const bad = turnAllocate(
+                    a.host.guestIp,
+                    { ...c, password: turnPassword("not the secret", c.username) },
+                    tcp,
+                );
+                assert.equal(bad.code, 255, bad.output);
+                assert.match(bad.output, /Cannot complete Allocation/);
+            }
+        });
+
+        it("serves TURN over TLS with the homeserver host's certificate", () => {
+            const ca = path.join(session.run, "turn-ca.pem");
+            writeFileSync(ca, session.acme.issuingRoot);
+            const r = spawnSync(
+                "openssl",
+                ["s_client", "-connect", `${a.host.guestIp}:5349`, "-servername", a.hs, "-tls1_2"].concat([
+                    "-verify_return_error",
+                    "-verify_hostname",
+                    a.hs,
+                    "-CAfile",
+                    ca,
+                ]),
+                { input: "", encoding: "utf8", timeout: 20_000 },
+            );
+            assert.match(r.stdout, /Verify return code: 0 \(ok\)/, r.stdout + r.stderr);
+        });
+
+        describe("turned off again", () => {
+            const off: Partial<Record<"preview" | "up", Run>> = {};
+            beforeAll(async () => {
+                off.preview = await timed("preview (A: calls off)", () => a.preview(settings(a)));
+                off.up = await timed("up (A: calls off)", () => a.deploy(settings(a)));
+                assert.equal(off.up.code, 0, explainFailure(off.up, a));
+            });
+            it("changed what its preview listed: the same resources as turning calls on", () => {
+                assert.deepEqual(off.up!.changed, off.preview!.changed);
+                assert.deepEqual(off.up!.changed, on.up!.changed);
+            });
+            it("stopped and removed the services, their files, binaries and users, and closed their ports", async () => {
+                const state = a.sh(
+                    [
+                        "for u in matrix-livekit matrix-lk-jwt-service coturn; do printf '%s=%s\\n' $u \"$(systemctl is-active $u || true)\"; done",
+                        "ls /etc/systemd/system/matrix-livekit.service /etc/systemd/system/matrix-lk-jwt-service.service /opt/matrix-rtc /etc/matrix-rtc /etc/matrix-pulumi/turn /etc/systemd/system/coturn.service.d/matrix-pulumi.conf /etc/letsencrypt/renewal-hooks/deploy/matrix-pulumi-coturn 2>&1 | grep -c 'No such file' || true",
+                        "getent passwd matrix-livekit matrix-lk-jwt | wc -l",
+                        "grep -c udp /etc/matrix-pulumi/firewall.nft || true",
+                        "ss -Hlun | grep -cE ':(7882|3478) ' || true",
+                    ].join("; "),
+                ).stdout;
+                assert.deepEqual(state.trim().split("\n"), [
+                    "matrix-livekit=inactive",
+                    "matrix-lk-jwt-service=inactive",
+                    "coturn=inactive",
+                    "7",
+                    "0",
+                    "0",
+                    "0",
+                ]);
+                const wk = (await (await get("https://a.test/.well-known/matrix/client")).json()) as Record<
+                    string,
+                    unknown
+                >;
+                assert.equal(wk["org.matrix.msc4143.rtc_foci"], undefined);
+                const transports = await get(
+                    `https://${a.hs}/_matrix/client/unstable/org.matrix.msc4143/rtc/transports`,
+                    {
+                        headers: { Authorization: `Bearer ${alice.getAccessToken()}` },
+                    },
+                );
+                assert.equal(transports.status, 404);
+                assert.equal((await get(`https://${a.hs}/livekit/jwt/healthz`)).status, 404);
+            });
         });
     });
 });

@@ -9,6 +9,7 @@ import { beforeAll, describe, it } from "@jest/globals";
 import { renderElementConfig, renderElementSite } from "../../render/element";
 import { renderAcmeSite, renderApexSite, renderHomeserverSite, renderTlsSnippet } from "../../render/nginx";
 import { renderNginxUpstreams, upstreamLayout, WORKER_PRESETS } from "../../render/workers";
+import { rtcUrls, RTC_LOOPBACK } from "../../render/rtc";
 import { run } from "./tools";
 
 const domain = "example.org";
@@ -73,6 +74,7 @@ describe("nginx configuration in real nginx", () => {
                     ],
                     page: `https://${domain}/help`,
                 },
+                rtc: { serviceUrl: rtcUrls(hs).serviceUrl },
             }),
         );
         put(
@@ -82,6 +84,7 @@ describe("nginx configuration in real nginx", () => {
                 maxUploadSize: "1M",
                 ipv6: false,
                 federationPort: false,
+                rtc: { serviceUrl: rtcUrls(hs).serviceUrl },
             }),
         );
         put("etc/nginx/sites-available/matrix-element.conf", renderElementSite({ elementHost: el, ipv6: false }));
@@ -104,7 +107,12 @@ describe("nginx configuration in real nginx", () => {
         put("etc/nginx/conf.d/matrix-synapse-upstreams.conf", renderNginxUpstreams(layout));
         put(
             "ports",
-            [layout.main, ...layout.sync, ...layout.client, ...layout.media].map((a) => a.split(":")[1]).join(" "),
+            [
+                ...[layout.main, ...layout.sync, ...layout.client, ...layout.media].map((a) => a.split(":")[1]),
+                // MatrixRTC: LiveKit's API and lk-jwt-service.
+                RTC_LOOPBACK.livekit,
+                RTC_LOOPBACK.jwt,
+            ].join(" "),
         );
         put("hosts", [domain, hs, el].join("\n"));
         const big = path.join(dir, "big.bin");
@@ -137,6 +145,15 @@ describe("nginx configuration in real nginx", () => {
             ["messages", hs, "443", "/_matrix/client/v3/rooms/!r:example.org/messages", ""],
             ["media-download", hs, "443", "/_matrix/client/v1/media/download/example.org/abc", ""],
             ["http-redirect", hs, "80", "/_matrix/client/versions", ""],
+            ["rtc-jwt", hs, "443", "/livekit/jwt/get_token", "--data-binary {}"],
+            [
+                "rtc-sfu",
+                hs,
+                "443",
+                "/livekit/sfu/rtc?access_token=x",
+                "--http1.1 -H Upgrade:websocket -H Connection:Upgrade",
+            ],
+            ["rtc-twirp", hs, "443", "/livekit/sfu/twirp/livekit.RoomService/CreateRoom", "--data-binary {}"],
         ];
         put("requests.tsv", requests.map((r) => r.join("\t")).join("\n") + "\n");
 
@@ -166,7 +183,11 @@ describe("nginx configuration in real nginx", () => {
         assert.deepEqual(header(server, "content-type"), ["application/json"]);
         assert.deepEqual(header(server, "access-control-allow-origin"), ["*"]);
         const client = get("wk-client");
-        assert.deepEqual(JSON.parse(client.body), { "m.homeserver": { base_url: `https://${hs}` } });
+        assert.deepEqual(JSON.parse(client.body), {
+            "m.homeserver": { base_url: `https://${hs}` },
+            // MatrixRTC's focus (matrix:rtc), as Element Call up to 0.23 reads it.
+            "org.matrix.msc4143.rtc_foci": [{ type: "livekit", livekit_service_url: `https://${hs}/livekit/jwt` }],
+        });
         assert.deepEqual(header(client, "access-control-allow-origin"), ["*"]);
         assert.equal(header(client, "strict-transport-security").length, 1);
         assert.equal(get("apex-root").status, 404);
@@ -198,6 +219,23 @@ describe("nginx configuration in real nginx", () => {
         assert.notEqual(seen.headers["Connection"], "close");
         assert.match(header(versions, "strict-transport-security")[0] ?? "", /max-age=31536000/);
         assert.equal(get("synapse-client").status, 200);
+    });
+
+    it("proxies /livekit/jwt/ to lk-jwt-service and /livekit/sfu/ to LiveKit, prefix stripped, WebSocket upgrade passed", () => {
+        const seen = (name: string) => {
+            const r = get(name);
+            assert.equal(r.status, 200, name);
+            return JSON.parse(r.body) as { path: string; port: number; headers: Record<string, string> };
+        };
+        const jwt = seen("rtc-jwt");
+        assert.deepEqual([jwt.port, jwt.path], [RTC_LOOPBACK.jwt, "/get_token"]);
+        assert.equal(jwt.headers["X-Forwarded-For"], "127.0.0.1");
+        const sfu = seen("rtc-sfu");
+        assert.deepEqual([sfu.port, sfu.path], [RTC_LOOPBACK.livekit, "/rtc?access_token=x"]);
+        assert.equal(sfu.headers["Upgrade"], "websocket");
+        assert.equal(sfu.headers["Connection"], "upgrade");
+        const twirp = seen("rtc-twirp");
+        assert.deepEqual([twirp.port, twirp.path], [RTC_LOOPBACK.livekit, "/twirp/livekit.RoomService/CreateRoom"]);
     });
 
     describe("with workers (the small preset): each path reaches the process Synapse's docs name", () => {

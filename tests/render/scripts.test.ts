@@ -55,6 +55,13 @@ import {
     renderMonitoringScript,
     renderMonitoringStopScript,
 } from "../../render/monitoring";
+import {
+    renderRtcDirsScript,
+    renderRtcReleaseScript,
+    renderRtcServiceScript,
+    renderRtcStopScript,
+} from "../../render/rtc";
+import { renderTurnDirsScript, renderTurnServiceScript } from "../../render/turn";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -88,6 +95,9 @@ const deleteScripts: Record<string, string> = {
     databaseNetworkDelete: renderDatabaseNetworkDeleteScript(),
     monitoringDirsDelete: renderMonitoringDirsScript().delete,
     monitoringStop: renderMonitoringStopScript(),
+    rtcDirsDelete: renderRtcDirsScript().delete,
+    rtcStop: renderRtcStopScript(),
+    turnDirsDelete: renderTurnDirsScript().delete,
 };
 
 const acme = { email: "o'brien@example.org", directoryUrl: "https://127.0.0.1:14000/dir", caBundle: true };
@@ -152,6 +162,25 @@ const scripts: Record<string, string> = {
         metricsRevision: "c",
         localDatabase: false,
     }),
+    packagesTurn: renderPackagesScript(hostPackages({ firewall: true, turn: true })),
+    rtcDirs: renderRtcDirsScript().create,
+    rtcReleaseLivekit: renderRtcReleaseScript({
+        binary: "livekit-server",
+        version: "1.13.5",
+        url: "https://x.example/livekit it's.tar.gz",
+        sha256: "b".repeat(64),
+    }),
+    rtcService: renderRtcServiceScript({
+        livekitRevision: "/etc/matrix-rtc/livekit.yaml:abc:1",
+        jwtRevision: "/etc/matrix-rtc/lk-jwt-service.keys:def:1",
+        binaries: [
+            "/opt/matrix-rtc/livekit-server-v1.13.5-bbbbbbbbbbbb",
+            "/opt/matrix-rtc/lk-jwt-service-v0.5.0-cccccccccccc",
+        ],
+        livekitBinary: "/opt/matrix-rtc/livekit-server-v1.13.5-bbbbbbbbbbbb",
+    }),
+    turnDirs: renderTurnDirsScript().create,
+    turnService: renderTurnServiceScript({ certificateHost: "matrix.example.org", port: 3478, revision: "x:abc:1" }),
     databaseNetwork: renderDatabaseNetworkScript({
         listenAddress: "10.0.0.3",
         clientAddress: "10.0.0.2",
@@ -177,7 +206,13 @@ describe("installed commands", () => {
 });
 
 describe("the project's own shell scripts", () => {
-    for (const file of [".ci/run", "scripts/tools-pulumi.sh", "tests/e2e/host.sh", "tests/render/nginx-harness.sh"]) {
+    for (const file of [
+        ".ci/run",
+        "scripts/tools-pulumi.sh",
+        "scripts/tools-rtc.sh",
+        "tests/e2e/host.sh",
+        "tests/render/nginx-harness.sh",
+    ]) {
         it(`${file} passes shellcheck`, () => {
             const lint = run("shellcheck", ["--severity=warning", path.resolve(__dirname, "../..", file)]);
             assert.equal(lint.status, 0, lint.stdout);

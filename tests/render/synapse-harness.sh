@@ -12,4 +12,4 @@ if compgen -G "$src/*.pem" >/dev/null; then cp "$src"/*.pem /etc/matrix-synapse/
 args=(-c /etc/matrix-synapse/homeserver.yaml -c /etc/matrix-synapse/secrets.yaml)
 "$venv/bin/python" -m synapse.config "${args[@]}" 2>&1 || { echo "exit $?"; exit 0; }
 echo "=== probe"
-"$venv/bin/python" "$(dirname "$0")/synapse-probe.py" "${args[@]}" 2>/dev/null
+"$venv/bin/python" "$(dirname "$0")/synapse-probe.py" "${args[@]}"

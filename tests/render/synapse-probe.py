@@ -37,4 +37,26 @@ print(json.dumps({
     "metrics_listeners": [
         [l.port, l.bind_addresses] for l in c.server.listeners if l.type == "metrics"
     ],
+    "calls": {
+        "msc4143": c.experimental.msc4143_enabled,
+        # A flag of the stack's own, beside the program's (they are merged).
+        "msc3026": c.experimental.msc3026_enabled,
+        "msc4222": c.experimental.msc4222_enabled,
+        "transports": c.matrix_rtc.transports,
+        "delayed_events": c.server.msc4140_enabled,
+        "max_event_delay_ms": c.server.max_event_delay_duration.as_millis()
+        if hasattr(c.server.max_event_delay_duration, "as_millis")
+        else None,
+        "rc_message": [c.ratelimiting.rc_message.per_second, c.ratelimiting.rc_message.burst_count],
+        "rc_delayed_event_mgmt": [
+            c.ratelimiting.rc_delayed_event_mgmt.per_second,
+            c.ratelimiting.rc_delayed_event_mgmt.burst_count,
+        ],
+        "turn_uris": c.voip.turn_uris,
+        "turn_shared_secret": c.voip.turn_shared_secret,
+        "turn_user_lifetime_ms": c.voip.turn_user_lifetime.as_millis()
+        if hasattr(c.voip.turn_user_lifetime, "as_millis")
+        else c.voip.turn_user_lifetime,
+        "turn_allow_guests": c.voip.turn_allow_guests,
+    },
 }))

@@ -1,6 +1,7 @@
 // homeserver.yaml + secrets.yaml + log.yaml, loaded by real Synapse's own config loader from the
 // paths the host uses (a private mount namespace; needs root and the venv .ci/run builds).
 import assert from "node:assert/strict";
+import { turnUris } from "../../render/turn";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -49,7 +50,7 @@ function load(
     created.forEach((d) => mkdirSync(d, { recursive: true }));
     try {
         const res = run("unshare", ["--mount", "bash", path.join(__dirname, "synapse-harness.sh"), dir, venv]);
-        assert.equal(res.status, 0, res.stderr);
+        assert.equal(res.status, 0, res.stderr + res.stdout.slice(-3000));
         const [verdict, probe] = res.stdout.split("=== probe\n");
         return { verdict: verdict!, probe: probe ? JSON.parse(probe) : undefined };
     } finally {
@@ -101,7 +102,64 @@ describe("Synapse's own config loader", () => {
             media_retention_ms: { local: null, remote: null },
             enable_metrics: false,
             metrics_listeners: [],
+            // No matrix:rtc or matrix:turn: Synapse's defaults.
+            calls: {
+                msc4143: false,
+                msc3026: false,
+                msc4222: false,
+                transports: [],
+                delayed_events: false,
+                max_event_delay_ms: 0,
+                rc_message: [0.2, 10],
+                rc_delayed_event_mgmt: [1, 5],
+                turn_uris: [],
+                turn_shared_secret: null,
+                turn_user_lifetime_ms: 3600_000,
+                turn_allow_guests: true,
+            },
         });
+    });
+
+    it("reads MatrixRTC and TURN as Element Call's self-hosting guide asks (the TURN secret from secrets.yaml)", () => {
+        const serviceUrl = "https://matrix.example.org/livekit/jwt";
+        const uris = turnUris({ realm: "matrix.example.org", port: 3478, tlsPort: 5349 });
+        const { verdict, probe } = load(
+            renderHomeserverConfig({
+                ...base,
+                extraConfig: { experimental_features: { msc3026_enabled: true } },
+                rtc: { serviceUrl },
+                turn: { uris, userLifetime: "2h" },
+            }),
+            renderSecretsConfig({ ...secrets, turnSharedSecret: "turnSecret0123456789" }),
+        );
+        assert.match(verdict, /Config parses OK!/);
+        assert.deepEqual(probe?.calls, {
+            msc4143: true,
+            msc3026: true,
+            msc4222: true,
+            transports: [{ type: "livekit", livekit_service_url: serviceUrl }],
+            delayed_events: true,
+            max_event_delay_ms: 24 * 3600_000,
+            rc_message: [0.5, 30],
+            rc_delayed_event_mgmt: [1, 20],
+            turn_uris: [
+                "turn:matrix.example.org:3478?transport=udp",
+                "turn:matrix.example.org:3478?transport=tcp",
+                "turns:matrix.example.org:5349?transport=tcp",
+            ],
+            turn_shared_secret: "turnSecret0123456789",
+            turn_user_lifetime_ms: 2 * 3600_000,
+            turn_allow_guests: false,
+        });
+        // The stack's own limits win over the guide's.
+        const own = load(
+            renderHomeserverConfig({
+                ...base,
+                extraConfig: { rc_message: { per_second: 2, burst_count: 50 } },
+                rtc: { serviceUrl },
+            }),
+        );
+        assert.deepEqual((own.probe?.calls as { rc_message: number[] }).rc_message, [2, 50]);
     });
 
     it("reads the media lifetimes: remote media purged after 90 days, local media kept", () => {

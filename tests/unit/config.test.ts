@@ -5,7 +5,14 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { describe, it } from "@jest/globals";
-import { ConfigError, LETSENCRYPT_PRODUCTION, parseStackConfig, publicHostnames } from "../../config";
+import {
+    ConfigError,
+    firewallPorts,
+    firewallUdpPorts,
+    LETSENCRYPT_PRODUCTION,
+    parseStackConfig,
+    publicHostnames,
+} from "../../config";
 import { baseConfig } from "../harness/run";
 
 const parse = (overrides: Record<string, unknown> = {}, cloudflareToken = true) =>
@@ -256,5 +263,89 @@ describe("matrix:synapse.workers", () => {
             media: 1,
             background: 0,
         });
+    });
+});
+
+describe("matrix:rtc and matrix:turn (calls)", () => {
+    const SHA = "a".repeat(64);
+    const rtc = { livekit: { version: "1.13.5", sha256: SHA }, jwtService: { version: "0.5.0", sha256: SHA } };
+    it("are off unless set, and off again with enabled false (the settings kept in the stack)", () => {
+        const off = parse();
+        assert.equal(off.rtc, undefined);
+        assert.equal(off.turn, undefined);
+        assert.deepEqual(firewallUdpPorts(off), []);
+        const disabled = parse({ "matrix:rtc": { ...rtc, enabled: "false" }, "matrix:turn": { enabled: false } });
+        assert.equal(disabled.rtc, undefined);
+        assert.equal(disabled.turn, undefined);
+    });
+    it("fill in the ports, the release URLs and the lifetime", () => {
+        const c = parse({ "matrix:rtc": rtc, "matrix:turn": {} });
+        assert.equal(
+            c.rtc!.livekit.url,
+            "https://github.com/livekit/livekit/releases/download/v1.13.5/livekit_1.13.5_linux_amd64.tar.gz",
+        );
+        assert.equal(
+            c.rtc!.jwtService.url,
+            "https://github.com/element-hq/lk-jwt-service/releases/download/v0.5.0/lk-jwt-service_linux_amd64",
+        );
+        assert.equal(c.rtc!.udpPort, 7882);
+        assert.equal(c.rtc!.tcpPort, 7881);
+        assert.equal(c.rtc!.turnUdpPort, undefined);
+        assert.deepEqual(c.rtc!.fullAccessHomeservers, []);
+        assert.deepEqual(c.turn, {
+            enabled: true,
+            port: 3478,
+            tlsPort: 5349,
+            relayPorts: { min: 49152, max: 49251 },
+            userLifetime: "1h",
+        });
+    });
+    it("open the calls' ports in the firewall: TCP for ICE and TURN, UDP for ICE, TURN and the relays", () => {
+        const c = parse({ "matrix:rtc": { ...rtc, turnUdpPort: 3479 }, "matrix:turn": {} });
+        assert.deepEqual(firewallPorts(c), [22, 80, 443, 3478, 5349, 7881]);
+        assert.deepEqual(firewallUdpPorts(c), [7882, 3479, 3478, [49152, 49251]]);
+    });
+    it("refuse two services on one port, naming both keys", () => {
+        assert.deepEqual(
+            problems({
+                "matrix:machine": { ipv4: "203.0.113.10", sshPort: 2222 },
+                "matrix:rtc": { ...rtc, tcpPort: 2222 },
+            }),
+            ["matrix:rtc.tcpPort: TCP port 2222 is taken by matrix:machine.sshPort; choose another port"],
+        );
+        assert.deepEqual(problems({ "matrix:rtc": rtc, "matrix:turn": { relayPorts: { min: 7800, max: 7900 } } }), [
+            "matrix:turn.relayPorts: UDP port 7800-7900 is taken by matrix:rtc.udpPort; choose another port",
+        ]);
+        // Off: its ports are free.
+        assert.doesNotThrow(() =>
+            parse({
+                "matrix:machine": { ipv4: "203.0.113.10", sshPort: 2222 },
+                "matrix:rtc": { ...rtc, enabled: false, tcpPort: 2222 },
+                "matrix:turn": { enabled: false, port: 2222 },
+            }),
+        );
+    });
+    it("refuse a release without its checksum, privileged ports and an empty relay range", () => {
+        const found = problems({
+            "matrix:rtc": {
+                livekit: { version: "v1.13.5", sha256: SHA },
+                jwtService: { version: "0.5.0" },
+                udpPort: 443,
+            },
+            "matrix:turn": { relayPorts: { min: 50000, max: 49999 } },
+        });
+        assert.deepEqual(found.sort(), [
+            "matrix:rtc.jwtService.sha256: required; set it with pulumi config set --path matrix:rtc.jwtService.sha256 <value>",
+            'matrix:rtc.livekit.version: expected a livekit-server release such as "1.13.5" (no leading "v")',
+            "matrix:rtc.udpPort: expected a UDP port from 1024 to 65535",
+            "matrix:turn.relayPorts: relayPorts.min must not exceed relayPorts.max",
+        ]);
+    });
+    it("keep Synapse's call keys to themselves", () => {
+        const found = problems({ "matrix:synapse": { extraConfig: { matrix_rtc: {}, turn_shared_secret: "x" } } });
+        assert.deepEqual(found, [
+            "matrix:synapse.extraConfig.matrix_rtc: is managed by the program; set matrix:rtc",
+            "matrix:synapse.extraConfig.turn_shared_secret: is managed by the program; set matrix:turn (the program generates the secret)",
+        ]);
     });
 });
