@@ -11,6 +11,7 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { fetch } from "undici";
 import { withTunnel } from "../../lib/registerUser";
+import { selfCheckFromStack } from "../../scripts/self-check";
 import type { Run } from "../e2e/pulumi";
 import {
     CACHE,
@@ -19,6 +20,7 @@ import {
     matrixClient,
     publishDns,
     quantile,
+    rawConfig,
     RELEASES,
     SLOTS,
     startSession,
@@ -506,6 +508,61 @@ describe("federation: two homeservers deployed by the real Pulumi CLI", () => {
                 { input: "", encoding: "utf8", timeout: 20_000 },
             );
             assert.match(r.stdout, /Verify return code: 0 \(ok\)/, r.stdout + r.stderr);
+            // coturn ignores an option it does not know, with a log line: every line of ours is known.
+            const journal = a.sh("journalctl -u coturn --no-pager -o cat").stdout;
+            assert.doesNotMatch(journal, /Bad configuration format/);
+            assert.match(journal, /turn server id=\d+ created/, "coturn logs to the journal");
+        });
+
+        it("npm run self-check passes A's calls, and fails them with lk-jwt-service stopped and ICE/TCP blocked on the way", async () => {
+            const check = async () => {
+                const outputs = await a.stack.outputs(true);
+                const ca = path.join(session.run, "self-check-ca.pem");
+                writeFileSync(ca, session.acme.issuingRoot);
+                const lines: string[] = [];
+                const report = await selfCheckFromStack(
+                    ["--ca", ca, "--no-system-ca", "--resolver", session.acme.dnsServer],
+                    () => ({
+                        config: () => rawConfig(settings(a, { rtc: { ...session.artifacts.rtc }, turn: {} })),
+                        outputs: () => outputs,
+                    }),
+                    {},
+                    (line) => lines.push(line),
+                );
+                console.log(`self-check (A, calls on):\n${lines.join("\n")}`);
+                return new Map(report.results.map((r) => [r.id, r.status]));
+            };
+            const calls = [
+                "calls focus",
+                "calls authorisation",
+                "calls sfu",
+                "calls ice/tcp",
+                "calls turn/tcp",
+                `tls ${a.hs}:5349`,
+            ];
+            const clean = await check();
+            assert.deepEqual(
+                calls.map((id) => [id, clean.get(id)]),
+                calls.map((id) => [id, "pass"]),
+            );
+            for (const unit of ["matrix-livekit", "matrix-lk-jwt-service", "coturn"])
+                assert.equal(clean.get(`unit ${unit}`), "pass", unit);
+            a.sh("systemctl stop matrix-lk-jwt-service");
+            const release = dropTraffic(a.host.guestIp, "tcp", [7881]);
+            let faulty: Map<string, string>;
+            try {
+                faulty = await check();
+            } finally {
+                release();
+                a.sh("systemctl start matrix-lk-jwt-service");
+            }
+            assert.deepEqual(
+                [...faulty]
+                    .filter(([, status]) => status === "fail")
+                    .map(([id]) => id)
+                    .sort(),
+                ["calls authorisation", "calls ice/tcp", "unit matrix-lk-jwt-service"],
+            );
         });
 
         describe("turned off again", () => {

@@ -467,8 +467,47 @@ export const CASES: Case[] = [
         key: "matrix:secrets",
         form: /pulumi config set --secret --path matrix:secrets\.<name>/,
     },
+    // Calls
+    {
+        label: "rtc without lk-jwt-service's checksum",
+        overrides: {
+            "matrix:rtc": { livekit: { version: "1.13.5", sha256: "a".repeat(64) }, jwtService: { version: "0.5.0" } },
+        },
+        key: "matrix:rtc.jwtService.sha256",
+        form: /required; set it with pulumi config set --path matrix:rtc.jwtService.sha256/,
+    },
+    {
+        label: "rtc ICE over TCP on SSH's port",
+        overrides: {
+            "matrix:machine": { ...machine, sshPort: 2222 },
+            "matrix:rtc": {
+                livekit: { version: "1.13.5", sha256: "a".repeat(64) },
+                jwtService: { version: "0.5.0", sha256: "b".repeat(64) },
+                tcpPort: 2222,
+            },
+        },
+        key: "matrix:rtc.tcpPort",
+        form: /TCP port 2222 is taken by matrix:machine.sshPort; choose another port/,
+    },
+    {
+        label: "turn relay range across the ICE port",
+        overrides: {
+            "matrix:rtc": {
+                livekit: { version: "1.13.5", sha256: "a".repeat(64) },
+                jwtService: { version: "0.5.0", sha256: "b".repeat(64) },
+            },
+            "matrix:turn": { relayPorts: { min: 7000, max: 8000 } },
+        },
+        key: "matrix:turn.relayPorts",
+        form: /UDP port 7000-8000 is taken by matrix:rtc.udpPort/,
+    },
+    {
+        label: "turn relay range upside down",
+        overrides: { "matrix:turn": { relayPorts: { min: 50000, max: 49000 } } },
+        key: "matrix:turn.relayPorts",
+        form: /relayPorts.min must not exceed relayPorts.max/,
+    },
 ];
-
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 describe(`bad stack configs (${CASES.length} cases)`, () => {

@@ -966,6 +966,126 @@ describe("metrics and alerts (matrix:monitoring)", () => {
     });
 });
 
+describe("calls (matrix:rtc, matrix:turn)", () => {
+    const SHA = (c: string) => c.repeat(64);
+    const rtc = {
+        livekit: { version: "1.13.5", sha256: SHA("a") },
+        jwtService: { version: "0.5.0", sha256: SHA("b") },
+    };
+    const off = runProgramSoon(baseConfig());
+    const rtcOn = runProgramSoon(baseConfig({ "matrix:rtc": rtc }));
+    const turnOn = runProgramSoon(baseConfig({ "matrix:turn": {} }));
+    const changedFrom = (a: ProgramResult, b: ProgramResult) => {
+        const before = new Map(a.resources.map((x) => [x.urn, JSON.stringify(x.inputs)]));
+        return {
+            changed: b.resources
+                .filter((x) => before.has(x.urn) && before.get(x.urn) !== JSON.stringify(x.inputs))
+                .map((x) => x.name)
+                .sort(),
+            added: b.resources.filter((x) => !before.has(x.urn)).map((x) => x.name),
+        };
+    };
+
+    it("rtc adds its own resources and changes only Synapse's config, the vhosts and the firewall", async () => {
+        const [a, b] = [await off, await rtcOn];
+        assert.equal(b.error, undefined);
+        const { changed, added } = changedFrom(a, b);
+        assert.deepEqual(changed, [
+            "firewall-apply",
+            "firewall-rules",
+            "nginx-apex-vhost",
+            "nginx-homeserver-vhost",
+            "nginx-sites",
+            "synapse-homeserver-yaml",
+            "synapse-service",
+        ]);
+        assert.ok(added.length > 0 && added.every((n) => n.startsWith("rtc")), added.join());
+        assert.deepEqual(b.outputs.openUdpPorts!.value, ["7882"]);
+        assert.deepEqual(b.outputs.openTcpPorts!.value, [22, 80, 443, 7881]);
+        // The services behind the homeserver vhost; the focus in the apex's client document.
+        assert.match(String(byName(b, "nginx-homeserver-vhost").inputs.content), /location \^~ \/livekit\/sfu\//);
+    });
+
+    it("turn adds coturn's resources, the package and Synapse's secret", async () => {
+        const [a, b] = [await off, await turnOn];
+        assert.equal(b.error, undefined);
+        const { changed, added } = changedFrom(a, b);
+        assert.deepEqual(changed, [
+            "firewall-apply",
+            "firewall-rules",
+            "packages-install",
+            "synapse-homeserver-yaml",
+            "synapse-secrets-yaml",
+            "synapse-service",
+        ]);
+        assert.deepEqual(
+            added.filter((n) => !n.startsWith("turn")),
+            ["synapse-turn-shared-secret"],
+        );
+        assert.match(String(byName(b, "packages-install").inputs.create), /systemctl mask coturn/);
+        assert.deepEqual(b.outputs.openUdpPorts!.value, ["3478", "49152-49251"]);
+    });
+
+    it("serves the focus in the well-known output and announces it to Synapse", async () => {
+        const r = await rtcOn;
+        const focus = [{ type: "livekit", livekit_service_url: "https://matrix.example.org/livekit/jwt" }];
+        const wk = r.outputs.wellKnown!.value as { client: string };
+        assert.deepEqual(JSON.parse(wk.client)["org.matrix.msc4143.rtc_foci"], focus);
+        const hs = parseYaml(String(byName(r, "synapse-homeserver-yaml").inputs.content)) as {
+            matrix_rtc: { transports: unknown };
+        };
+        assert.deepEqual(hs.matrix_rtc.transports, focus);
+        const jwt = String(byName(r, "rtc-jwt-unit").inputs.content);
+        assert.match(jwt, /^Environment="LIVEKIT_FULL_ACCESS_HOMESERVERS=example.org"$/m);
+        assert.match(jwt, /^Environment="LIVEKIT_URL=wss:\/\/matrix.example.org\/livekit\/sfu"$/m);
+        assert.match(jwt, /^ExecStart=\/opt\/matrix-rtc\/lk-jwt-service-v0.5.0-bbbbbbbbbbbb$/m);
+    });
+
+    it("delivers the LiveKit and TURN secrets only inside secret files readable by their services", async () => {
+        const r = await runProgramSoon(baseConfig({ "matrix:rtc": rtc, "matrix:turn": {} }));
+        assert.equal(r.error, undefined);
+        for (const [name, group] of [
+            ["rtc-livekit-yaml", "matrix-livekit"],
+            ["rtc-jwt-keys", "matrix-lk-jwt"],
+            ["turn-config", "turnserver"],
+            ["synapse-secrets-yaml", "matrix-synapse"],
+        ] as const) {
+            const f = byName(r, name);
+            assert.ok(isSecretValue(f.inputs.content), `${name} is a secret input`);
+            assert.deepEqual([f.inputs.mode, f.inputs.group], ["0640", group], name);
+        }
+        const livekit = parseYaml(String(unwrap(byName(r, "rtc-livekit-yaml").inputs.content))) as {
+            keys: Record<string, string>;
+        };
+        const apiSecret = Object.values(livekit.keys)[0]!;
+        const turnSecret = /^static-auth-secret=(.+)$/m.exec(
+            String(unwrap(byName(r, "turn-config").inputs.content)),
+        )![1]!;
+        const secrets = parseYaml(String(unwrap(byName(r, "synapse-secrets-yaml").inputs.content))) as {
+            turn_shared_secret: string;
+        };
+        assert.equal(secrets.turn_shared_secret, turnSecret, "Synapse and coturn share the secret");
+        assert.ok(
+            String(unwrap(byName(r, "rtc-jwt-keys").inputs.content)).includes(apiSecret),
+            "both services share the API secret",
+        );
+        for (const secret of [apiSecret, turnSecret]) {
+            assert.ok(secret.length >= 32);
+            assert.ok(!plainStrings(r.resources.map((x) => x.inputs)).some((x) => x.includes(secret)), "no plain copy");
+        }
+    });
+
+    it("an rtc release change touches only its download, its unit and the service step", async () => {
+        const [a, b] = [
+            await rtcOn,
+            await runProgramSoon(
+                baseConfig({ "matrix:rtc": { ...rtc, livekit: { version: "1.13.6", sha256: SHA("c") } } }),
+            ),
+        ];
+        assert.deepEqual(changedFrom(a, b).changed, ["rtc-livekit-release", "rtc-livekit-unit", "rtc-service"]);
+    });
+});
+
 describe("the well-known support document (matrix:support)", () => {
     it("is served on the apex beside the other two, and exported for delegation external", async () => {
         const support = { contacts: [{ email: "admin@example.org" }], page: "https://example.org/help" };
