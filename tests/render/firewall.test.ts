@@ -56,4 +56,38 @@ echo "443=$a 8009=$b local8009=$c"
         // 8009 times out from the peer (dropped, 000), but answers from the host itself.
         assert.equal(r.stdout.trim(), "443=200 8009=000 local8009=200");
     });
+
+    it("let a peer's UDP in on the calls' ports and range only (matrix:rtc, matrix:turn)", () => {
+        const udp = path.join(dir, "firewall-udp.nft");
+        writeFileSync(udp, renderFirewallRules({ tcpPorts: [22, 80, 443], udpPorts: [7882, [49152, 49251]] }));
+        const script = `
+set -euo pipefail
+ns=mpfu$$
+ip netns add "$ns-srv"; ip netns add "$ns-cli"
+trap 'ip netns pids "$ns-srv" | xargs -r kill; ip netns del "$ns-srv"; ip netns del "$ns-cli"' EXIT
+ip link add "u$$a" netns "$ns-srv" type veth peer name "u$$b" netns "$ns-cli"
+ip -n "$ns-srv" addr add 10.99.1.1/30 dev "u$$a"; ip -n "$ns-srv" link set "u$$a" up; ip -n "$ns-srv" link set lo up
+ip -n "$ns-cli" addr add 10.99.1.2/30 dev "u$$b"; ip -n "$ns-cli" link set "u$$b" up
+ip netns exec "$ns-srv" nft -f ${udp}
+ip netns exec "$ns-srv" python3 -c '
+import select, socket, sys, time
+socks = []
+for p in (7882, 49152, 49251, 49252, 7881, 3478):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.99.1.1", p)); socks.append(s)
+got, end = set(), time.time() + 3
+while time.time() < end:
+    r, _, _ = select.select(socks, [], [], 0.2)
+    for s in r: s.recv(64); got.add(s.getsockname()[1])
+print("received", *sorted(got))
+' > ${dir}/udp.out &
+sleep 1
+for p in 7882 49152 49251 49252 7881 3478; do ip netns exec "$ns-cli" bash -c "echo x > /dev/udp/10.99.1.1/$p"; done
+wait %1
+cat ${dir}/udp.out
+`;
+        const r = run("bash", ["-c", script]);
+        assert.equal(r.status, 0, r.stderr);
+        // The range's edges in, the port past it and the ports not listed dropped.
+        assert.equal(r.stdout.trim(), "received 7882 49152 49251");
+    });
 });

@@ -70,6 +70,7 @@ for _ in $(seq 100); do curl -fsS http://127.0.0.1:${RTC_LOOPBACK.livekit}/ >/de
 echo "livekit: $(curl -sS http://127.0.0.1:${RTC_LOOPBACK.livekit}/)"
 echo "jwt: $(curl -sS -o /dev/null -w '%{http_code}' http://127.0.0.1:${RTC_LOOPBACK.jwt}/healthz)"
 ss -Hlun | grep -q ':3479 ' && echo "turn: 3479"
+echo "listening: $(ss -Hltn | awk '{print $4}' | grep -E ':(${RTC_LOOPBACK.livekit}|${RTC_LOOPBACK.jwt})$' | sort | tr '\n' ' ')"
 kill %1 %2; wait`;
         const r = run("unshare", [
             "--net",
@@ -90,6 +91,8 @@ kill %1 %2; wait`;
         );
         assert.match(r.stdout, /^jwt: 200$/m, logs);
         assert.match(r.stdout, /^turn: 3479$/m);
+        // nginx is their only entrance: both on loopback alone.
+        assert.match(r.stdout, /^listening: 127\.0\.0\.1:7880 127\.0\.0\.1:8070 $/m);
         assert.match(logs, /LIVEKIT_URL: wss:\/\/matrix.example.org\/livekit\/sfu, LIVEKIT_JWT_BIND: 127.0.0.1:8070/);
         assert.match(logs, /Using LiveKit API key and API secret from LIVEKIT_KEY_FILE/);
         assert.match(logs, /LIVEKIT_FULL_ACCESS_HOMESERVERS: \[example.org other.example.org\]/);

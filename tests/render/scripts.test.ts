@@ -60,6 +60,7 @@ import {
     renderRtcReleaseScript,
     renderRtcServiceScript,
     renderRtcStopScript,
+    rtcBinaryPath,
 } from "../../render/rtc";
 import { renderTurnDirsScript, renderTurnServiceScript } from "../../render/turn";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -287,5 +288,49 @@ describe("Element's releases: the site step keeps the one served and the one bef
             // A rollback is a switch: both stay.
             `${dir(b)} ${dir(c)} | ${dir(b)} | ${dir(c)}`,
         ]);
+    });
+});
+
+describe("MatrixRTC's release step: checked before anything is installed", () => {
+    it("installs the binary from a tarball or a bare file, and refuses a file whose SHA-256 differs", () => {
+        const work = mkdtempSync(path.join(tmpdir(), "matrix-rtc-release-"));
+        const bin = "#!/bin/sh\necho it-runs\n";
+        writeFileSync(path.join(work, "livekit-server"), bin, { mode: 0o755 });
+        writeFileSync(path.join(work, "lk-jwt-service_linux_amd64"), bin, { mode: 0o755 });
+        assert.equal(run("tar", ["-czf", path.join(work, "lk.tar.gz"), "-C", work, "livekit-server"]).status, 0);
+        const digest = (file: string) => run("sha256sum", [path.join(work, file)]).stdout.split(" ")[0]!;
+        const release = (binary: "livekit-server" | "lk-jwt-service", file: string, sha256: string) =>
+            scriptBody(
+                renderRtcReleaseScript({ binary, version: "1.0.0", url: `file://${path.join(work, file)}`, sha256 }),
+            );
+        const livekit = { file: "lk.tar.gz", sha256: digest("lk.tar.gz") };
+        const jwt = { file: "lk-jwt-service_linux_amd64", sha256: digest("lk-jwt-service_linux_amd64") };
+        const installed = (binary: "livekit-server" | "lk-jwt-service", sha256: string) =>
+            rtcBinaryPath({ binary, version: "1.0.0", sha256 });
+        const harness = [
+            "set -uo pipefail",
+            "mount -t tmpfs tmpfs /opt && mkdir -p /opt/matrix-rtc",
+            "mkdir -p /var/cache && mount -t tmpfs tmpfs /var/cache",
+            // aptInstall finds curl and ca-certificates on this machine: nothing is installed.
+            `echo "=== wrong"; bash -c ${shq(release("livekit-server", livekit.file, "0".repeat(64)))} 2>&1; echo "exit $?"; ls /opt/matrix-rtc`,
+            `echo "=== tarball"; bash -c ${shq(release("livekit-server", livekit.file, livekit.sha256))}; ${shq(installed("livekit-server", livekit.sha256))}`,
+            `echo "=== bare"; bash -c ${shq(release("lk-jwt-service", jwt.file, jwt.sha256))}; ${shq(installed("lk-jwt-service", jwt.sha256))}`,
+            `echo "=== again"; bash -c ${shq(release("lk-jwt-service", jwt.file, jwt.sha256))}`,
+        ].join("\n");
+        const res = run("unshare", ["--mount", "bash", "-c", harness]);
+        rmSync(work, { recursive: true, force: true });
+        const parts = Object.fromEntries(
+            res.stdout
+                .split("=== ")
+                .slice(1)
+                .map((p) => [p.slice(0, p.indexOf("\n")), p.slice(p.indexOf("\n") + 1).trim()]),
+        );
+        assert.match(
+            parts.wrong ?? "",
+            /has SHA-256 [0-9a-f]{64}, but the stack says 0{64}; nothing was installed\.\nexit 1$/,
+        );
+        assert.equal(parts.tarball, "livekit-server v1.0.0 installed\nit-runs");
+        assert.equal(parts.bare, "lk-jwt-service v1.0.0 installed\nit-runs");
+        assert.equal(parts.again, "lk-jwt-service v1.0.0 already in place");
     });
 });
