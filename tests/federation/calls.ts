@@ -25,12 +25,16 @@ export async function openIdToken(mx: MatrixClient): Promise<Record<string, unkn
     return (await res.json()) as Record<string, unknown>;
 }
 
-/** POST /get_token as Element Call does; `claimedUserId` defaults to the client's own. */
+/**
+ * POST /get_token as Element Call does; `claimedUserId` defaults to the client's own, `member` (the
+ * call membership's id, part of the LiveKit identity) to one per device.
+ */
 export async function liveKitToken(
     serviceUrl: string,
     mx: MatrixClient,
     roomId: string,
     claimedUserId = mx.getUserId()!,
+    member = `member-${mx.getDeviceId()}`,
 ): Promise<{ status: number; body: { url?: string; jwt?: string; errcode?: string } }> {
     const res = await get(`${serviceUrl}/get_token`, {
         method: "POST",
@@ -40,7 +44,7 @@ export async function liveKitToken(
             slot_id: "m.call#ROOM",
             openid_token: await openIdToken(mx),
             member: {
-                id: `member-${mx.getDeviceId()}`,
+                id: member,
                 claimed_user_id: claimedUserId,
                 claimed_device_id: mx.getDeviceId(),
             },

@@ -346,6 +346,17 @@ describe("federation: two homeservers deployed by the real Pulumi CLI", () => {
                     .stdout.matchAll(/"connectionType": "(\w+)"/g),
             ].map((m) => m[1]);
         const hostTime = () => a.sh("date '+%Y-%m-%d %H:%M:%S'").stdout.trim();
+        /** A call through A's SFU from this machine: A's names and the test CA, as a user's would be. */
+        const call = (url: string, jwtA: string, jwtB: string, timeoutMs?: number) =>
+            callThroughSfu({
+                url,
+                jwtA,
+                jwtB,
+                hosts: hosts(),
+                caPem: session.acme.issuingRoot,
+                run: session.run,
+                timeoutMs,
+            });
 
         beforeAll(async () => {
             assert.ok(session.artifacts.rtc, "the MatrixRTC release files are built (npm run tools:rtc)");
@@ -375,6 +386,15 @@ describe("federation: two homeservers deployed by the real Pulumi CLI", () => {
                 ],
             );
             assert.ok(own.includes("rtc-service") && own.includes("turn-service"), own.join(", "));
+        });
+
+        it("opens the calls' UDP ports in the host firewall: ICE, TURN and the relay range", () => {
+            // LiveKit's own connectivity checks can open the way back through a stateful firewall,
+            // so a call alone does not show the rule; coturn's allocations do (below).
+            assert.match(
+                a.sh("nft list chain inet matrix_pulumi input").stdout,
+                /udp dport \{ 3478, 7882, 49152-49251 \} accept/,
+            );
         });
 
         it("announces the LiveKit focus in the client well-known and in Synapse's transports endpoint", async () => {
@@ -407,16 +427,10 @@ describe("federation: two homeservers deployed by the real Pulumi CLI", () => {
             const room = callRoom("restricted");
             const bobs = await liveKitToken(serviceUrl, bob, room);
             assert.equal(bobs.status, 200, "B's user is verified through B's federation API");
-            // Alone, bob's token opens nothing: the SFU creates rooms only for full-access users.
-            const alone = await callThroughSfu({
-                url: bobs.body.url!,
-                jwtA: bobs.body.jwt!,
-                jwtB: bobs.body.jwt!,
-                hosts: hosts(),
-                caPem: session.acme.issuingRoot,
-                run: session.run,
-                timeoutMs: 10_000,
-            }).then(
+            // Alone, bob's tokens (two memberships: two LiveKit identities) open nothing: the SFU
+            // creates rooms only for full-access users.
+            const bobsSecond = await liveKitToken(serviceUrl, bob, room, bob.getUserId()!, "second-membership");
+            const alone = await call(bobs.body.url!, bobs.body.jwt!, bobsSecond.body.jwt!, 10_000).then(
                 () => "joined",
                 (err: Error) => err.message,
             );
@@ -425,18 +439,11 @@ describe("federation: two homeservers deployed by the real Pulumi CLI", () => {
             const alices = await liveKitToken(serviceUrl, alice, room);
             assert.equal(alices.status, 200);
             const bobsAgain = await liveKitToken(serviceUrl, bob, room);
-            const call = await timed("call: alice (A) to bob (B)", () =>
-                callThroughSfu({
-                    url: alices.body.url!,
-                    jwtA: alices.body.jwt!,
-                    jwtB: bobsAgain.body.jwt!,
-                    hosts: hosts(),
-                    caPem: session.acme.issuingRoot,
-                    run: session.run,
-                }),
+            const heard = await timed("call: alice (A) to bob (B)", () =>
+                call(alices.body.url!, alices.body.jwt!, bobsAgain.body.jwt!),
             );
-            assert.equal(call.data, "ping from A");
-            assert.ok(call.rms > 1000, `bob heard a tone (rms ${call.rms})`);
+            assert.equal(heard.data, "ping from A");
+            assert.ok(heard.rms > 1000, `bob heard a tone (rms ${heard.rms})`);
         });
 
         for (const [transport, blocked, ports] of [
@@ -449,24 +456,17 @@ describe("federation: two homeservers deployed by the real Pulumi CLI", () => {
                 const since = hostTime();
                 const release = dropTraffic(a.host.guestIp, blocked, [...ports]);
                 let dropped = 0;
-                let call;
+                let heard;
                 try {
-                    call = await callThroughSfu({
-                        url: `wss://${a.hs}/livekit/sfu`,
-                        jwtA: await jwt(alice),
-                        jwtB: await jwt(bob),
-                        hosts: hosts(),
-                        caPem: session.acme.issuingRoot,
-                        run: session.run,
-                    });
+                    heard = await call(`wss://${a.hs}/livekit/sfu`, await jwt(alice), await jwt(bob));
                 } finally {
                     dropped = release();
                 }
                 console.log(
-                    `call over ${transport}: B connected in ${call.connectB} ms, subscribed at ${call.subscribed} ms, first audio frame at ${call.firstFrame} ms (${call.frames} frames, rms ${call.rms}); ${dropped} ${blocked.toUpperCase()} packets dropped on the way`,
+                    `call over ${transport}: B connected in ${heard.connectB} ms, subscribed at ${heard.subscribed} ms, first audio frame at ${heard.firstFrame} ms (${heard.frames} frames, rms ${heard.rms}); ${dropped} ${blocked.toUpperCase()} packets dropped on the way`,
                 );
-                assert.ok(call.firstFrame >= 0 && call.firstFrame < 5000, `first frame at ${call.firstFrame} ms`);
-                assert.ok(call.rms > 1000, `a tone, not silence (rms ${call.rms})`);
+                assert.ok(heard.firstFrame >= 0 && heard.firstFrame < 5000, `first frame at ${heard.firstFrame} ms`);
+                assert.ok(heard.rms > 1000, `a tone, not silence (rms ${heard.rms})`);
                 assert.deepEqual(transports(since), [transport.toLowerCase(), transport.toLowerCase()]);
             });
         }

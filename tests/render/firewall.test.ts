@@ -11,6 +11,23 @@ import { run } from "./tools";
 const dir = mkdtempSync(path.join(tmpdir(), "firewall-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/**
+ * The start of a script with two network namespaces joined by a veth: "$ns-srv" (10.99.<net>.1,
+ * the rules in `rules` loaded) and "$ns-cli" (10.99.<net>.2), removed when the script ends.
+ */
+function peers(net: number, rules: string): string {
+    return `
+set -euo pipefail
+ns=mpfw${net}x$$
+ip netns add "$ns-srv"; ip netns add "$ns-cli"
+trap 'ip netns pids "$ns-srv" | xargs -r kill; ip netns del "$ns-srv"; ip netns del "$ns-cli"' EXIT
+ip link add "v${net}x$$a" netns "$ns-srv" type veth peer name "v${net}x$$b" netns "$ns-cli"
+ip -n "$ns-srv" addr add 10.99.${net}.1/30 dev "v${net}x$$a"; ip -n "$ns-srv" link set "v${net}x$$a" up; ip -n "$ns-srv" link set lo up
+ip -n "$ns-cli" addr add 10.99.${net}.2/30 dev "v${net}x$$b"; ip -n "$ns-cli" link set "v${net}x$$b" up
+ip netns exec "$ns-srv" nft -f ${rules}
+`;
+}
+
 describe("firewall rules (real nftables, private network namespace)", () => {
     const file = path.join(dir, "firewall.nft");
     writeFileSync(file, renderFirewallRules({ tcpPorts: [443, 22, 80, 22] }));
@@ -33,16 +50,8 @@ describe("firewall rules (real nftables, private network namespace)", () => {
     });
 
     it("let a peer reach an allowed port and drop a connection to any other", () => {
-        // Two namespaces joined by a veth: "srv" has the rules and listens on 443 and 8009.
-        const script = `
-set -euo pipefail
-ns=mpfw$$
-ip netns add "$ns-srv"; ip netns add "$ns-cli"
-trap 'ip netns pids "$ns-srv" | xargs -r kill; ip netns del "$ns-srv"; ip netns del "$ns-cli"' EXIT
-ip link add "v$$a" netns "$ns-srv" type veth peer name "v$$b" netns "$ns-cli"
-ip -n "$ns-srv" addr add 10.99.0.1/30 dev "v$$a"; ip -n "$ns-srv" link set "v$$a" up; ip -n "$ns-srv" link set lo up
-ip -n "$ns-cli" addr add 10.99.0.2/30 dev "v$$b"; ip -n "$ns-cli" link set "v$$b" up
-ip netns exec "$ns-srv" nft -f ${file}
+        // "srv" has the rules and listens on 443 and 8009.
+        const script = `${peers(0, file)}
 ip netns exec "$ns-srv" python3 -m http.server 443 --bind 10.99.0.1 >/dev/null 2>&1 &
 ip netns exec "$ns-srv" python3 -m http.server 8009 --bind 10.99.0.1 >/dev/null 2>&1 &
 sleep 1
@@ -60,15 +69,7 @@ echo "443=$a 8009=$b local8009=$c"
     it("let a peer's UDP in on the calls' ports and range only (matrix:rtc, matrix:turn)", () => {
         const udp = path.join(dir, "firewall-udp.nft");
         writeFileSync(udp, renderFirewallRules({ tcpPorts: [22, 80, 443], udpPorts: [7882, [49152, 49251]] }));
-        const script = `
-set -euo pipefail
-ns=mpfu$$
-ip netns add "$ns-srv"; ip netns add "$ns-cli"
-trap 'ip netns pids "$ns-srv" | xargs -r kill; ip netns del "$ns-srv"; ip netns del "$ns-cli"' EXIT
-ip link add "u$$a" netns "$ns-srv" type veth peer name "u$$b" netns "$ns-cli"
-ip -n "$ns-srv" addr add 10.99.1.1/30 dev "u$$a"; ip -n "$ns-srv" link set "u$$a" up; ip -n "$ns-srv" link set lo up
-ip -n "$ns-cli" addr add 10.99.1.2/30 dev "u$$b"; ip -n "$ns-cli" link set "u$$b" up
-ip netns exec "$ns-srv" nft -f ${udp}
+        const script = `${peers(1, udp)}
 ip netns exec "$ns-srv" python3 -c '
 import select, socket, sys, time
 socks = []
