@@ -182,6 +182,8 @@ export function renderRtcDirsScript(opts: { user?: string } = {}): { create: str
         delete: script(
             [
                 `rm -rf ${shq(RTC_PATHS.etc)} ${shq(RTC_PATHS.releases)} ${shq(RTC_PATHS.state)}`,
+                // The units' files went with their resources: systemd forgets them.
+                "systemctl daemon-reload",
                 ...Object.values(RTC_USERS).map((u) => `if id -u ${u} >/dev/null 2>&1; then userdel ${u}; fi`),
                 `echo "MatrixRTC removed"`,
             ],

@@ -69,10 +69,9 @@ export function renderTurnConfig(s: TurnSettings): string {
         "# Managed by matrix-pulumi. Secret: readable by root and turnserver only.",
         `listening-port=${s.port}`,
         `tls-listening-port=${s.tlsPort}`,
-        // Listen on the public address only (not 0.0.0.0, where coturn opens a listener per
-        // interface), and relay from it.
-        `listening-ip=${s.externalIp}`,
-        `relay-ip=${s.externalIp}`,
+        // The address clients are told (the machine's public one). No listening-ip or relay-ip:
+        // behind 1:1 NAT (most clouds) that address is on no interface; coturn relays from the
+        // address each client reached, and the firewall decides what is reachable.
         `external-ip=${s.externalIp}`,
         `min-port=${s.relayPorts.min}`,
         `max-port=${s.relayPorts.max}`,
