@@ -74,13 +74,13 @@ export function synapseRevision(parts: string[]): string {
 }
 
 /**
- * Wait (as a script's lines) until `url` answers, up to `seconds`; past that, run `onTimeout`
- * and exit 1. Every Synapse process's start waits this way.
+ * Wait (as a script's lines) until the shell test `condition` succeeds, up to `seconds`; past
+ * that, run `onTimeout` and exit 1.
  */
-export function untilHealthy(url: string, seconds: number, onTimeout: string[]): string[] {
+export function untilTrue(condition: string, seconds: number, onTimeout: string[]): string[] {
     return [
         `deadline=$(( $(date +%s) + ${seconds} ))`,
-        `until curl -fsS --max-time 5 ${shq(url)} >/dev/null 2>&1; do`,
+        `until ${condition}; do`,
         `  if [ "$(date +%s)" -ge "$deadline" ]; then`,
         ...onTimeout.map((l) => `    ${l}`),
         "    exit 1",
@@ -88,4 +88,9 @@ export function untilHealthy(url: string, seconds: number, onTimeout: string[]):
         "  sleep 0.5",
         "done",
     ];
+}
+
+/** untilTrue for `url` answering: every Synapse process's start waits this way. */
+export function untilHealthy(url: string, seconds: number, onTimeout: string[]): string[] {
+    return untilTrue(`curl -fsS --max-time 5 ${shq(url)} >/dev/null 2>&1`, seconds, onTimeout);
 }

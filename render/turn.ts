@@ -3,6 +3,7 @@
 // certificate for TURN over TLS, and the hardening Synapse's TURN guide lists.
 import { certificatePaths } from "./nginx";
 import { aptInstall, ensureDir, restartOnRevision, script, sha256, shq, writeFile } from "./shell";
+import { untilTrue } from "./synapseBase";
 
 export const TURN_APT_PACKAGES = ["coturn"];
 export const TURN_SERVICE = "coturn";
@@ -189,15 +190,10 @@ export function renderTurnServiceScript(
             `systemctl enable ${TURN_SERVICE} >/dev/null 2>&1`,
             ...restartOnRevision(TURN_SERVICE, TURN_PATHS.stamp, sha256(s.revision), "coturn"),
             `printf '%s\n' "$cert" > ${shq(TURN_PATHS.certificateStamp)}`,
-            "deadline=$(( $(date +%s) + 30 ))",
-            `until ss -Hltn 'sport = :${s.port}' | grep -q .; do`,
-            '  if [ "$(date +%s)" -ge "$deadline" ]; then',
-            `    echo "coturn does not listen on ${s.port}; its last log lines:" >&2`,
-            `    journalctl -u ${TURN_SERVICE} -n 30 --no-pager >&2 || true`,
-            "    exit 1",
-            "  fi",
-            "  sleep 0.5",
-            "done",
+            ...untilTrue(`ss -Hltn 'sport = :${s.port}' | grep -q .`, 30, [
+                `echo "coturn does not listen on ${s.port}; its last log lines:" >&2`,
+                `journalctl -u ${TURN_SERVICE} -n 30 --no-pager >&2 || true`,
+            ]),
         ],
         opts,
     );
