@@ -85,34 +85,51 @@ export async function openElement(o: ElementOptions): Promise<ElementSession> {
         );
     };
 
+    // The test machine's network changes under the browser whenever another suite boots or stops
+    // a host (a veth comes or goes); Chromium then aborts its requests in flight with
+    // net::ERR_NETWORK_CHANGED, and Element, missing a chunk, fails to start. That is the test
+    // machine, not the deployment: a step that failed while Chromium saw such a change runs once
+    // more, from a fresh load. Any other failure fails at once.
+    const step = async <T>(what: string, run: () => Promise<T>): Promise<T> => {
+        for (let attempt = 1; ; attempt++) {
+            const seen = problems.length;
+            try {
+                return await run();
+            } catch (err) {
+                const changed = problems.slice(seen).some((p) => p.includes("ERR_NETWORK_CHANGED"));
+                if (!changed || attempt === 2) return fail(what, err);
+                console.log(`${what}: the test machine's network changed under Chromium; once more`);
+                await page.reload().catch(() => undefined);
+            }
+        }
+    };
     return {
         async registrationOffered() {
-            try {
+            return step("welcome page", async () => {
                 await page.goto(`${o.elementUrl}/#/welcome`);
                 // The welcome page's sign-in link shows once the app has loaded its config.
                 await page.locator('a[href="#/login"]').first().waitFor({ state: "visible", timeout: 60_000 });
-                return await page.locator('a[href="#/register"]').first().isVisible();
-            } catch (err) {
-                return fail("welcome page", err);
-            }
+                return page.locator('a[href="#/register"]').first().isVisible();
+            });
         },
         async signIn(user, password) {
-            try {
+            const signedIn = page.locator(".mx_UserMenu, .mx_LeftPanel").first();
+            return step("sign in", async () => {
                 await page.goto(`${o.elementUrl}/#/login`);
-                await page.locator("#mx_LoginForm_username").fill(user, { timeout: 60_000 });
-                await page.locator("#mx_LoginForm_password").fill(password);
-                await page.locator("#mx_LoginForm_password").press("Enter");
+                const form = page.locator("#mx_LoginForm_username");
+                // A second attempt may find the session the first one started.
+                await form.or(signedIn).first().waitFor({ state: "visible", timeout: 60_000 });
+                if (await form.isVisible()) {
+                    await form.fill(user);
+                    await page.locator("#mx_LoginForm_password").fill(password);
+                    await page.locator("#mx_LoginForm_password").press("Enter");
+                }
                 // Signed in: the app's main view (left panel with the user menu).
-                await page
-                    .locator(".mx_UserMenu, .mx_LeftPanel")
-                    .first()
-                    .waitFor({ state: "visible", timeout: 120_000 });
-            } catch (err) {
-                return fail("sign in", err);
-            }
+                await signedIn.waitFor({ state: "visible", timeout: 120_000 });
+            });
         },
         async send(roomName, text) {
-            try {
+            return step("send a message", async () => {
                 // As a user does: the room in the list (a URL typed in would reload the app).
                 await page
                     .getByRole("option", { name: new RegExp(`^${roomName}`) })
@@ -128,9 +145,7 @@ export async function openElement(o: ElementOptions): Promise<ElementSession> {
                     .locator(".mx_EventTile_body", { hasText: text })
                     .first()
                     .waitFor({ state: "visible", timeout: 60_000 });
-            } catch (err) {
-                return fail("send a message", err);
-            }
+            });
         },
         async serviceWorkers() {
             // A browser global, not in this project's (Node) typings.
