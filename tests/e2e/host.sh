@@ -9,8 +9,11 @@
 #
 # E2E_MACHINE (at most 12 characters: the link is ve-<machine>), E2E_HOST_IP and E2E_GUEST_IP (a
 # /30 of their own) let several hosts run side by side. E2E_NAMESERVER, when set, becomes the
-# host's resolver.
+# host's resolver. E2E_PACKAGES, when set, boots a copy of the rootfs with those Debian packages
+# already installed (built once per list and cached beside it): as if the program's packages step
+# had run, so suites that test something else than a bare host skip a dpkg pass of a minute or more.
 set -euo pipefail
+shopt -s inherit_errexit  # a failure inside $(primed …) stops the script too
 cache=${E2E_CACHE:-$(cd "$(dirname "$0")/../.." && pwd)/.cache/e2e}
 machine=${E2E_MACHINE:-matrix-e2e}
 link="ve-${machine}"
@@ -45,13 +48,49 @@ rootfs() {
   rm -rf "$dir"
 }
 
+# The rootfs with PACKAGES installed as `apt-get install --no-install-recommends` installs them
+# on a booted host: the same postinst scripts (units enabled, clusters created), no service
+# started; apt's lists and downloads emptied again. Prints the tarball's path.
+primed() {
+  local list id p
+  read -ra list <<< "$1"
+  for p in "${list[@]}"; do
+    [[ $p =~ ^[a-z0-9][a-z0-9+.-]*$ ]] || { echo "E2E_PACKAGES: not a Debian package name: $p" >&2; exit 2; }
+  done
+  id=$( (stat -c %Y "$tarball"; printf '%s\n' "${list[@]}" | sort -u) | sha256sum | cut -c1-16)
+  local out="$cache/bookworm-primed-$id.tar"
+  if [ ! -s "$out" ]; then
+    exec 8>"$cache/primed-$id.lock"
+    flock 8
+    if [ ! -s "$out" ]; then
+      local dir="$cache/primed-$id.build"
+      rm -rf "$dir" && mkdir -p "$dir"
+      tar -C "$dir" -xf "$tarball"
+      echo "rootfs with ${list[*]} (cached afterwards in $out)" >&2
+      printf '#!/bin/sh\nexit 101\n' > "$dir/usr/sbin/policy-rc.d"
+      chmod 0755 "$dir/usr/sbin/policy-rc.d"
+      systemd-nspawn -q -D "$dir" --register=no --keep-unit --pipe -E DEBIAN_FRONTEND=noninteractive \
+        sh -c 'apt-get -q update && apt-get -q install -y --no-install-recommends "$@"' sh "${list[@]}" >&2 < /dev/null \
+        || { echo "apt-get install in $dir failed" >&2; exit 1; }
+      rm -f "$dir/usr/sbin/policy-rc.d"
+      rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/archives/*.deb
+      tar -C "$dir" -cf "$out.part" . && mv "$out.part" "$out"
+      rm -rf "$dir"
+    fi
+    exec 8>&-
+  fi
+  echo "$out"
+}
+
 up() {
   local run=$1
   rootfs
+  local image=$tarball
+  if [ -n "${E2E_PACKAGES:-}" ]; then image=$(primed "$E2E_PACKAGES") || exit 1; fi
   mkdir -p "$run"
   local root="$run/rootfs"
   rm -rf "$root" && mkdir -p "$root"
-  tar -C "$root" -xf "$tarball"
+  tar -C "$root" -xf "$image"
   # Static address by systemd-networkd (before its own 80-container-host0.network); the test
   # machine is the gateway.
   mkdir -p "$root/etc/systemd/network"

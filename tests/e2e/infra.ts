@@ -58,8 +58,12 @@ const hostEnv = (net: Net) => ({
     E2E_NAMESERVER: net.nameserver ?? "",
 });
 
-export function hostUp(runDir: string, net: Net): Host {
-    sh("bash", [HOST_SH, "up", runDir], { env: hostEnv(net) });
+/**
+ * Boot a host in `runDir`. With `packages`, its rootfs has those Debian packages installed already
+ * (host.sh E2E_PACKAGES), as the program's packages step would leave it.
+ */
+export function hostUp(runDir: string, net: Net, packages: string[] = []): Host {
+    sh("bash", [HOST_SH, "up", runDir], { env: { ...hostEnv(net), E2E_PACKAGES: packages.join(" ") } });
     const host = hostAttach(runDir, net);
     if (!host) throw new Error(`host ${net.machine} did not come up (see ${runDir}/console.log)`);
     return host;

@@ -104,6 +104,8 @@ export class Server {
         readonly domain: string,
         readonly delegation: "apex" | "none" = "apex",
         cli: CliOptions = {},
+        /** Debian packages the host's rootfs comes with (none: a bare host, as a new server is). */
+        readonly packages: string[] = [],
     ) {
         this.stack = new Stack(path.join(this.dir, "pulumi"), name, cli);
     }
@@ -122,7 +124,8 @@ export class Server {
     async boot(attach = false): Promise<void> {
         mkdirSync(this.dir, { recursive: true });
         const running = attach ? hostAttach(this.dir, this.net) : undefined;
-        this.host = running ?? (await timed(`boot host ${this.net.machine}`, () => hostUp(this.dir, this.net)));
+        this.host =
+            running ?? (await timed(`boot host ${this.net.machine}`, () => hostUp(this.dir, this.net, this.packages)));
         await timed(`pulumi stack ${this.name}`, () => this.stack.init());
     }
 
@@ -236,9 +239,14 @@ export const serverNet = (slot: number, name: string, i = 0) => netOf(10 * slot 
 export async function startSession(
     run: string,
     slot: number,
-    servers: { name: string; domain: string; delegation?: "apex" | "none"; nameserver?: boolean }[] = [
-        { name: "e2e", domain: DOMAIN },
-    ],
+    servers: {
+        name: string;
+        domain: string;
+        delegation?: "apex" | "none";
+        nameserver?: boolean;
+        /** See Server.packages. */
+        packages?: string[];
+    }[] = [{ name: "e2e", domain: DOMAIN }],
     opts: { keep?: boolean; cli?: CliOptions } = {},
 ): Promise<Session> {
     suite = servers[0]!.name;
@@ -260,7 +268,7 @@ export async function startSession(
     }
     for (const [i, s] of servers.entries()) {
         const net = { ...nets[i]!, nameserver: s.nameserver ? nets[i]!.hostIp : undefined };
-        const server = new Server(session, s.name, net, s.domain, s.delegation, opts.cli);
+        const server = new Server(session, s.name, net, s.domain, s.delegation, opts.cli, s.packages);
         await server.boot(opts.keep);
         session.servers.push(server);
     }

@@ -11,6 +11,7 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { fetch } from "undici";
 import { withTunnel } from "../../lib/registerUser";
+import { hostPackages } from "../../render/packages";
 import { selfCheckFromStack } from "../../scripts/self-check";
 import type { Run } from "../e2e/pulumi";
 import {
@@ -115,9 +116,13 @@ describe("federation: two homeservers deployed by the real Pulumi CLI", () => {
         });
 
     beforeAll(async () => {
+        // Both hosts come with the Debian packages of their first deploy (coturn, with calls, is
+        // installed by the program: its install path, masked until configured, is part of what
+        // the calls tests check). The e2e suite deploys onto a bare host.
+        const packages = hostPackages({ firewall: true });
         session = await startSession(path.join(CACHE, "run-federation"), SLOTS.federation, [
-            { name: "fed-a", domain: "a.test", nameserver: true },
-            { name: "fed-b", domain: "b.test", delegation: "none", nameserver: true },
+            { name: "fed-a", domain: "a.test", nameserver: true, packages },
+            { name: "fed-b", domain: "b.test", delegation: "none", nameserver: true, packages },
         ]);
         [a, b] = session.servers as [Server, Server];
         for (const s of [a, b]) {

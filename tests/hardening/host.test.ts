@@ -37,6 +37,7 @@ import {
 } from "../e2e/session";
 import { hostChecks, httpChecks } from "../e2e/checks";
 import { registerUser } from "../../lib/registerUser";
+import { hostPackages } from "../../render/packages";
 import { shq } from "../../render/shell";
 import { recordFigure } from "./figures";
 
@@ -174,7 +175,11 @@ describe("hardening on a real host", () => {
     let processSamples: string;
 
     beforeAll(async () => {
-        await startSession(RUN, SLOTS.hardening, [{ name: "hardening", domain: DOMAIN }]);
+        // The Debian packages come with the host: what is hardened here is the program's own steps
+        // (the e2e suite deploys onto a bare host, apt and all).
+        await startSession(RUN, SLOTS.hardening, [
+            { name: "hardening", domain: DOMAIN, packages: hostPackages({ firewall: true }) },
+        ]);
     });
     afterAll(async () => {
         const converged = faults.filter((f) => f.converged).length;

@@ -9,6 +9,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
+import { databaseHostPackages, hostPackages } from "../../render/packages";
 import { workerList, WORKER_PRESETS } from "../../render/workers";
 import type { Run } from "../e2e/pulumi";
 import {
@@ -75,8 +76,14 @@ describe("scale-out: Synapse workers with Redis, deployed by the real Pulumi CLI
 
     beforeAll(async () => {
         const session = await startSession(path.join(CACHE, "run-scale"), SLOTS.scale, [
-            { name: "scale", domain: DOMAIN },
-            { name: "scale-db", domain: `db.${DOMAIN}` },
+            // Each host comes with the Debian packages of its first deploy (workers: Redis; the
+            // database elsewhere: PostgreSQL's client only). The e2e suite deploys onto a bare host.
+            {
+                name: "scale",
+                domain: DOMAIN,
+                packages: hostPackages({ firewall: true, redis: true, remoteDatabase: true }),
+            },
+            { name: "scale-db", domain: `db.${DOMAIN}`, packages: databaseHostPackages({ firewall: true }) },
         ]);
         db = session.servers[1]!;
         // One SSH key for both hosts (matrix:sshPrivateKey serves the database host too).
