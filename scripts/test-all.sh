@@ -11,6 +11,11 @@ start=$(date +%s)
 phase() { echo "--- test:all: $1 ($(( $(date +%s) - start ))s)"; }
 [ "$(id -u)" = 0 ] || { echo "the suites need root (namespaces, systemd-nspawn, nftables)" >&2; exit 1; }
 
+# Node's on-disk compile cache (V8 code for each module loaded: TypeScript, the Pulumi SDK, gRPC)
+# for every Node process below — a few hundred of them, each `pulumi` run starting two — about
+# 0.4 s of CPU saved on each start.
+export NODE_COMPILE_CACHE=${NODE_COMPILE_CACHE:-${E2E_CACHE:-$PWD/.cache/e2e}/node-compile-cache}
+
 phase "Debian packages"
 bash scripts/apt-packages.sh test
 
@@ -58,7 +63,9 @@ service postgresql start
 for _ in $(seq 1 30); do runuser -u postgres -- psql -qAtc 'SELECT 1' >/dev/null 2>&1 && break; sleep 1; done
 
 phase "npm test: build, lint, unit, render"
-npm test
+# Two Jest workers, not Jest's default of one on two cores: the unit suite's program runs and the
+# render suite's real tools wait on I/O half the time (215 s → 161 s measured, same CPU).
+npm test -- --maxWorkers=2
 
 await tools-pulumi
 
