@@ -54,7 +54,8 @@ describe("firewall rules (real nftables, private network namespace)", () => {
         const script = `${peers(0, file)}
 ip netns exec "$ns-srv" python3 -m http.server 443 --bind 10.99.0.1 >/dev/null 2>&1 &
 ip netns exec "$ns-srv" python3 -m http.server 8009 --bind 10.99.0.1 >/dev/null 2>&1 &
-sleep 1
+# Both listening (a busy machine starts Python in more than a second).
+for _ in $(seq 200); do [ "$(ip netns exec "$ns-srv" ss -ltnH 'sport = :443 or sport = :8009' | wc -l)" = 2 ] && break; sleep 0.1; done
 a=$(ip netns exec "$ns-cli" curl -s -o /dev/null -w '%{http_code}' --max-time 3 http://10.99.0.1:443/ || true)
 b=$(ip netns exec "$ns-cli" curl -s -o /dev/null -w '%{http_code}' --max-time 3 http://10.99.0.1:8009/ || true)
 c=$(ip netns exec "$ns-srv" curl -s -o /dev/null -w '%{http_code}' --max-time 3 http://10.99.0.1:8009/ || true)
@@ -75,13 +76,14 @@ import select, socket, sys, time
 socks = []
 for p in (7882, 49152, 49251, 49252, 7881, 3478):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.99.1.1", p)); socks.append(s)
-got, end = set(), time.time() + 3
+got, end = set(), time.time() + 5
 while time.time() < end:
     r, _, _ = select.select(socks, [], [], 0.2)
     for s in r: s.recv(64); got.add(s.getsockname()[1])
 print("received", *sorted(got))
 ' > ${dir}/udp.out &
-sleep 1
+# All six bound before anything is sent (the script then listens 5 s).
+for _ in $(seq 200); do [ "$(ip netns exec "$ns-srv" ss -lunH | wc -l)" = 6 ] && break; sleep 0.1; done
 for p in 7882 49152 49251 49252 7881 3478; do ip netns exec "$ns-cli" bash -c "echo x > /dev/udp/10.99.1.1/$p"; done
 wait %1
 cat ${dir}/udp.out
