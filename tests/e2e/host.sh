@@ -51,13 +51,19 @@ rootfs() {
 # The rootfs with PACKAGES installed as `apt-get install --no-install-recommends` installs them
 # on a booted host: the same postinst scripts (units enabled, clusters created), no service
 # started; apt's lists and downloads emptied again. Prints the tarball's path.
+#
+# Only the download sees the network: the install runs in a network namespace of its own
+# (--private-network), so no postinst sees the test machine's sockets. In the test machine's
+# namespace, pg_createcluster found this machine's PostgreSQL on 5432 and gave the image's
+# cluster 5433 (a host as no user has it). The image is checked before it is cached.
+primed_recipe=private-network-1
 primed() {
   local list id p
   read -ra list <<< "$1"
   for p in "${list[@]}"; do
     [[ $p =~ ^[a-z0-9][a-z0-9+.-]*$ ]] || { echo "E2E_PACKAGES: not a Debian package name: $p" >&2; exit 2; }
   done
-  id=$( (stat -c %Y "$tarball"; printf '%s\n' "${list[@]}" | sort -u) | sha256sum | cut -c1-16)
+  id=$( (stat -c %Y "$tarball"; echo "$primed_recipe"; printf '%s\n' "${list[@]}" | sort -u) | sha256sum | cut -c1-16)
   local out="$cache/bookworm-primed-$id.tar"
   if [ ! -s "$out" ]; then
     exec 8>"$cache/primed-$id.lock"
@@ -69,17 +75,35 @@ primed() {
       echo "rootfs with ${list[*]} (cached afterwards in $out)" >&2
       printf '#!/bin/sh\nexit 101\n' > "$dir/usr/sbin/policy-rc.d"
       chmod 0755 "$dir/usr/sbin/policy-rc.d"
-      systemd-nspawn -q -D "$dir" --register=no --keep-unit --pipe -E DEBIAN_FRONTEND=noninteractive \
-        sh -c 'apt-get -q update && apt-get -q install -y --no-install-recommends "$@"' sh "${list[@]}" >&2 < /dev/null \
-        || { echo "apt-get install in $dir failed" >&2; exit 1; }
+      local nspawn=(systemd-nspawn -q -D "$dir" --register=no --keep-unit --pipe -E DEBIAN_FRONTEND=noninteractive)
+      "${nspawn[@]}" sh -c 'apt-get -q update && apt-get -q install -y --download-only --no-install-recommends "$@"' \
+        sh "${list[@]}" >&2 < /dev/null || { echo "apt-get install --download-only in $dir failed" >&2; exit 1; }
+      "${nspawn[@]}" --private-network sh -c 'apt-get -q install -y --no-install-recommends "$@"' \
+        sh "${list[@]}" >&2 < /dev/null || { echo "apt-get install in $dir failed" >&2; exit 1; }
       rm -f "$dir/usr/sbin/policy-rc.d"
       rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/archives/*.deb
+      check_image "$dir"
       tar -C "$dir" -cf "$out.part" . && mv "$out.part" "$out"
       rm -rf "$dir"
     fi
     exec 8>&-
   fi
   echo "$out"
+}
+
+# What a built image must be, as Debian's packages leave a new server: every PostgreSQL cluster
+# on the default port 5432 (a second port means a postinst saw another cluster's socket).
+check_image() {
+  local dir=$1 conf port bad=0
+  for conf in "$dir"/etc/postgresql/*/*/postgresql.conf; do
+    [ -f "$conf" ] || continue
+    port=$(sed -n 's/^port *= *\([0-9]*\).*/\1/p' "$conf")
+    if [ "$port" != 5432 ]; then
+      echo "image check: ${conf#"$dir"} has port ${port:-none}, not 5432 (the build saw another cluster)" >&2
+      bad=1
+    fi
+  done
+  [ "$bad" = 0 ] || { rm -rf "$dir"; exit 1; }
 }
 
 up() {
