@@ -6,7 +6,11 @@
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { SSH_DEFAULTS } from "./lib/ssh";
+import type { PreflightSettings } from "./lib/preflight";
 import { WORKER_PRESETS, type WorkerPreset } from "./render/workers";
+import { SYNAPSE_LISTEN } from "./render/synapseBase";
+import { METRICS_PORTS } from "./render/monitoring";
+import { RTC_LOOPBACK } from "./render/rtc";
 
 /** The stack config keys the server's SSH connection is built from (read again by managed files). */
 export const HOST_CONFIG_KEYS = { machine: "matrix:machine", privateKey: "matrix:sshPrivateKey" } as const;
@@ -78,11 +82,51 @@ const sqlIdentifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, {
     error: "expected a PostgreSQL identifier: lower-case letters, digits and '_', not starting with a digit, at most 63 characters",
 });
 
+/**
+ * Why no host can be reached at an IPv4 address that parses (undefined when one can): the address
+ * is the SSH target, the A records' value and what calls announce, so it must be a host's own.
+ */
+export function unusableIpv4(a: string): string | undefined {
+    const [o1 = 0, o2 = 0] = a.split(".").map(Number);
+    if (a === "0.0.0.0" || o1 === 0) return 'is not a host\'s address (0.0.0.0/8 means "this network")';
+    if (o1 === 127) return "is loopback: the server's own name for itself, no record or client can reach it";
+    if (o1 === 169 && o2 === 254)
+        return "is link-local: it does not leave the link, and DNS records cannot point at it";
+    if (o1 >= 224 && o1 <= 239) return "is a multicast group, not a host";
+    if (o1 >= 240) return "is reserved (240.0.0.0/4) or the broadcast address, not a host";
+    return undefined;
+}
+
+/** The same for IPv6: unspecified, loopback, link-local and multicast addresses. */
+export function unusableIpv6(a: string): string | undefined {
+    const x = a.toLowerCase();
+    if (/^[0:]+$/.test(x)) return "is the unspecified address (::), not a host's";
+    if (/^[0:]+:1$/.test(x)) return "is loopback (::1): no record or client can reach it";
+    if (/^fe[89ab][0-9a-f]?:/.test(x)) return "is link-local (fe80::/10): DNS records cannot point at it";
+    if (x.startsWith("ff")) return "is a multicast group (ff00::/8), not a host";
+    return undefined;
+}
+
+const hostIpv4 = (example: string) =>
+    z.ipv4({ error: `expected an IPv4 address such as ${example}` }).superRefine((a, ctx) => {
+        const why = unusableIpv4(a);
+        if (why)
+            ctx.addIssue({ code: "custom", message: `${a} ${why}; set the host's own address, such as ${example}` });
+    });
+const hostIpv6 = z.ipv6({ error: "expected an IPv6 address such as 2001:db8::10" }).superRefine((a, ctx) => {
+    const why = unusableIpv6(a);
+    if (why)
+        ctx.addIssue({
+            code: "custom",
+            message: `${a} ${why}; set the host's own global address, such as 2001:db8::10`,
+        });
+});
+
 const machineSchema = z.strictObject({
     /** IPv4 address the host is reached at over SSH; the A records point here. */
-    ipv4: z.ipv4({ error: "expected an IPv4 address such as 203.0.113.10" }),
+    ipv4: hostIpv4("203.0.113.10"),
     /** IPv6 address of the host; when set, AAAA records are created too. */
-    ipv6: z.ipv6({ error: "expected an IPv6 address such as 2001:db8::10" }).optional(),
+    ipv6: hostIpv6.optional(),
     sshPort: int("expected a port number from 1 to 65535")
         .refine((p) => p >= 1 && p <= 65535, { error: "expected a port number from 1 to 65535" })
         .default(SSH_DEFAULTS.port),
@@ -316,7 +360,7 @@ const databaseSchema = z.strictObject({
     /** The database host, reached over SSH like matrix:machine; Synapse connects to its ipv4. */
     machine: machineSchema,
     /** Where the database host sees Synapse's connections come from. Default: matrix:machine.ipv4. */
-    synapseAddress: z.ipv4({ error: "expected an IPv4 address such as 10.0.0.2" }).optional(),
+    synapseAddress: hostIpv4("10.0.0.2").optional(),
 });
 
 const firewallSchema = z.strictObject({
@@ -579,8 +623,16 @@ function portClashes(v: Record<string, unknown>): string[] {
     const machine = v.machine as { sshPort?: unknown } | undefined;
     claim("matrix:machine.sshPort", "tcp", num(machine?.sshPort, SSH_DEFAULTS.port));
     for (const p of [80, 443, ...(v.delegation === "none" ? [8448] : [])]) claim(`nginx (${p})`, "tcp", p);
+    // The program's own listeners on loopback: a service bound to every address on one of these
+    // ports would not start (or Synapse, LiveKit, Prometheus would not).
+    claim(`Synapse (127.0.0.1:${SYNAPSE_LISTEN.port})`, "tcp", SYNAPSE_LISTEN.port);
+    if (on(v.monitoring) && ["true", true].includes((v.monitoring as { enabled?: unknown }).enabled as string)) {
+        for (const [name, p] of Object.entries(METRICS_PORTS)) claim(`monitoring ${name} (127.0.0.1:${p})`, "tcp", p);
+    }
     const rtc = on(v.rtc);
     if (rtc) {
+        claim(`LiveKit's API (127.0.0.1:${RTC_LOOPBACK.livekit})`, "tcp", RTC_LOOPBACK.livekit);
+        claim(`lk-jwt-service (127.0.0.1:${RTC_LOOPBACK.jwt})`, "tcp", RTC_LOOPBACK.jwt);
         claim("matrix:rtc.udpPort", "udp", num(rtc.udpPort, 7882));
         claim("matrix:rtc.tcpPort", "tcp", num(rtc.tcpPort, 7881));
         if (rtc.turnUdpPort !== undefined) claim("matrix:rtc.turnUdpPort", "udp", num(rtc.turnUdpPort, 0));
@@ -779,6 +831,20 @@ export function loadSmtpPassword(): pulumi.Output<string> {
 /** The SSH private key, as a secret Output (never part of StackConfig). */
 export function loadSshPrivateKey(): pulumi.Output<string> {
     return new pulumi.Config("matrix").requireSecret("sshPrivateKey");
+}
+
+/** What the preflight checks on each host of the stack (lib/preflight.ts); `dryRun` is the caller's. */
+export function preflightSettings(c: StackConfig, role: "homeserver" | "database"): PreflightSettings {
+    const postgres = { database: c.postgres.database };
+    if (role === "database") return { key: "matrix:database.machine", firewall: c.firewall.enabled, postgres };
+    const names = publicHostnames(c).certificates;
+    return {
+        key: "matrix:machine",
+        web: { names: [names.homeserver, names.element, ...(names.apex ? [names.apex] : [])] },
+        firewall: c.firewall.enabled,
+        postgres: c.database ? undefined : postgres,
+        backupSchedule: c.backup.schedule,
+    };
 }
 
 /** Public names by role: each gets a certificate; `dnsRecords` says which get a Cloudflare record. */

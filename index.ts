@@ -22,13 +22,14 @@ import {
     loadSmtpPassword,
     loadSshPrivateKey,
     loadStackConfig,
+    preflightSettings,
     publicHostnames,
     type ProvidedSecret,
 } from "./config";
 import type { Host } from "./lib/remote";
 import { registerAdminCommand } from "./render/outputs";
 import { databaseHostPackages, hostPackages } from "./render/packages";
-import { POSTGRES_PORT } from "./render/databaseHost";
+import { preflight, PreflightError, type PreflightResult, type PreflightSettings } from "./lib/preflight";
 import { hasWorkers } from "./render/workers";
 import { rtcUrls } from "./render/rtc";
 import { turnUris } from "./render/turn";
@@ -53,6 +54,26 @@ const sshHost = (m: typeof cfg.machine, config: Host["config"]): Host => ({
     user: m.sshUser,
     config,
 });
+// The preflight: each host read as found, before anything is registered (in a preview too); it
+// refuses with every problem at once, and picks the PostgreSQL cluster and its real port.
+const check = (m: typeof cfg.machine, s: PreflightSettings): PreflightResult =>
+    preflight(
+        {
+            host: m.ipv4,
+            port: m.sshPort,
+            user: m.sshUser,
+            privateKey: pulumi.runtime.getConfig("matrix:sshPrivateKey"),
+            hostKey: m.sshHostKey,
+        },
+        { ...s, dryRun: pulumi.runtime.isDryRun() },
+        (line) => void pulumi.log.info(line),
+    );
+const mainCheck = check(cfg.machine, preflightSettings(cfg, "homeserver"));
+const databaseCheck = cfg.database ? check(cfg.database.machine, preflightSettings(cfg, "database")) : undefined;
+const hostProblems = [...mainCheck.problems, ...(databaseCheck?.problems ?? [])];
+if (hostProblems.length > 0) throw new PreflightError(hostProblems);
+const postgresCluster = (databaseCheck ?? mainCheck).cluster!;
+
 const machine = sshHost(cfg.machine, HOST_CONFIG_KEYS);
 // One apt run for every package the host needs; every other step waits for it.
 const packages = new HostPackages("packages", {
@@ -100,7 +121,7 @@ const databaseFirewall =
         ? new HostFirewall("database-firewall", {
               host: databaseHost,
               tcpPorts: [cfg.database!.machine.sshPort],
-              sourcedTcpPorts: [{ port: POSTGRES_PORT, from: synapseAddress }],
+              sourcedTcpPorts: [{ port: postgresCluster.port, from: synapseAddress }],
           })
         : undefined;
 
@@ -112,6 +133,7 @@ const database = new PostgresDatabase("postgres", {
               prerequisites: [...databaseHost.prerequisites, ...(databaseFirewall ? [databaseFirewall] : [])],
           }
         : host,
+    cluster: postgresCluster,
     database: cfg.postgres.database,
     user: cfg.postgres.user,
     password: provided("databasePassword"),
@@ -223,6 +245,7 @@ if (cfg.monitoring.enabled) {
         host,
         workers: cfg.synapse.workers,
         localDatabase: cfg.database === undefined,
+        postgresCluster: cfg.database === undefined ? postgresCluster : undefined,
         scrapeInterval: cfg.monitoring.scrapeInterval,
         retention: cfg.monitoring.retention,
         backupSchedule: cfg.backup.schedule,

@@ -19,6 +19,7 @@ import {
     type MonitoringService,
 } from "../render/monitoring";
 import type { WorkerCounts } from "../render/workers";
+import type { PostgresCluster } from "../render/postgres";
 
 export interface MonitoringArgs {
     host: Host;
@@ -26,6 +27,8 @@ export interface MonitoringArgs {
     workers: WorkerCounts;
     /** PostgreSQL on this host: its exporter runs and PostgresDown is watched. */
     localDatabase: boolean;
+    /** The cluster the program manages (with `localDatabase`): the exporter's port, the role's psql. */
+    postgresCluster?: PostgresCluster;
     scrapeInterval: string;
     retention: string;
     backupSchedule: string;
@@ -73,7 +76,7 @@ export class Monitoring extends pulumi.ComponentResource {
                 file(
                     `${s}-dropin`,
                     dropInPath(s),
-                    renderDropIn(s, { retention: args.retention }),
+                    renderDropIn(s, { retention: args.retention, postgresPort: args.postgresCluster?.port }),
                     MONITORING_FILE_MODES.config,
                 ),
             ]),
@@ -127,6 +130,7 @@ export class Monitoring extends pulumi.ComponentResource {
                             services: services.map((service, i) => ({ service, revision: rs[i] ?? "" })),
                             metricsRevision: metrics,
                             localDatabase: args.localDatabase,
+                            cluster: args.postgresCluster,
                         },
                         { user },
                     ),

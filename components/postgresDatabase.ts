@@ -3,17 +3,23 @@ import * as random from "@pulumi/random";
 import { after } from "../lib/order";
 import { remoteStep, type Host } from "../lib/remote";
 import {
-    POSTGRES_ADDRESS,
+    POSTGRES_LOOPBACK,
     renderDatabaseDataScript,
     renderDatabaseScript,
     renderDatabaseSql,
     renderPostgresInstallScript,
+    type PostgresCluster,
 } from "../render/postgres";
-import { POSTGRES_PORT, renderDatabaseNetworkDeleteScript, renderDatabaseNetworkScript } from "../render/databaseHost";
+import { renderDatabaseNetworkDeleteScript, renderDatabaseNetworkScript } from "../render/databaseHost";
 
 export interface PostgresDatabaseArgs {
     /** The server and how to reach it. */
     host: Host;
+    /**
+     * The cluster to use (lib/preflight.ts reads it from the host): Debian's `<major>/main` and
+     * its real port, which Synapse, the backups and the exporter are given.
+     */
+    cluster: PostgresCluster;
     /** Database name. Default: "synapse". */
     database?: string;
     /** Role Synapse logs in as. Default: "synapse". */
@@ -53,7 +59,7 @@ export class PostgresDatabase extends pulumi.ComponentResource {
         const install = remoteStep(
             `${name}-install`,
             args.host,
-            { create: renderPostgresInstallScript({ user }) },
+            { create: renderPostgresInstallScript(args.cluster, { user }) },
             { parent: this },
         );
         // The data's own lifetime: deleted (and, with purgeOnDestroy, dropped) only on destroy,
@@ -61,7 +67,7 @@ export class PostgresDatabase extends pulumi.ComponentResource {
         const data = remoteStep(
             `${name}-data`,
             args.host,
-            renderDatabaseDataScript({ ...settings, purge: args.purgeOnDestroy ?? false }, { user }),
+            renderDatabaseDataScript({ ...settings, purge: args.purgeOnDestroy ?? false }, args.cluster, { user }),
             { parent: this, dependsOn: [install] },
         );
         this.password = pulumi.secret(
@@ -73,7 +79,7 @@ export class PostgresDatabase extends pulumi.ComponentResource {
             `${name}-database`,
             args.host,
             {
-                create: renderDatabaseScript(settings, { user }),
+                create: renderDatabaseScript(settings, args.cluster, { user }),
                 stdin: this.password.apply((pw) => renderDatabaseSql(settings, pw)),
             },
             { parent: this, dependsOn: [data] },
@@ -85,8 +91,8 @@ export class PostgresDatabase extends pulumi.ComponentResource {
                   `${name}-network`,
                   args.host,
                   {
-                      create: renderDatabaseNetworkScript({ ...args.network, ...settings }, { user }),
-                      delete: renderDatabaseNetworkDeleteScript({ user }),
+                      create: renderDatabaseNetworkScript({ ...args.network, ...settings }, args.cluster, { user }),
+                      delete: renderDatabaseNetworkDeleteScript(args.cluster, { user }),
                   },
                   { parent: this, dependsOn: [database] },
               )
@@ -96,10 +102,10 @@ export class PostgresDatabase extends pulumi.ComponentResource {
         const ready = network ? [database, network] : [database];
         this.databaseName = after(ready, settings.database);
         this.userName = after(ready, settings.user);
-        this.address = after(
-            ready,
-            args.network ? { host: args.network.listenAddress, port: POSTGRES_PORT } : POSTGRES_ADDRESS,
-        );
+        this.address = after(ready, {
+            host: args.network ? args.network.listenAddress : POSTGRES_LOOPBACK,
+            port: args.cluster.port,
+        });
         this.registerOutputs({ databaseName: this.databaseName, userName: this.userName, address: this.address });
     }
 }

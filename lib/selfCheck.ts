@@ -12,7 +12,9 @@ import * as path from "node:path";
 import { Readable } from "node:stream";
 import * as tls from "node:tls";
 import { z } from "zod";
-import { publicHostnames, type StackConfig } from "../config";
+import { preflightSettings, publicHostnames, type StackConfig } from "../config";
+import { renderPreflightScript } from "../render/preflight";
+import { judgeHost, parseFacts, type PreflightSettings } from "./preflight";
 import { BACKUP_PATHS } from "../render/backup";
 import { renderElementSite } from "../render/element";
 import { FIREWALL_SERVICE } from "../render/firewall";
@@ -532,7 +534,7 @@ const SSH_CONNECT_MS = 15_000;
 export async function checkHost(
     connection: SshConnection,
     probe: HostProbe,
-    opts: { exec: Exec; timeoutMs: number; label?: string },
+    opts: { exec: Exec; timeoutMs: number; label?: string; preflight?: PreflightSettings },
 ): Promise<CheckResult[]> {
     const label = opts.label ?? "";
     const who = `${connection.user ?? "root"}@${connection.host}:${connection.port ?? 22}`;
@@ -560,7 +562,52 @@ export async function checkHost(
             ),
         ];
     }
-    return [pass(id, "reached"), ...evaluateHostReport(probe, report, label)];
+    return [
+        pass(id, "reached"),
+        ...evaluateHostReport(probe, report, label),
+        ...(opts.preflight ? await checkPreflight(connection, opts.preflight, opts, label) : []),
+    ];
+}
+
+/**
+ * The deploy's preflight (lib/preflight.ts) on the host as it is now: what would stop the next
+ * `pulumi up` (another firewall manager, a server on 80 or 443, a site claiming our names, apt's
+ * lock, a release or resources the program does not support).
+ */
+async function checkPreflight(
+    connection: SshConnection,
+    settings: PreflightSettings,
+    opts: { exec: Exec; timeoutMs: number },
+    label: string,
+): Promise<CheckResult[]> {
+    const id = `preflight${label}`;
+    const script = renderPreflightScript(
+        { database: settings.postgres?.database, calendar: settings.backupSchedule },
+        { user: connection.user },
+    );
+    let r: { code: number; stdout: string; stderr: string };
+    try {
+        r = await withTimeout(opts.timeoutMs + SSH_CONNECT_MS, id, opts.exec(connection, script));
+    } catch (err) {
+        return [fail(id, describeError(err), "run it again; the host did not answer in time")];
+    }
+    if (r.code !== 0) return [fail(id, r.stderr.trim().split("\n").slice(-1)[0] ?? `exit ${r.code}`, "see the host")];
+    const judged = judgeHost(parseFacts(r.stdout), { ...settings, dryRun: true });
+    // Each line is "key: what was found: the fix"; the fix is what follows the last ": ".
+    const split = (line: string) => {
+        const at = line.lastIndexOf(": ");
+        return { detail: line.slice(0, at), fix: line.slice(at + 2) };
+    };
+    const results = [
+        ...judged.problems.map((p) => ({ status: "fail" as const, ...split(p) })),
+        ...judged.warnings.map((w) => ({ status: "warn" as const, detail: w, fix: "see the line" })),
+    ].map((x) => ({ id, ...x }));
+    if (results.length > 0) return results;
+    const host = judged.host ? judged.host.name : "the host";
+    const cluster = judged.cluster
+        ? `, PostgreSQL ${judged.cluster.version}/${judged.cluster.name} on ${judged.cluster.port}`
+        : "";
+    return [pass(id, `${host}${cluster}: nothing would stop a deploy`)];
 }
 
 // ---- the network ----
@@ -1543,7 +1590,10 @@ export function startSelfCheck(target: SelfCheckTarget, o: SelfCheckOptions = {}
         ),
         ...(cfg.rtc || cfg.turn ? [guarded("calls", () => checkCalls(net, cfg, now()))] : []),
         guarded("ssh", () =>
-            checkHost(connection(cfg.machine), hostProbe(cfg, "homeserver", timeoutSeconds), hostOpts),
+            checkHost(connection(cfg.machine), hostProbe(cfg, "homeserver", timeoutSeconds), {
+                ...hostOpts,
+                preflight: preflightSettings(cfg, "homeserver"),
+            }),
         ),
         ...(cfg.database
             ? [
@@ -1551,6 +1601,7 @@ export function startSelfCheck(target: SelfCheckTarget, o: SelfCheckOptions = {}
                       checkHost(connection(cfg.database!.machine), hostProbe(cfg, "database", timeoutSeconds), {
                           ...hostOpts,
                           label: " (database host)",
+                          preflight: preflightSettings(cfg, "database"),
                       }),
                   ),
               ]

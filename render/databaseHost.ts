@@ -3,7 +3,7 @@
 // and, on the Synapse host, the one command every dump and restore goes through.
 import { script, shq } from "./shell";
 import { SYNAPSE_PATHS } from "./synapseBase";
-import { sqlIdent } from "./postgres";
+import { sqlIdent, superPsql, type PostgresCluster } from "./postgres";
 
 export const DATABASE_HOST_PATHS = {
     /** The CA and server certificate, made on the database host (the CA's key never leaves it). */
@@ -22,7 +22,6 @@ export const DATABASE_HOST_PATHS = {
 export const DATABASE_CA_PATH = SYNAPSE_PATHS.databaseCa;
 /** On the Synapse host: dumps and restores of the database Synapse uses, wherever it is. */
 export const DATABASE_CLIENT_COMMAND = "/usr/local/sbin/matrix-synapse-db";
-export const POSTGRES_PORT = 5432;
 
 export interface DatabaseNetwork {
     /** The address PostgreSQL listens on and Synapse connects to (the certificate's name). */
@@ -33,20 +32,21 @@ export interface DatabaseNetwork {
     user: string;
 }
 
-/** The cluster's folder under /etc/postgresql (Debian's layout: <version>/main). */
-const CLUSTER = [
-    "cluster=$(pg_lsclusters -h | awk 'NR==1 {print $1 \"/\" $2}')",
-    '[ -n "$cluster" ] || { echo "no PostgreSQL cluster found (pg_lsclusters)" >&2; exit 1; }',
-    "etc=/etc/postgresql/$cluster",
-    'unit="postgresql@${cluster/\\//-}"',
-];
+/** The cluster's folder under /etc/postgresql (Debian's layout: <version>/<name>) and its unit. */
+function clusterLines(c: PostgresCluster): string[] {
+    return [`etc=${shq(`/etc/postgresql/${c.version}/${c.name}`)}`, `unit=${shq(`postgresql@${c.version}-${c.name}`)}`];
+}
 
 /**
  * Make the CA and the server certificate once (the certificate again when it nears expiry or
  * names another address), expose PostgreSQL on the listen address with TLS only for Synapse's
  * address, restart or reload as needed, and print the CA certificate (public) for Synapse.
  */
-export function renderDatabaseNetworkScript(n: DatabaseNetwork, opts: { user?: string } = {}): string {
+export function renderDatabaseNetworkScript(
+    n: DatabaseNetwork,
+    c: PostgresCluster,
+    opts: { user?: string } = {},
+): string {
     const P = DATABASE_HOST_PATHS;
     const conf = [
         "# Managed by matrix-pulumi: PostgreSQL reachable by Synapse over TLS.",
@@ -65,7 +65,7 @@ export function renderDatabaseNetworkScript(n: DatabaseNetwork, opts: { user?: s
     ].join("\n");
     return script(
         [
-            ...CLUSTER,
+            ...clusterLines(c),
             `install -d -m 0750 -o root -g postgres ${shq(P.tlsDir)}`,
             `if [ ! -s ${shq(P.caKey)} ]; then`,
             `  (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \\`,
@@ -105,7 +105,7 @@ export function renderDatabaseNetworkScript(n: DatabaseNetwork, opts: { user?: s
             '  restart) systemctl restart "$unit"; echo "postgresql restarted" >&2 ;;',
             '  reload) systemctl reload "$unit"; echo "postgresql reloaded" >&2 ;;',
             "esac",
-            `for _ in $(seq 1 60); do runuser -u postgres -- psql -qAtc 'SELECT 1' >/dev/null 2>&1 && break; sleep 1; done`,
+            `for _ in $(seq 1 60); do ${superPsql(c)} -qAtc 'SELECT 1' >/dev/null 2>&1 && break; sleep 1; done`,
             // The only output: the CA certificate, public, for Synapse's host.
             `cat ${shq(P.caCertificate)}`,
         ],
@@ -114,11 +114,11 @@ export function renderDatabaseNetworkScript(n: DatabaseNetwork, opts: { user?: s
 }
 
 /** On destroy: PostgreSQL goes back to loopback only; its data (and the CA) stay. */
-export function renderDatabaseNetworkDeleteScript(opts: { user?: string } = {}): string {
+export function renderDatabaseNetworkDeleteScript(c: PostgresCluster, opts: { user?: string } = {}): string {
     const P = DATABASE_HOST_PATHS;
     return script(
         [
-            ...CLUSTER,
+            ...clusterLines(c),
             `rm -f "$etc/conf.d/${P.confName}"`,
             `sed -i ${shq(`/^${P.hbaBegin}$/,/^${P.hbaEnd}$/d`)} "$etc/pg_hba.conf"`,
             'systemctl restart "$unit"',
@@ -144,7 +144,7 @@ export function renderDatabaseClientCommand(): string {
         "tmp=$(mktemp -d)",
         "trap 'rm -rf \"$tmp\"' EXIT",
         // Set by the Python below from secrets.yaml.
-        "db='' role='' local=''",
+        "db='' role='' local='' port=''",
         `eval "$(${SYNAPSE_PATHS.venv}/bin/python - "$tmp/pgpass" <<'PY'`,
         "import os, shlex, sys, yaml",
         `a = yaml.safe_load(open("${SYNAPSE_PATHS.secretsConfig}"))["database"]["args"]`,
@@ -152,6 +152,7 @@ export function renderDatabaseClientCommand(): string {
         'print("db=" + shlex.quote(a["dbname"]))',
         'print("role=" + shlex.quote(a["user"]))',
         'print("local=" + ("1" if local else "0"))',
+        'print("port=" + shlex.quote(str(a.get("port", 5432))))',
         "if not local:",
         "    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)",
         '    esc = lambda v: str(v).replace("\\\\", "\\\\\\\\").replace(":", "\\\\:")',
@@ -167,15 +168,15 @@ export function renderDatabaseClientCommand(): string {
         'case "$cmd" in',
         '  name) echo "$db" ;;',
         "  dump)",
-        `    if [ "$local" = 1 ]; then runuser -u postgres -- pg_dump ${dumpArgs} "$db"; else pg_dump ${dumpArgs}; fi ;;`,
+        `    if [ "$local" = 1 ]; then runuser -u postgres -- pg_dump -p "$port" ${dumpArgs} "$db"; else pg_dump ${dumpArgs}; fi ;;`,
         "  restore)",
         '    if [ "$local" = 1 ]; then',
         // psql variables quote the names; the locale is the only one Synapse accepts.
-        '      runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v db="$db" -v role="$role" -d postgres <<\'SQL\'',
+        '      runuser -u postgres -- psql -p "$port" -X -q -v ON_ERROR_STOP=1 -v db="$db" -v role="$role" -d postgres <<\'SQL\'',
         'DROP DATABASE IF EXISTS :"db" WITH (FORCE);',
         "CREATE DATABASE :\"db\" OWNER :\"role\" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C';",
         "SQL",
-        '      runuser -u postgres -- pg_restore --exit-on-error -d "$db"',
+        '      runuser -u postgres -- pg_restore -p "$port" --exit-on-error -d "$db"',
         "    else",
         // Synapse's role owns the (C-locale) database but may not create one: it empties it instead.
         "      psql -X -q -v ON_ERROR_STOP=1 -c 'DROP OWNED BY CURRENT_USER'",

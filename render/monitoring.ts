@@ -4,6 +4,7 @@
 // server; and a timer that exports what no exporter knows (certificate expiry, the last backup).
 import { stringify } from "yaml";
 import { BACKUP_PATHS } from "./backup";
+import { superPsql, type PostgresCluster } from "./postgres";
 import { dirOf, ensureDir, restartOnRevision, script, sha256, shq } from "./shell";
 import { SYNAPSE_LISTEN, SYNAPSE_PATHS, untilHealthy } from "./synapseBase";
 import { workerList, type Worker, type WorkerCounts } from "./workers";
@@ -224,7 +225,7 @@ export function renderAlertmanagerConfig(s: { email?: AlertEmail }): string {
 }
 
 /** Each unit's drop-in: the distribution's defaults file set aside, our flags, loopback only. */
-export function renderDropIn(service: MonitoringService, s: { retention: string }): string {
+export function renderDropIn(service: MonitoringService, s: { retention: string; postgresPort?: number }): string {
     const P = MONITORING_PATHS;
     const exec: Record<MonitoringService, string[]> = {
         prometheus: [
@@ -256,7 +257,9 @@ export function renderDropIn(service: MonitoringService, s: { retention: string 
         "EnvironmentFile=",
         ...(service === "postgres"
             ? // Quoted: systemd splits an unquoted assignment at its spaces.
-              ['Environment="DATA_SOURCE_NAME=user=prometheus host=/run/postgresql dbname=postgres sslmode=disable"']
+              [
+                  `Environment="DATA_SOURCE_NAME=user=prometheus host=/run/postgresql port=${s.postgresPort ?? 5432} dbname=postgres sslmode=disable"`,
+              ]
             : []),
         "ExecStart=",
         `ExecStart=${exec[service].join(" ")}`,
@@ -398,6 +401,8 @@ export function renderMonitoringScript(
         /** The metrics command and its units (a change re-runs the step, which runs it). */
         metricsRevision: string;
         localDatabase: boolean;
+        /** The cluster the program manages, where the exporter's role is made (with localDatabase). */
+        cluster?: PostgresCluster;
     },
     opts: { user?: string } = {},
 ): string {
@@ -408,9 +413,9 @@ export function renderMonitoringScript(
             `promtool check config --syntax-only ${shq(P.prometheusConfig)} >/dev/null`,
             `promtool check rules ${shq(P.rules)} >/dev/null`,
             `amtool check-config ${shq(P.alertmanagerConfig)} >/dev/null`,
-            ...(s.localDatabase
+            ...(s.localDatabase && s.cluster
                 ? [
-                      `runuser -u postgres -- psql -qAt -v ON_ERROR_STOP=1 -c "DO \\$\\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'prometheus') THEN CREATE ROLE prometheus LOGIN; END IF; END \\$\\$; GRANT pg_monitor TO prometheus;"`,
+                      `${superPsql(s.cluster)} -qAt -v ON_ERROR_STOP=1 -c "DO \\$\\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'prometheus') THEN CREATE ROLE prometheus LOGIN; END IF; END \\$\\$; GRANT pg_monitor TO prometheus;"`,
                   ]
                 : []),
             "systemctl daemon-reload",

@@ -7,6 +7,18 @@ export interface DatabaseSettings {
     user: string;
 }
 
+/** The one PostgreSQL cluster the program manages (lib/preflight.ts picks it): Debian's `<major>/main`. */
+export interface PostgresCluster {
+    version: string;
+    name: string;
+    port: number;
+}
+
+/** psql as the postgres superuser, on the program's cluster (pg_wrapper's `--cluster`), never the wrapper's default. */
+export function superPsql(c: PostgresCluster): string {
+    return `runuser -u postgres -- psql --cluster ${shq(`${c.version}/${c.name}`)}`;
+}
+
 /** SQL string literal. */
 export function sqlLiteral(value: string): string {
     return `'${value.replace(/'/g, "''")}'`;
@@ -70,29 +82,41 @@ export const POSTGRES_APT_PACKAGES = ["postgresql", "postgresql-contrib"];
 /** pg_dump, pg_restore and psql, for a database on another host. */
 export const POSTGRES_CLIENT_APT_PACKAGES = ["postgresql-client"];
 
-/** Install PostgreSQL (Debian/Ubuntu packages) and make sure it runs; checks the version. */
-export function renderPostgresInstallScript(opts: { user?: string } = {}): string {
+/**
+ * Install PostgreSQL (Debian's packages) and make sure the program's cluster runs on the port the
+ * preflight read (or predicted, when the install creates it); checks the version.
+ */
+export function renderPostgresInstallScript(c: PostgresCluster, opts: { user?: string } = {}): string {
+    const id = `${c.version}/${c.name}`;
     return script(
         [
             ...aptInstall(POSTGRES_APT_PACKAGES),
+            // Debian's postgresql-<major> creates <major>/main; a host where it was dropped gets it back.
+            `if [ ! -f /etc/postgresql/${c.version}/${c.name}/postgresql.conf ]; then pg_createcluster ${shq(c.version)} ${shq(c.name)} --port ${c.port} >/dev/null; fi`,
+            `port=$(pg_conftool -s ${shq(c.version)} ${shq(c.name)} show port)`,
+            `if [ "$port" != ${shq(c.port)} ]; then`,
+            `  echo "PostgreSQL cluster ${id} is on port $port, not ${c.port} as the preflight read it (did something take the port meanwhile?): run pulumi up again; the preflight reads the port anew" >&2`,
+            "  exit 1",
+            "fi",
             "systemctl enable --now postgresql >/dev/null",
+            `systemctl start ${shq(`postgresql@${c.version}-${c.name}`)}`,
             // Wait until the cluster accepts connections (first start after install).
-            'for _ in $(seq 1 60); do runuser -u postgres -- psql -qAtc "SELECT 1" >/dev/null 2>&1 && break; sleep 1; done',
-            'version=$(runuser -u postgres -- psql -qAtc "SHOW server_version_num")',
+            `for _ in $(seq 1 60); do ${superPsql(c)} -qAtc "SELECT 1" >/dev/null 2>&1 && break; sleep 1; done`,
+            `version=$(${superPsql(c)} -qAtc "SHOW server_version_num")`,
             'if [ "$version" -lt 140000 ]; then echo "PostgreSQL $version is too old: Synapse needs 14 or newer" >&2; exit 1; fi',
-            'echo "postgresql $version ready"',
+            `echo "postgresql $version ready: cluster ${id}, port ${c.port}"`,
         ],
         opts,
     );
 }
 
 /** Run the SQL that arrives on stdin as the postgres superuser. */
-export function renderDatabaseScript(s: DatabaseSettings, opts: { user?: string } = {}): string {
+export function renderDatabaseScript(s: DatabaseSettings, c: PostgresCluster, opts: { user?: string } = {}): string {
     return script(
         [
             `# database ${s.database}, role ${s.user}; the SQL (with the password) comes on stdin`,
-            "runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres -f - >/dev/null",
-            `runuser -u postgres -- psql -X -qAt -d postgres -c ${shq(
+            `${superPsql(c)} -X -q -v ON_ERROR_STOP=1 -d postgres -f - >/dev/null`,
+            `${superPsql(c)} -X -qAt -d postgres -c ${shq(
                 `SELECT datname, pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = ${sqlLiteral(s.database)}`,
             )}`,
         ],
@@ -100,8 +124,8 @@ export function renderDatabaseScript(s: DatabaseSettings, opts: { user?: string 
     );
 }
 
-/** Where Synapse reaches PostgreSQL on the same host: loopback (the distribution's default listener). */
-export const POSTGRES_ADDRESS = { host: "127.0.0.1", port: 5432 } as const;
+/** Where Synapse reaches PostgreSQL on the same host: loopback, on the cluster's port. */
+export const POSTGRES_LOOPBACK = "127.0.0.1";
 
 /**
  * The database's own lifetime as a step: its create only names what it keeps; its delete, on
@@ -109,6 +133,7 @@ export const POSTGRES_ADDRESS = { host: "127.0.0.1", port: 5432 } as const;
  */
 export function renderDatabaseDataScript(
     s: DatabaseSettings & { purge: boolean },
+    c: PostgresCluster,
     opts: { user?: string } = {},
 ): { create: string; delete: string } {
     const create = script([`echo "database ${s.database}, role ${s.user}"`], opts);
@@ -117,8 +142,8 @@ export function renderDatabaseDataScript(
         create,
         delete: script(
             [
-                `runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres -c ${shq(`DROP DATABASE IF EXISTS ${sqlIdent(s.database)} WITH (FORCE)`)}`,
-                `runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres -c ${shq(`DROP ROLE IF EXISTS ${sqlIdent(s.user)}`)}`,
+                `${superPsql(c)} -X -q -v ON_ERROR_STOP=1 -d postgres -c ${shq(`DROP DATABASE IF EXISTS ${sqlIdent(s.database)} WITH (FORCE)`)}`,
+                `${superPsql(c)} -X -q -v ON_ERROR_STOP=1 -d postgres -c ${shq(`DROP ROLE IF EXISTS ${sqlIdent(s.user)}`)}`,
                 `echo "dropped database ${s.database} and role ${s.user}"`,
             ],
             opts,

@@ -18,6 +18,10 @@ interface Case {
 
 const machine = { ipv4: "203.0.113.10" };
 const element = { version: "1.12.29", sha256: "a".repeat(64) };
+const rtc = {
+    livekit: { version: "1.13.5", sha256: "a".repeat(64) },
+    jwtService: { version: "0.5.0", sha256: "b".repeat(64) },
+};
 
 export const CASES: Case[] = [
     // Names
@@ -506,6 +510,61 @@ export const CASES: Case[] = [
         overrides: { "matrix:turn": { relayPorts: { min: 50000, max: 49000 } } },
         key: "matrix:turn.relayPorts",
         form: /relayPorts.min must not exceed relayPorts.max/,
+    },
+    // Values that parse but cannot work (README: What the program checks)
+    {
+        label: "machine address 0.0.0.0",
+        overrides: { "matrix:machine": { ipv4: "0.0.0.0" } },
+        key: "matrix:machine.ipv4",
+        form: /0\.0\.0\.0 is not a host's address .*set the host's own address/,
+    },
+    {
+        label: "machine address on loopback",
+        overrides: { "matrix:machine": { ipv4: "127.0.0.1" } },
+        key: "matrix:machine.ipv4",
+        form: /127\.0\.0\.1 is loopback/,
+    },
+    {
+        label: "machine address a multicast group",
+        overrides: { "matrix:machine": { ipv4: "224.0.0.1" } },
+        key: "matrix:machine.ipv4",
+        form: /is a multicast group, not a host/,
+    },
+    {
+        label: "machine address the broadcast address",
+        overrides: { "matrix:machine": { ipv4: "255.255.255.255" } },
+        key: "matrix:machine.ipv4",
+        form: /is reserved \(240\.0\.0\.0\/4\) or the broadcast address/,
+    },
+    {
+        label: "IPv6 link-local address",
+        overrides: { "matrix:machine": { ipv4: "203.0.113.10", ipv6: "fe80::1" } },
+        key: "matrix:machine.ipv6",
+        form: /fe80::1 is link-local .*global address/,
+    },
+    {
+        label: "IPv6 loopback",
+        overrides: { "matrix:machine": { ipv4: "203.0.113.10", ipv6: "::1" } },
+        key: "matrix:machine.ipv6",
+        form: /::1 is loopback/,
+    },
+    {
+        label: "database host's Synapse address 0.0.0.0",
+        overrides: { "matrix:database": { machine: { ipv4: "203.0.113.20" }, synapseAddress: "0.0.0.0" } },
+        key: "matrix:database.synapseAddress",
+        form: /0\.0\.0\.0 is not a host's address/,
+    },
+    {
+        label: "ICE/TCP on Synapse's loopback port",
+        overrides: { "matrix:rtc": { ...rtc, tcpPort: 8008 } },
+        key: "matrix:rtc.tcpPort",
+        form: /TCP port 8008 is taken by Synapse \(127\.0\.0\.1:8008\); choose another port/,
+    },
+    {
+        label: "TURN over TLS on Prometheus's port, with monitoring",
+        overrides: { "matrix:monitoring": { enabled: true }, "matrix:turn": { tlsPort: 9090 } },
+        key: "matrix:turn.tlsPort",
+        form: /TCP port 9090 is taken by monitoring prometheus/,
     },
 ];
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");

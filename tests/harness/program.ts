@@ -14,6 +14,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
 import { runStack } from "./stack";
+import { setFactsReader } from "../../lib/preflight";
 
 export interface RecordedResource {
     urn: string;
@@ -42,7 +43,20 @@ interface Request {
     secretKeys?: string[];
     preview?: boolean;
     delayMs?: number;
+    /** What the preflight reads on a host, by its address (render/preflight.ts's lines); default HOST_FACTS. */
+    hostFacts?: Record<string, string>;
 }
+
+/** A new Debian 12 server after the program's first deploy: its PostgreSQL 15/main on 5432. */
+export const HOST_FACTS = [
+    "os\tdebian 12",
+    "os.name\tDebian GNU/Linux 12 (bookworm)",
+    "pid1\tsystemd",
+    `disk.kb\t${40 * 1024 * 1024}`,
+    `memory.kb\t${4 * 1024 * 1024}`,
+    "pg.cluster\t15 main 5432 online",
+    "",
+].join("\n");
 
 export function mockRandom(name: string, length: number): string {
     const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -57,6 +71,7 @@ async function main(): Promise<void> {
     const timeline: ProgramResult["timeline"] = {};
     const outputs = new Map<string, Record<string, unknown>>();
     const t0 = Date.now();
+    setFactsReader((connection) => request.hostFacts?.[connection.host] ?? HOST_FACTS);
     pulumi.runtime.setAllConfig(request.config, request.secretKeys ?? []);
     await pulumi.runtime.setMocks(
         {

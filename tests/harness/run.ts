@@ -30,7 +30,14 @@ export function baseConfig(overrides: Record<string, unknown> = {}): Record<stri
     );
 }
 
-type RunOptions = { preview?: boolean; loader?: "tsx" | "ts-node"; plainKeys?: string[]; delayMs?: number };
+type RunOptions = {
+    preview?: boolean;
+    loader?: "tsx" | "ts-node";
+    plainKeys?: string[];
+    delayMs?: number;
+    /** What the preflight reads on each host, by address (tests/harness/program.ts HOST_FACTS by default). */
+    hostFacts?: Record<string, string>;
+};
 
 function harnessCall(config: Record<string, string>, opts: RunOptions) {
     const root = path.resolve(__dirname, "../..");
@@ -42,7 +49,13 @@ function harnessCall(config: Record<string, string>, opts: RunOptions) {
     return {
         args: [...loader, path.join(__dirname, "program.ts")],
         cwd: root,
-        input: JSON.stringify({ config, secretKeys, preview: opts.preview ?? false, delayMs: opts.delayMs }),
+        input: JSON.stringify({
+            config,
+            secretKeys,
+            preview: opts.preview ?? false,
+            delayMs: opts.delayMs,
+            hostFacts: opts.hostFacts,
+        }),
         env: { ...process.env, CLOUDFLARE_API_TOKEN: "" },
     };
 }

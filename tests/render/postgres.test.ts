@@ -2,8 +2,12 @@
 // run through bash exactly as the host runs them.
 import assert from "node:assert/strict";
 import { afterAll, describe, it } from "@jest/globals";
-import { renderDatabaseScript, renderDatabaseSql } from "../../render/postgres";
+import { renderDatabaseScript, renderDatabaseSql, type PostgresCluster } from "../../render/postgres";
 import { run } from "./tools";
+
+/** This machine's cluster (Debian's <major>/main, started by .ci/run), as the preflight reads it on a host. */
+const [version, name, port] = run("pg_lsclusters", ["-h"]).stdout.trim().split("\n")[0]!.split(/\s+/);
+const cluster: PostgresCluster = { version: version!, name: name!, port: Number(port) };
 
 const suffix = `${process.pid}`;
 const settings = { database: `mp_synapse_${suffix}`, user: `mp_synapse_${suffix}` };
@@ -16,7 +20,7 @@ function psql(sql: string): string {
 }
 
 function apply(s: typeof settings, password: string) {
-    return run("bash", ["-c", renderDatabaseScript(s)], renderDatabaseSql(s, password));
+    return run("bash", ["-c", renderDatabaseScript(s, cluster)], renderDatabaseSql(s, password));
 }
 
 function login(s: typeof settings, password: string) {

@@ -67,6 +67,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { run, scriptBody } from "./tools";
+import { renderPreflightScript } from "../../render/preflight";
+
+const CLUSTER = { version: "15", name: "main", port: 5432 };
 
 const dataSteps = (name: string, make: (purge: boolean) => { create: string; delete: string }) => ({
     [`${name}DataCreate`]: make(false).create,
@@ -88,12 +91,14 @@ const deleteScripts: Record<string, string> = {
     synapseServiceDelete: renderSynapseServiceDeleteScript(),
     elementSiteDelete: renderSitesDeleteScript({ disable: [ELEMENT_PATHS.site] }),
     ...dataSteps("synapse", (purge) => renderSynapseDataScript({ purge })),
-    ...dataSteps("database", (purge) => renderDatabaseDataScript({ database: "synapse", user: "synapse", purge })),
+    ...dataSteps("database", (purge) =>
+        renderDatabaseDataScript({ database: "synapse", user: "synapse", purge }, CLUSTER),
+    ),
     ...dataSteps("element", (purge) => renderElementDataScript({ purge })),
     managedFileRemove: renderRemoveScript("/etc/x y/it's.conf"),
     redisDelete: renderRedisDeleteScript(),
     workersDelete: renderWorkersDeleteScript(),
-    databaseNetworkDelete: renderDatabaseNetworkDeleteScript(),
+    databaseNetworkDelete: renderDatabaseNetworkDeleteScript(CLUSTER),
     monitoringDirsDelete: renderMonitoringDirsScript().delete,
     monitoringStop: renderMonitoringStopScript(),
     rtcDirsDelete: renderRtcDirsScript().delete,
@@ -104,10 +109,10 @@ const deleteScripts: Record<string, string> = {
 const acme = { email: "o'brien@example.org", directoryUrl: "https://127.0.0.1:14000/dir", caBundle: true };
 const scripts: Record<string, string> = {
     packages: renderPackagesScript(hostPackages({ firewall: true })),
-    postgresInstall: renderPostgresInstallScript(),
+    postgresInstall: renderPostgresInstallScript(CLUSTER),
     firewallInstall: renderFirewallInstallScript(),
     firewallApply: renderFirewallApplyScript({ revision: "/etc/matrix-pulumi/firewall.nft:abc:1" }),
-    database: renderDatabaseScript({ database: "synapse", user: "synapse" }),
+    database: renderDatabaseScript({ database: "synapse", user: "synapse" }, CLUSTER),
     synapseInstall: renderSynapseInstallScript({ version: "1.163.2" }),
     synapseInstallWheelhouse: renderSynapseInstallScript({
         version: "1.163.2",
@@ -182,12 +187,16 @@ const scripts: Record<string, string> = {
     }),
     turnDirs: renderTurnDirsScript().create,
     turnService: renderTurnServiceScript({ certificateHost: "matrix.example.org", port: 3478, revision: "x:abc:1" }),
-    databaseNetwork: renderDatabaseNetworkScript({
-        listenAddress: "10.0.0.3",
-        clientAddress: "10.0.0.2",
-        database: "synapse",
-        user: "synapse",
-    }),
+    databaseNetwork: renderDatabaseNetworkScript(
+        {
+            listenAddress: "10.0.0.3",
+            clientAddress: "10.0.0.2",
+            database: "synapse",
+            user: "synapse",
+        },
+        CLUSTER,
+    ),
+    preflight: renderPreflightScript({ database: "synapse" }),
 };
 
 describe("installed commands", () => {
@@ -240,8 +249,8 @@ describe("remote scripts", () => {
     });
 
     it("goes through sudo for a non-root SSH user", () => {
-        assert.match(renderPostgresInstallScript({ user: "deploy" }), /^sudo -n bash -c /);
-        assert.match(renderPostgresInstallScript({ user: "root" }), /^bash -c /);
+        assert.match(renderPostgresInstallScript(CLUSTER, { user: "deploy" }), /^sudo -n bash -c /);
+        assert.match(renderPostgresInstallScript(CLUSTER, { user: "root" }), /^bash -c /);
     });
 });
 

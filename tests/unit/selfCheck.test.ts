@@ -13,7 +13,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type { SecureContextOptions } from "node:tls";
-import { afterAll, beforeAll, beforeEach, describe, it } from "@jest/globals";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, it } from "@jest/globals";
 import { parseStackConfig } from "../../config";
 import {
     backupTime,
@@ -47,6 +47,7 @@ import {
 } from "../../lib/selfCheck";
 import { parseSelfCheckArgs, selfCheckFromStack, type StackReader } from "../../scripts/self-check";
 import { baseConfig } from "../harness/run";
+import { HOST_FACTS } from "../harness/program";
 
 const DOMAIN = "example.test";
 const HS = "matrix.example.test";
@@ -976,10 +977,13 @@ function stubHost(stubs: string, o: { data: string; fakeDisks: boolean }): void 
 }
 
 /** An Exec that runs the command here, with `env` (the stubs first on PATH), as sshd would. */
-function localExec(env: Record<string, string>): Exec & { commands: string[] } {
+function localExec(env: Record<string, string>, facts?: () => string): Exec & { commands: string[] } {
     const commands: string[] = [];
     const exec = (_c: unknown, command: string) => {
         commands.push(command);
+        // The preflight's script reads /proc and the init of a real server: the stub host answers
+        // it with the facts of one (lib/preflight.ts judges them as it judges a host's).
+        if (facts && command.includes("fact pid1")) return Promise.resolve({ code: 0, stdout: facts(), stderr: "" });
         return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
             const child = spawn("bash", ["-c", command], { env: { ...process.env, ...env } });
             let stdout = "";
@@ -1097,7 +1101,12 @@ describe("self-check: npm run self-check (the whole command, local servers and a
         writeFileSync(caFile, pems.root!);
         const stubs = path.join(dir, "cli-host");
         stubHost(stubs, { data: "/var/lib/postgresql/15/main", fakeDisks: true });
-        exec = localExec({ PATH: `${stubs}:${process.env.PATH}` });
+        exec = localExec({ PATH: `${stubs}:${process.env.PATH}` }, () => facts);
+    });
+    /** What the preflight reads on the stub host: a Debian 12 server, nginx on 80 and 443. */
+    let facts = HOST_FACTS;
+    afterEach(() => {
+        facts = HOST_FACTS;
     });
     const argv = (...more: string[]) => [
         ...["--stack", "prod", "--resolver", resolver, "--ca", caFile, "--no-system-ca", "--timeout", "5"],
@@ -1144,11 +1153,13 @@ describe("self-check: npm run self-check (the whole command, local servers and a
                 "PASS disk /var/lib/matrix-synapse",
                 "PASS backup",
                 "PASS synapse version",
+                "PASS preflight",
                 "PASS ssh root@203.0.113.20",
                 "PASS unit postgresql (database host)",
                 "PASS unit matrix-pulumi-firewall (database host)",
                 "PASS postgresql cluster (database host)",
                 "PASS disk /var/lib/postgresql/15/main (database host)",
+                "PASS preflight (database host)",
                 `${results.length} passed, 0 warnings, 0 failed`,
             ],
         );
@@ -1164,6 +1175,20 @@ describe("self-check: npm run self-check (the whole command, local servers and a
             "FAIL client registration: open, but matrix:synapse.enableRegistration says closed — fix: run pulumi up (homeserver.yaml enable_registration); check matrix:synapse.extraConfig",
         );
         assert.match(lines[lines.length - 1]!, /^\d+ passed, 0 warnings, 1 failed$/);
+    });
+
+    it("runs the deploy's preflight on each host: what would stop the next pulumi up fails, with its fix", async () => {
+        facts = `${HOST_FACTS}listen\t80 apache2\nfirewall\tufw\n`;
+        const { exitCode, lines } = await run(argv());
+        assert.equal(exitCode, 1);
+        assert.deepEqual(
+            lines.filter((l) => l.startsWith("FAIL preflight")),
+            [
+                "FAIL preflight: matrix:machine: ufw is active, and matrix:firewall.enabled has the program manage the firewall (nftables) too — fix: `ufw disable`, or set matrix:firewall.enabled to false and open 80 and 443 (and SSH) in ufw",
+                "FAIL preflight: matrix:machine: port 80 is held by apache2, not nginx; the program serves ACME and Matrix there — fix: stop and disable apache2 (or move it to another port)",
+                "FAIL preflight (database host): matrix:database.machine: ufw is active, and matrix:firewall.enabled has the program manage the firewall (nftables) too — fix: `ufw disable`, or set matrix:firewall.enabled to false and open 80 and 443 (and SSH) in ufw",
+            ],
+        );
     });
 
     it("prints one JSON document with --json", async () => {
