@@ -10,7 +10,8 @@ export function listeners(): (port: number) => string[] {
     return (port) => lines.map((l) => l.split(/\s+/)[3] ?? "").filter((a) => a.endsWith(`:${port}`));
 }
 
-export function hostChecks(): void {
+/** The host's checks; `postgresPort`: where its PostgreSQL cluster listens (the e2e host's is on 5433). */
+export function hostChecks(postgresPort = 5432): void {
     it("keeps the database in C collation and ctype", () => {
         const r = sh(
             `runuser -u postgres -- psql -qAt -c "SELECT datcollate, datctype, pg_encoding_to_char(encoding) FROM pg_database WHERE datname = 'synapse'"`,
@@ -25,8 +26,9 @@ export function hostChecks(): void {
     it("has Synapse and PostgreSQL listening on loopback only", () => {
         const local = listeners();
         assert.deepEqual(local(8008), ["127.0.0.1:8008"]);
-        assert.ok(local(5432).length > 0);
-        for (const a of local(5432)) assert.match(a, /^(127\.0\.0\.1|\[::1\]):5432$/);
+        assert.ok(local(postgresPort).length > 0);
+        for (const a of local(postgresPort))
+            assert.match(a, new RegExp(`^(127\\.0\\.0\\.1|\\[::1\\]):${postgresPort}$`));
     });
 }
 

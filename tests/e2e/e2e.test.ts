@@ -171,7 +171,18 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
     const settings = () => stackConfig(current);
 
     beforeAll(async () => {
-        await startSession(path.join(CACHE, "run"), SLOTS.e2e);
+        // Debian 13, the stable release a new server comes with (the other suites keep Debian 12).
+        await startSession(path.join(CACHE, "run"), SLOTS.e2e, [{ name: "e2e", domain: DOMAIN, release: "trixie" }]);
+        // A host whose PostgreSQL is not on 5432: something else holds 5432 when Debian's package
+        // creates the cluster, which then gets 5433 (as the images did, built beside this
+        // machine's PostgreSQL). Once deployed, 5432 is let go: the only cluster is on 5433.
+        sh(
+            [
+                "printf '[Socket]\\nListenStream=0.0.0.0:5432\\n' > /run/systemd/system/plant-5432.socket",
+                "printf '[Service]\\nExecStart=/bin/true\\n' > /run/systemd/system/plant-5432.service",
+                "systemctl daemon-reload && systemctl start plant-5432.socket",
+            ].join(" && "),
+        );
         // A new user's first steps: preview, create the DNS records it lists, then up.
         firstPreview = await timed("preview (cold)", () => preview(settings()));
         assert.equal(firstPreview.code, 0, explainFailure(firstPreview));
@@ -179,6 +190,7 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
         first = await timed("up (cold)", () => deploy(settings()));
         for (const [c, s] of componentTimes(first)) timings.push([`  up (cold): ${c}`, s]);
         assert.equal(first.code, 0, explainFailure(first));
+        sh("systemctl stop plant-5432.socket && rm -f /run/systemd/system/plant-5432.* && systemctl daemon-reload");
         secret = String((await ctx.stack.outputs(true)).registrationSharedSecret);
     });
 
@@ -213,6 +225,16 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
         }
     });
 
+    it("runs on Debian 13's only cluster, 17/main on 5433: Synapse and the backups' command use that port (the exporter's pg_up: below)", () => {
+        assert.equal(
+            sh("pg_lsclusters -h").stdout.trim().replace(/\s+/g, " ").split(" ").slice(0, 4).join(" "),
+            "17 main 5433 online",
+        );
+        assert.match(sh("cat /etc/matrix-synapse/secrets.yaml").stdout, /port: 5433\n/);
+        assert.equal(sh("ss -Htln 'sport = :5432'").stdout.trim(), "");
+        assert.ok(sh("/usr/local/sbin/matrix-synapse-db dump | wc -c").stdout.trim() !== "0");
+    });
+
     it("previews no change right after (pulumi preview --expect-no-changes)", async () => {
         const again = await timed("preview (no change)", () => ctx.stack.preview({ expectNoChanges: true }));
         assert.equal(again.code, 0, explainFailure(again));
@@ -220,7 +242,7 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
     });
 
     httpChecks();
-    hostChecks();
+    hostChecks(5433);
 
     it("renews certificates (dry run) and has the reload hook", () => {
         // A dry run without --server would switch to Let's Encrypt staging (README: renewal).
@@ -347,7 +369,7 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
             assert.deepEqual(after.changed, []);
         });
         httpChecks();
-        hostChecks();
+        hostChecks(5433);
         it("kept the user and the message", async () => {
             assert.ok(await seesMessage("alice", alicePassword, roomId, message));
         });
@@ -974,7 +996,7 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
                 sh("nft list table inet matrix_pulumi >/dev/null 2>&1 && echo loaded || echo gone").stdout.trim(),
                 "gone",
             );
-            assert.equal(sh("systemctl is-active nginx postgresql@15-main").stdout.trim(), "active\nactive");
+            assert.equal(sh("systemctl is-active nginx postgresql@17-main").stdout.trim(), "active\nactive");
         });
         it("stopped monitoring and removed its files, keeping Prometheus' data", () => {
             const units =

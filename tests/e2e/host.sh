@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The disposable e2e host: a Debian 12 rootfs (debootstrap, cached) booted with systemd-nspawn,
+# The disposable e2e host: a Debian rootfs (debootstrap, cached) booted with systemd-nspawn,
 # real systemd as PID 1, on its own veth with NAT so apt and pip work inside, reached over SSH.
 #
 #   host.sh rootfs           build the cached rootfs tarball if missing
@@ -7,6 +7,7 @@
 #   host.sh reboot RUN_DIR   power it off and boot the same rootfs again (as a server restarts)
 #   host.sh down RUN_DIR     stop it and remove its link and NAT rule (safe to call twice)
 #
+# E2E_RELEASE: bookworm (Debian 12, the default) or trixie (Debian 13).
 # E2E_MACHINE (at most 12 characters: the link is ve-<machine>), E2E_HOST_IP and E2E_GUEST_IP (a
 # /30 of their own) let several hosts run side by side. E2E_NAMESERVER, when set, becomes the
 # host's resolver. E2E_PACKAGES, when set, boots a copy of the rootfs with those Debian packages
@@ -23,21 +24,23 @@ subnet="${host_ip%.*}.0/30"
 # Every test host's network: between them, no NAT, so each sees the others' own addresses (as
 # hosts on one private network do; the database host admits the Synapse host's address alone).
 guests=10.231.0.0/16
-tarball="$cache/bookworm-rootfs.tar"
+release=${E2E_RELEASE:-bookworm}
+case "$release" in bookworm | trixie) ;; *) echo "E2E_RELEASE: bookworm or trixie, not $release" >&2; exit 2 ;; esac
+tarball="$cache/$release-rootfs.tar"
 forward_before=/run/matrix-pulumi-e2e.ip_forward
 
 rootfs() {
   [ -s "$tarball" ] && return 0
   mkdir -p "$cache"
   # Suites run side by side: one builds the tarball, the others wait for it.
-  exec 9>"$cache/rootfs.lock"
+  exec 9>"$cache/$release-rootfs.lock"
   flock 9
   [ -s "$tarball" ] && return 0
   local dir="$cache/rootfs.build"
   rm -rf "$dir"
-  echo "debootstrap bookworm (cached afterwards in $tarball)" >&2
+  echo "debootstrap $release (cached afterwards in $tarball)" >&2
   debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,openssh-server,ca-certificates,iproute2 \
-    bookworm "$dir" http://deb.debian.org/debian >&2
+    "$release" "$dir" http://deb.debian.org/debian >&2
   ln -sf /lib/systemd/system/systemd-networkd.service "$dir/etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
   rm -f "$dir/etc/resolv.conf"
   grep '^nameserver' /etc/resolv.conf > "$dir/etc/resolv.conf"
@@ -64,7 +67,7 @@ primed() {
     [[ $p =~ ^[a-z0-9][a-z0-9+.-]*$ ]] || { echo "E2E_PACKAGES: not a Debian package name: $p" >&2; exit 2; }
   done
   id=$( (stat -c %Y "$tarball"; echo "$primed_recipe"; printf '%s\n' "${list[@]}" | sort -u) | sha256sum | cut -c1-16)
-  local out="$cache/bookworm-primed-$id.tar"
+  local out="$cache/$release-primed-$id.tar"
   if [ ! -s "$out" ]; then
     exec 8>"$cache/primed-$id.lock"
     flock 8

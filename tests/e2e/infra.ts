@@ -15,7 +15,13 @@ export interface Net {
     guestIp: string;
     /** The host's resolver (default: the test machine's). */
     nameserver?: string;
+    /** Its Debian release (host.sh E2E_RELEASE): bookworm (the default) or trixie. */
+    release?: Release;
 }
+
+/** The Debian releases a test host can run, and each one's Python (a wheelhouse must match it). */
+export const RELEASES_PYTHON = { bookworm: "3.11", trixie: "3.13" } as const;
+export type Release = keyof typeof RELEASES_PYTHON;
 
 /** Host `n`'s network: 10.231.n.0/30, the test machine at .1, the host at .2. */
 export function netOf(n: number, machine: string): Net {
@@ -56,6 +62,7 @@ const hostEnv = (net: Net) => ({
     E2E_HOST_IP: net.hostIp,
     E2E_GUEST_IP: net.guestIp,
     E2E_NAMESERVER: net.nameserver ?? "",
+    E2E_RELEASE: net.release ?? "bookworm",
 });
 
 /**
@@ -376,23 +383,37 @@ export interface Artifacts {
 }
 
 /**
- * Wheels for matrix-synapse[postgres,redis] and its dependencies, built on the test machine (Debian 12,
- * the host's Python 3.11) and cached: the host then installs with `pip --no-index --find-links`,
- * the program's air-gapped path, since it cannot verify PyPI's TLS through this sandbox.
+ * Wheels for matrix-synapse[postgres,redis] and its dependencies for the host's Python, cached:
+ * the host then installs with `pip --no-index --find-links`, the program's air-gapped path, since
+ * it cannot verify PyPI's TLS through this sandbox. For the test machine's own Python (Debian 12's
+ * 3.11), `pip wheel` builds them here. For another (Debian 13's 3.13), pip downloads the binary
+ * wheels made for that Python and psycopg2's source (it has no wheel; the host builds it with the
+ * compiler and libpq-dev the program installs), with setuptools and wheel to build it.
  */
-export function buildWheelhouse(cache: string, venv: string, versions: string[]): string {
-    const dir = path.join(cache, `wheels-redis-${versions.join("-")}`);
+export function buildWheelhouse(cache: string, venv: string, versions: string[], python = "3.11"): string {
+    const own = python === "3.11";
+    const dir = path.join(cache, `wheels-redis-${own ? "" : `py${python}-`}${versions.join("-")}`);
     if (existsSync(dir)) return dir;
     // Suites run side by side: one builds the wheelhouse under a lock, the others wait for it.
+    const fetch = own
+        ? `"$pip" wheel -q --disable-pip-version-check -w "$dir.part" "matrix-synapse[postgres,redis]==$v"`
+        : [
+              `"$pip" download -q --disable-pip-version-check -d "$dir.part" --only-binary=:all: --python-version "$py" --implementation cp`,
+              `  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform linux_x86_64`,
+              `  "matrix-synapse[redis]==$v" setuptools wheel`,
+          ].join(" \\\n");
     const script = `set -euo pipefail
-dir=$1 pip=$2; shift 2
+dir=$1 pip=$2 py=$3; shift 3
 [ -d "$dir" ] && exit 0
 rm -rf "$dir.part"
-for v in "$@"; do "$pip" wheel -q --disable-pip-version-check -w "$dir.part" "matrix-synapse[postgres,redis]==$v"; done
+for v in "$@"; do
+${fetch}
+done
+${own ? "" : `"$pip" download -q --disable-pip-version-check -d "$dir.part" --no-deps --no-binary=:all: psycopg2`}
 mv "$dir.part" "$dir"`;
     mkdirSync(cache, { recursive: true });
     const pip = path.join(venv, "bin/pip");
-    sh("flock", [path.join(cache, "wheels.lock"), "bash", "-c", script, "wheels", dir, pip, ...versions]);
+    sh("flock", [path.join(cache, "wheels.lock"), "bash", "-c", script, "wheels", dir, pip, python, ...versions]);
     return dir;
 }
 

@@ -20,6 +20,8 @@ import {
     hostUp,
     keyValues,
     netOf,
+    RELEASES_PYTHON,
+    type Release,
     onHost,
     serveArtifacts,
     startAcme,
@@ -246,15 +248,23 @@ export async function startSession(
         nameserver?: boolean;
         /** See Server.packages. */
         packages?: string[];
+        /** The host's Debian release (default bookworm). */
+        release?: Release;
     }[] = [{ name: "e2e", domain: DOMAIN }],
     opts: { keep?: boolean; cli?: CliOptions } = {},
 ): Promise<Session> {
     suite = servers[0]!.name;
     if (!opts.keep) rmSync(run, { recursive: true, force: true });
     mkdirSync(run, { recursive: true });
+    const releases = [...new Set(servers.map((s) => s.release ?? "bookworm"))];
     await timed("rootfs (debootstrap or cache)", () => {
-        const r = spawnSync("bash", [path.join(__dirname, "host.sh"), "rootfs"], { stdio: "inherit" });
-        assert.equal(r.status, 0);
+        for (const release of releases) {
+            const r = spawnSync("bash", [path.join(__dirname, "host.sh"), "rootfs"], {
+                stdio: "inherit",
+                env: { ...process.env, E2E_RELEASE: release },
+            });
+            assert.equal(r.status, 0);
+        }
     });
     // The test machine is .1 of each host's /30; the first host's address serves the CA and
     // artifacts once that host's link is up.
@@ -267,7 +277,7 @@ export async function startSession(
         session.resolver = startResolver(path.join(run, "resolver"), resolving, `127.0.0.1:${ports.dns}`);
     }
     for (const [i, s] of servers.entries()) {
-        const net = { ...nets[i]!, nameserver: s.nameserver ? nets[i]!.hostIp : undefined };
+        const net = { ...nets[i]!, nameserver: s.nameserver ? nets[i]!.hostIp : undefined, release: s.release };
         const server = new Server(session, s.name, net, s.domain, s.delegation, opts.cli, s.packages);
         await server.boot(opts.keep);
         session.servers.push(server);
@@ -276,7 +286,8 @@ export async function startSession(
         startAcme(path.join(run, "acme"), listen, ports, opts.keep ? { keep: true, days: 3650 } : {}),
     );
     const wheels = await timed("wheelhouse (pip wheel or cache)", () =>
-        buildWheelhouse(CACHE, SYNAPSE_VENV, [OLD_SYNAPSE, NEW_SYNAPSE]),
+        // One Python for a session's hosts (a wheelhouse is for one Python).
+        buildWheelhouse(CACHE, SYNAPSE_VENV, [OLD_SYNAPSE, NEW_SYNAPSE], RELEASES_PYTHON[releases[0]!]),
     );
     session.artifacts = await serveArtifacts(
         path.join(run, "artifacts"),
@@ -352,7 +363,7 @@ export async function publishDns(run: Run, session: Session = ctx): Promise<stri
 /** A failed run, explained: the engine's errors, the failed steps, the services' journal. */
 export function explainFailure(run: Run, server: Server = ctx.server): string {
     const failed = run.steps.filter((s) => s.failed).map((s) => `${s.name} (${s.op})`);
-    const journal = server.sh("journalctl -u matrix-synapse -u nginx -u postgresql@15-main -n 40 --no-pager").stdout;
+    const journal = server.sh("journalctl -u matrix-synapse -u nginx -u 'postgresql@*' -n 40 --no-pager").stdout;
     return `${run.command} exited ${run.code}\nfailed steps: ${failed.join(", ")}\n${run.errors.slice(-4000)}\njournal:\n${journal}`;
 }
 
@@ -441,7 +452,7 @@ export function services(): {
             'nginx=$(systemctl show -p MainPID --value nginx); echo "nginx=$nginx"',
             'echo "nginxWorkers=$(pgrep -d, -P "$nginx")"',
             `echo "nginxReloads=$(journalctl -u nginx -o cat --no-pager | grep -c '^Reloaded')"`,
-            'echo "postgres=$(systemctl show -p MainPID --value postgresql@15-main)"',
+            'echo "postgres=$(systemctl show -p MainPID --value "postgresql@$(pg_lsclusters -h | awk \'$2 == "main" {print $1; exit}\')-main")"',
         ].join("; "),
     ).stdout;
     const v = keyValues(out);

@@ -16,6 +16,7 @@ import {
     ctx,
     deploy,
     DOMAIN,
+    EL,
     preview,
     publishDns,
     explainFailure,
@@ -40,6 +41,7 @@ import { registerUser } from "../../lib/registerUser";
 import { hostPackages } from "../../render/packages";
 import { shq } from "../../render/shell";
 import { recordFigure } from "./figures";
+import { preflight, readFactsOverSsh, setFactsReader, type PreflightSettings } from "../../lib/preflight";
 
 const RUN = path.join(CACHE, "run-hardening");
 /** The stack: purgeOnDestroy, so a destroy gives the next deploy real work to do again. */
@@ -514,6 +516,158 @@ describe("hardening on a real host", () => {
             console.log(`systemd-analyze security matrix-synapse: ${score}`);
             // systemd rates exposure from 0 (locked down) to 10; the unit measured 1.4 ("OK").
             assert.ok(Number(/level for matrix-synapse\.service: ([0-9.]+)/.exec(score)?.[1] ?? 99) <= 2, score);
+        });
+    });
+    describe("the preflight on the deployed host, each refusal planted", () => {
+        const connection = () => ({
+            host: ctx.host.guestIp,
+            user: "root",
+            privateKey: ctx.host.privateKey,
+            hostKey: ctx.host.hostKey,
+        });
+        const settings: PreflightSettings = {
+            key: "matrix:machine",
+            web: { names: [HS, EL, DOMAIN] },
+            firewall: true,
+            postgres: { database: "synapse" },
+        };
+        /** The real script over SSH, run after `plant` in the same shell, or under `wrap`. */
+        const readWith = (plant: string, wrap = "") =>
+            setFactsReader((c, script) => readFactsOverSsh(c, `${wrap} bash -c ${shq(`${plant}\n${script}`)}`));
+        const check = (s: Partial<PreflightSettings> = {}) => preflight(connection(), { ...settings, ...s });
+        afterAll(() => setFactsReader(readFactsOverSsh));
+
+        it("passes the host as deployed, and reads its cluster: 15/main on 5432", () => {
+            readWith("");
+            const r = check();
+            assert.deepEqual(r.problems, []);
+            assert.deepEqual(r.cluster, { version: "15", name: "main", port: 5432 });
+        });
+
+        it("refuses another release (os-release as Debian 11 has it), naming it", () => {
+            readWith(
+                'printf \'ID=debian\\nVERSION_ID="11"\\nPRETTY_NAME="Debian GNU/Linux 11 (bullseye)"\\n\' > /run/plant-os-release && mount --bind /run/plant-os-release /usr/lib/os-release',
+                "unshare --mount",
+            );
+            assert.match(
+                check().problems.join("\n"),
+                /matrix:machine: the host runs Debian GNU\/Linux 11 \(bullseye\) \(debian 11\); the program supports Debian 12 \(bookworm\) and Debian 13 \(trixie\)/,
+            );
+        });
+
+        it("refuses a host whose process 1 is not systemd (a PID namespace of its own, as a bare container)", () => {
+            readWith("", "unshare --pid --fork --mount-proc");
+            assert.match(check().problems.join("\n"), /matrix:machine: process 1 is bash, not systemd/);
+        });
+
+        it("refuses too little disk under /var/lib and too little memory", () => {
+            readWith(
+                "mount -t tmpfs -o size=64m tmpfs /var/lib && printf 'MemTotal:  524288 kB\\n' > /run/plant-meminfo && mount --bind /run/plant-meminfo /proc/meminfo",
+                "unshare --mount",
+            );
+            const lines = check({ postgres: undefined }).problems;
+            assert.ok(
+                lines.includes(
+                    "matrix:machine: 64 MiB free for /var/lib; Synapse, PostgreSQL and their backups need at least 4.0 GiB: free space or grow the disk",
+                ),
+                lines.join("\n"),
+            );
+            assert.ok(
+                lines.includes(
+                    "matrix:machine: 512 MiB of memory; Synapse and PostgreSQL need at least 1 GiB: use a larger server",
+                ),
+                lines.join("\n"),
+            );
+        });
+
+        it("waits for apt's lock: passes once it is released, refuses naming the holder when it is not", () => {
+            readWith("");
+            sh("systemd-run -q --unit=plant-apt-lock flock /var/lib/dpkg/lock-frontend sleep 4");
+            const waited = check({ aptLockWaitSeconds: 60 });
+            assert.deepEqual(waited.problems, []);
+            sh("systemd-run -q --unit=plant-apt-lock2 flock /var/lib/dpkg/lock-frontend sleep 120");
+            try {
+                assert.match(
+                    check({ aptLockWaitSeconds: 3 }).problems.join("\n"),
+                    /apt's lock is held by (flock|sleep) \(pid \d+\) and was not released within 3 s/,
+                );
+            } finally {
+                sh("systemctl stop plant-apt-lock2");
+            }
+        });
+
+        it("refuses ufw enabled and firewalld active beside the managed firewall", () => {
+            readWith("");
+            sh(
+                "mkdir -p /etc/ufw && printf 'ENABLED=yes\\n' > /etc/ufw/ufw.conf && systemd-run -q --unit=firewalld sleep 300",
+            );
+            try {
+                const lines = check().problems.join("\n");
+                assert.match(lines, /ufw is active.*`ufw disable`/);
+                assert.match(lines, /firewalld is active.*`systemctl disable --now firewalld`/);
+                assert.deepEqual(check({ firewall: false }).problems, []);
+            } finally {
+                sh("rm -rf /etc/ufw; systemctl stop firewalld");
+            }
+        });
+
+        it("refuses port 80 held by another server, and an nginx site of someone else's with one of our names", () => {
+            readWith("");
+            sh(
+                `systemctl stop nginx && systemd-run -q --unit=plant-http python3 -m http.server 80 && printf 'server { listen 80; server_name old.example ${HS}; }\\n' > /etc/nginx/sites-enabled/old-matrix`,
+            );
+            try {
+                for (let i = 0; i < 50 && !sh("ss -Htln 'sport = :80'").stdout.trim(); i++) spawnSync("sleep", ["0.2"]);
+                assert.deepEqual(check().problems, [
+                    "matrix:machine: port 80 is held by python3, not nginx; the program serves ACME and Matrix there: stop and disable python3 (or move it to another port)",
+                    `matrix:machine: the nginx site /etc/nginx/sites-enabled/old-matrix claims ${HS}, which the program serves: remove that server_name (or the site) so the two do not answer for one name`,
+                ]);
+            } finally {
+                sh("systemctl stop plant-http; rm -f /etc/nginx/sites-enabled/old-matrix; systemctl start nginx");
+            }
+        });
+
+        it("refuses when Synapse's database is in another cluster than the one the program uses", () => {
+            readWith("");
+            sh(
+                "pg_createcluster 15 legacy --port 5439 --start >/dev/null && runuser -u postgres -- psql --cluster 15/legacy -qc 'CREATE DATABASE elsewhere'",
+            );
+            try {
+                assert.deepEqual(check({ postgres: { database: "elsewhere" } }).problems, [
+                    "matrix:postgres.database: the database elsewhere is in PostgreSQL cluster 15/legacy (port 5439), but on Debian 12 (bookworm) the program uses cluster 15/main; move it there first, as Debian's upgrade does: `pg_dropcluster 15 main --stop` (if it holds nothing of yours), then `pg_upgradecluster 15 legacy`, then run again",
+                ]);
+            } finally {
+                sh("pg_dropcluster 15 legacy --stop");
+            }
+        });
+
+        it("refuses a backup schedule the host's systemd cannot parse, and takes one it can", () => {
+            readWith("");
+            assert.deepEqual(check({ backupSchedule: "Mon..Fri *-*-* 03:30" }).problems, []);
+            assert.match(
+                check({ backupSchedule: "every day at 3" }).problems.join("\n"),
+                /^matrix:backup\.schedule: the host's systemd cannot parse "every day at 3" \(Failed to parse calendar specification 'every day at 3': Invalid argument\): use an OnCalendar expression/,
+            );
+        });
+
+        it("stops `pulumi preview` and `pulumi up` before any change, every problem in one message", async () => {
+            sh(
+                `printf 'server { listen 80; server_name ${EL}; }\\n' > /etc/nginx/sites-enabled/old-element && systemd-run -q --unit=firewalld sleep 300`,
+            );
+            try {
+                const settings = config({ version: NEW_SYNAPSE });
+                const planned = await preview(settings);
+                const applied = await deploy(settings);
+                for (const r of [planned, applied]) {
+                    assert.notEqual(r.code, 0);
+                    assert.match(r.errors, /The host is not ready \(2 problems\); nothing was deployed/);
+                    assert.match(r.errors, /firewalld is active/);
+                    assert.match(r.errors, new RegExp(`old-element claims ${EL.replace(/\./g, "\\.")}`));
+                    assert.deepEqual(r.changed, []);
+                }
+            } finally {
+                sh("rm -f /etc/nginx/sites-enabled/old-element; systemctl stop firewalld");
+            }
         });
     });
 });
