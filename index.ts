@@ -66,7 +66,7 @@ const check = (m: typeof cfg.machine, s: PreflightSettings): PreflightResult =>
             hostKey: m.sshHostKey,
         },
         { ...s, dryRun: pulumi.runtime.isDryRun() },
-        (line) => void pulumi.log.info(line),
+        (line, severity) => void (severity === "warning" ? pulumi.log.warn(line) : pulumi.log.info(line)),
     );
 const mainCheck = check(cfg.machine, preflightSettings(cfg, "homeserver"));
 const databaseCheck = cfg.database ? check(cfg.database.machine, preflightSettings(cfg, "database")) : undefined;

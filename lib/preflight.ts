@@ -296,7 +296,7 @@ export function setFactsReader(r: FactsReader): void {
 export function preflight(
     connection: SshConnection,
     s: PreflightSettings,
-    log: (line: string) => void = () => undefined,
+    log: (line: string, severity: "info" | "warning") => void = () => undefined,
 ): PreflightResult {
     const script = renderPreflightScript(
         { database: s.postgres?.database, calendar: s.backupSchedule },
@@ -307,11 +307,12 @@ export function preflight(
     while (!s.dryRun && facts.aptLocks.length > 0 && Date.now() < deadline) {
         log(
             `${s.key}: waiting for apt's lock, held by ${facts.aptLocks.map((l) => `${l.name} (pid ${l.pid})`).join(", ")}`,
+            "info",
         );
         spawnSync("sleep", [String(Math.min(5, Math.max(1, Math.ceil((deadline - Date.now()) / 1000))))]);
         facts = parseFacts(reader(connection, script));
     }
     const result = judgeHost(facts, s);
-    for (const w of result.warnings) log(w);
+    for (const w of result.warnings) log(w, "warning");
     return result;
 }

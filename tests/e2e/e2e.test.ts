@@ -968,6 +968,75 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
         });
     });
 
+    describe("Debian 12's cluster left behind: PostgreSQL 15 on 5432 beside 17 on 5433", () => {
+        // As a host upgraded from Debian 12 keeps it: bookworm's postgresql-15 package, its
+        // 15/main on the default port (free again here), beside the program's 17/main on 5433.
+        let kept: Run;
+        let refused: Run;
+        let legacy: Run;
+        beforeAll(async () => {
+            const install = sh(
+                [
+                    "set -e",
+                    "echo 'deb http://deb.debian.org/debian bookworm main' > /etc/apt/sources.list.d/bookworm.list",
+                    "apt-get -q update >/dev/null",
+                    "DEBIAN_FRONTEND=noninteractive apt-get -q install -y --no-install-recommends postgresql-15 >/dev/null",
+                    "systemctl start postgresql@15-main",
+                    "runuser -u postgres -- psql --cluster 15/main -qc 'CREATE DATABASE legacy'",
+                ].join("\n"),
+            );
+            assert.equal(install.code, 0, install.stderr);
+            await ctx.server.stack.configure(settings().plain, settings().secrets);
+            kept = await timed("preview (15/main beside)", () => ctx.stack.preview({ expectNoChanges: true }));
+            refused = await timed("preview (database in 15/main)", () =>
+                preview(stackConfig({ ...current, more: { postgres: { database: "legacy" } } })),
+            );
+            legacy = await timed("up (database in 15/main)", () =>
+                deploy(stackConfig({ ...current, more: { postgres: { database: "legacy" } } })),
+            );
+            // The stack's own settings again, for the phases after this one.
+            await ctx.server.stack.configure(settings().plain, settings().secrets);
+        });
+        afterAll(() => {
+            sh(
+                "pg_dropcluster 15 main --stop; DEBIAN_FRONTEND=noninteractive apt-get -q purge -y postgresql-15 >/dev/null; rm -f /etc/apt/sources.list.d/bookworm.list",
+            );
+        });
+
+        it("planted what an upgrade leaves: 15/main on 5432 and the program's 17/main on 5433", () => {
+            const clusters = sh("pg_lsclusters -h")
+                .stdout.trim()
+                .split("\n")
+                .map((l) => l.split(/\s+/).slice(0, 4).join(" "));
+            assert.deepEqual(clusters, ["15 main 5432 online", "17 main 5433 online"]);
+        });
+
+        it("keeps Synapse's 17/main on 5433: the preview changes nothing and names 15/main as left alone", () => {
+            assert.equal(kept.code, 0, explainFailure(kept));
+            assert.deepEqual(kept.changed, []);
+            assert.match(
+                kept.output,
+                /PostgreSQL cluster 15\/main \(port 5432\) left alone; Synapse's database is in 17\/main \(port 5433\)/,
+            );
+        });
+
+        it("refuses a stack whose database is in 15/main, preview and up alike, with Debian's upgrade as the fix", () => {
+            for (const r of [refused, legacy]) {
+                assert.notEqual(r.code, 0);
+                assert.deepEqual(r.changed, []);
+                assert.match(
+                    r.errors,
+                    /matrix:postgres\.database: the database legacy is in PostgreSQL cluster 15\/main \(port 5432\), but on Debian 13 \(trixie\) the program uses cluster 17\/main; move it there first, as Debian's upgrade does: `pg_dropcluster 17 main --stop` \(if it holds nothing of yours\), then `pg_upgradecluster 15 main`, then run again/,
+                );
+            }
+        });
+
+        it("left Synapse serving on 17/main", async () => {
+            assert.match(sh("cat /etc/matrix-synapse/secrets.yaml").stdout, /port: 5433\n/);
+            assert.ok(await seesMessage("alice", alicePassword, roomId, message));
+        });
+    });
+
     describe("destroy, keeping the data", () => {
         let destroyed: Run;
         beforeAll(async () => {

@@ -448,7 +448,7 @@ function elementTarball(dir: string, r: ReleaseSpec): Buffer {
     return readFileSync(tarball);
 }
 
-/** Serves Element tarballs (at /<key>/element-vX.Y.Z.tar.gz) and the wheelhouse as a page of links. */
+/** Serves Element tarballs (at /<key>/element-vX.Y.Z.tar.gz) and the wheelhouse (wheels and sources) as a page of links. */
 export async function serveArtifacts(
     dir: string,
     listenIp: string,
@@ -466,7 +466,8 @@ export async function serveArtifacts(
             ? Object.values(RTC_FILES).map((f) => [`/rtc/${f.file}`, path.join(rtcDir, f.file)] as const)
             : [];
     for (const [url, file] of rtcFiles) tarballs.set(url, readFileSync(file));
-    const wheels = readdirSync(wheelhouse).filter((f) => f.endsWith(".whl"));
+    // Wheels, and the sources of what has none (psycopg2, for a Python other than this machine's).
+    const wheels = readdirSync(wheelhouse).filter((f) => f.endsWith(".whl") || f.endsWith(".tar.gz"));
     const server: Server = createServer((req, res) => {
         const url = req.url ?? "";
         const tarball = tarballs.get(url);
