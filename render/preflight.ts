@@ -62,7 +62,8 @@ export function renderPreflightScript(
             "for f in /etc/nginx/sites-enabled/* /etc/nginx/conf.d/*.conf; do",
             '  [ -f "$f" ] || continue',
             '  case "${f##*/}" in matrix-*) continue ;; esac',
-            "  sed -n 's/^[[:space:]]*server_name[[:space:]]\\+\\([^;]*\\);.*/\\1/p' \"$f\" | tr ' \\t' '\\n\\n' | sed '/^$/d' |",
+            // Anywhere on a line (one-line server blocks too), comments aside.
+            "  sed 's/#.*//' \"$f\" | { grep -o 'server_name[[:space:]][^;]*' || true; } | sed 's/^server_name//' | tr ' \\t' '\\n\\n' | sed '/^$/d' |",
             '    while read -r name; do fact nginx.site "$f $name"; done',
             "done",
             ...(s.calendar !== undefined
