@@ -305,7 +305,8 @@ export function renderMetricsCommand(s: { backupSchedule: string }): string {
         "  echo '# HELP matrix_backup_last_success_timestamp_seconds When the newest backup was taken.'",
         "  echo '# TYPE matrix_backup_last_success_timestamp_seconds gauge'",
         '  echo "matrix_backup_last_success_timestamp_seconds $last"',
-        `  mapfile -t next < <(systemd-analyze calendar --iterations=2 ${shq(s.backupSchedule)} | sed -n 's/^ *\\(Next elapse\\|Iter\\. #2\\): //p')`,
+        // systemd 252 (Debian 12) says "Iter. #2", 257 (Debian 13) "Iteration #2".
+        `  mapfile -t next < <(SYSTEMD_COLORS=0 systemd-analyze calendar --iterations=2 ${shq(s.backupSchedule)} | sed -n 's/^ *\\(Next elapse\\|Iter\\(\\.\\|ation\\) #2\\): //p')`,
         '  period=$(( $(date -d "${next[1]}" +%s) - $(date -d "${next[0]}" +%s) ))',
         "  echo '# HELP matrix_backup_interval_seconds The period of the backup schedule.'",
         "  echo '# TYPE matrix_backup_interval_seconds gauge'",

@@ -971,6 +971,7 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
     describe("Debian 12's cluster left behind: PostgreSQL 15 on 5432 beside 17 on 5433", () => {
         // As a host upgraded from Debian 12 keeps it: bookworm's postgresql-15 package, its
         // 15/main on the default port (free again here), beside the program's 17/main on 5433.
+        // (An upgrade makes 15/main first and 17/main on 5433 after it; here 17/main came first.)
         let kept: Run;
         let refused: Run;
         let legacy: Run;
@@ -981,7 +982,9 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
                     "echo 'deb http://deb.debian.org/debian bookworm main' > /etc/apt/sources.list.d/bookworm.list",
                     "apt-get -q update >/dev/null",
                     "DEBIAN_FRONTEND=noninteractive apt-get -q install -y --no-install-recommends postgresql-15 >/dev/null",
-                    "systemctl start postgresql@15-main",
+                    // Made under Debian 12 before the upgrade; installed here after 17, the
+                    // package leaves it to us: the same cluster, on the default port.
+                    "pg_createcluster 15 main --start >/dev/null",
                     "runuser -u postgres -- psql --cluster 15/main -qc 'CREATE DATABASE legacy'",
                 ].join("\n"),
             );
