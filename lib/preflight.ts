@@ -225,12 +225,21 @@ export function judgeHost(f: HostFacts, s: PreflightSettings): PreflightResult {
         if (elsewhere.length > 0 && !f.databaseIn.includes(`${version}/main`)) {
             const from = elsewhere[0]!;
             const old = f.clusters.find((c) => `${c.version}/${c.name}` === from);
+            const [fromVersion = "", fromName = ""] = from.split("/");
+            const dropFirst = found
+                ? `\`pg_dropcluster ${version} main --stop\` (if it holds nothing of yours), then `
+                : "";
+            // An older major: Debian's upgrade. The same major: a rename. A newer one: a dump.
+            const move =
+                Number(fromVersion) < Number(version)
+                    ? `, as Debian's upgrade does: ${dropFirst}\`pg_upgradecluster ${fromVersion} ${fromName}\``
+                    : fromVersion === version
+                      ? `: ${dropFirst}\`pg_renamecluster ${fromVersion} ${fromName} main\``
+                      : ` with \`pg_dump -Fc --cluster ${from}\` and \`pg_restore --cluster ${version}/main\` (PostgreSQL ${fromVersion} is newer than ${host.name}'s)`;
             problems.push(
                 `matrix:postgres.database: the database ${s.postgres.database} is in PostgreSQL cluster ${from}` +
                     (old ? ` (port ${old.port})` : "") +
-                    `, but on ${host.name} the program uses cluster ${version}/main; move it there first, as Debian's upgrade does: ` +
-                    (found ? `\`pg_dropcluster ${version} main --stop\` (if it holds nothing of yours), then ` : "") +
-                    `\`pg_upgradecluster ${from.replace("/", " ")}\`, then run again`,
+                    `, but on ${host.name} the program uses cluster ${version}/main; move it there first${move}, then run again`,
             );
         }
         if (found) {

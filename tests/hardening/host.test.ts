@@ -634,7 +634,7 @@ describe("hardening on a real host", () => {
             );
             try {
                 assert.deepEqual(check({ postgres: { database: "elsewhere" } }).problems, [
-                    "matrix:postgres.database: the database elsewhere is in PostgreSQL cluster 15/legacy (port 5439), but on Debian 12 (bookworm) the program uses cluster 15/main; move it there first, as Debian's upgrade does: `pg_dropcluster 15 main --stop` (if it holds nothing of yours), then `pg_upgradecluster 15 legacy`, then run again",
+                    "matrix:postgres.database: the database elsewhere is in PostgreSQL cluster 15/legacy (port 5439), but on Debian 12 (bookworm) the program uses cluster 15/main; move it there first: `pg_dropcluster 15 main --stop` (if it holds nothing of yours), then `pg_renamecluster 15 legacy main`, then run again",
                 ]);
             } finally {
                 sh("pg_dropcluster 15 legacy --stop");

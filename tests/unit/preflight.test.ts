@@ -148,6 +148,21 @@ describe("preflight: the judge", () => {
         ]);
     });
 
+    it("names the move for each kind of cluster the database is in: a rename for the same major, a dump for a newer one", () => {
+        const same = judge(
+            facts("pg.cluster\t15 main 5432 online", "pg.cluster\t15 old 5434 online", "pg.database\t15/old"),
+        );
+        assert.match(
+            same.problems[0]!,
+            /is in PostgreSQL cluster 15\/old \(port 5434\), but on Debian 12 \(bookworm\) the program uses cluster 15\/main; move it there first: `pg_dropcluster 15 main --stop` \(if it holds nothing of yours\), then `pg_renamecluster 15 old main`, then run again$/,
+        );
+        const newer = judge(facts("pg.cluster\t17 main 5433 online", "pg.database\t17/main"));
+        assert.match(
+            newer.problems[0]!,
+            /move it there first with `pg_dump -Fc --cluster 17\/main` and `pg_restore --cluster 15\/main` \(PostgreSQL 17 is newer than Debian 12 \(bookworm\)'s\), then run again$/,
+        );
+    });
+
     it("reads no cluster on a host without PostgreSQL's role (Synapse's host with matrix:database)", () => {
         const r = judge(facts(), { postgres: undefined });
         assert.equal(r.cluster, undefined);
