@@ -36,7 +36,7 @@ rootfs() {
   exec 9>"$cache/$release-rootfs.lock"
   flock 9
   [ -s "$tarball" ] && return 0
-  local dir="$cache/rootfs.build"
+  local dir="$cache/$release-rootfs.build"
   rm -rf "$dir"
   echo "debootstrap $release (cached afterwards in $tarball)" >&2
   debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,openssh-server,ca-certificates,iproute2 \
