@@ -118,10 +118,15 @@ async function call(spec: CallSpec): Promise<CallResult> {
 }
 
 call(JSON.parse(process.argv[2]!) as CallSpec)
-    .then((r) => console.log(`RESULT ${JSON.stringify(r)}`))
-    .catch((err: unknown) => {
+    .then((r) => {
+        // Both rooms are left: the result is final. The native library's teardown (dispose) once
+        // aborted here after a successful call ("corrupted double-linked list", exit by SIGABRT),
+        // failing a call that had worked: exit without it, the system reclaims what it held.
+        process.stdout.write(`RESULT ${JSON.stringify(r)}\n`, () => process.exit(0));
+    })
+    .catch(async (err: unknown) => {
         console.log(`ERROR ${JSON.stringify(String(err instanceof Error ? err.message : err))}`);
         process.exitCode = 1;
-    })
-    // Without it the native library keeps the process alive.
-    .finally(() => dispose());
+        // Without it the native library keeps the process alive.
+        await dispose();
+    });
