@@ -626,7 +626,8 @@ function portClashes(v: Record<string, unknown>): string[] {
     // The program's own listeners on loopback: a service bound to every address on one of these
     // ports would not start (or Synapse, LiveKit, Prometheus would not).
     claim(`Synapse (127.0.0.1:${SYNAPSE_LISTEN.port})`, "tcp", SYNAPSE_LISTEN.port);
-    if (on(v.monitoring) && ["true", true].includes((v.monitoring as { enabled?: unknown }).enabled as string)) {
+    const monitoringOn = (v.monitoring as { enabled?: unknown } | undefined)?.enabled;
+    if (monitoringOn === true || monitoringOn === "true") {
         for (const [name, p] of Object.entries(METRICS_PORTS)) claim(`monitoring ${name} (127.0.0.1:${p})`, "tcp", p);
     }
     const rtc = on(v.rtc);

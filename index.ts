@@ -244,7 +244,6 @@ if (cfg.monitoring.enabled) {
     new Monitoring("monitoring", {
         host,
         workers: cfg.synapse.workers,
-        localDatabase: cfg.database === undefined,
         postgresCluster: cfg.database === undefined ? postgresCluster : undefined,
         scrapeInterval: cfg.monitoring.scrapeInterval,
         retention: cfg.monitoring.retention,

@@ -25,9 +25,10 @@ export interface MonitoringArgs {
     host: Host;
     /** Synapse's processes, each scraped on its metrics port. */
     workers: WorkerCounts;
-    /** PostgreSQL on this host: its exporter runs and PostgresDown is watched. */
-    localDatabase: boolean;
-    /** The cluster the program manages (with `localDatabase`): the exporter's port, the role's psql. */
+    /**
+     * PostgreSQL on this host, the cluster the program manages: its exporter runs on that cluster's
+     * port and PostgresDown is watched. Undefined with the database on a host of its own.
+     */
     postgresCluster?: PostgresCluster;
     scrapeInterval: string;
     retention: string;
@@ -68,7 +69,7 @@ export class Monitoring extends pulumi.ComponentResource {
                     dependsOn: [dirs],
                 },
             );
-        const local = { localDatabase: args.localDatabase };
+        const local = { localDatabase: args.postgresCluster !== undefined };
         const services = monitoringServices(local);
         const dropIns = Object.fromEntries(
             services.map((s) => [
@@ -129,7 +130,6 @@ export class Monitoring extends pulumi.ComponentResource {
                         {
                             services: services.map((service, i) => ({ service, revision: rs[i] ?? "" })),
                             metricsRevision: metrics,
-                            localDatabase: args.localDatabase,
                             cluster: args.postgresCluster,
                         },
                         { user },

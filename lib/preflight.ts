@@ -151,7 +151,7 @@ const kb = (n: number) => (n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} G
 export function judgeHost(f: HostFacts, s: PreflightSettings): PreflightResult {
     const problems: string[] = [];
     const warnings: string[] = [];
-    const at = `${s.key}`;
+    const at = s.key;
     const host = SUPPORTED_HOSTS.find((h) => h.id === f.os.id && h.version === f.os.version);
     if (!host) {
         problems.push(
@@ -298,6 +298,11 @@ export function setFactsReader(r: FactsReader): void {
     reader = r;
 }
 
+/** The preflight script for these settings, as `user` runs it (the deploy and the self-check alike). */
+export function preflightScript(s: PreflightSettings, user?: string): string {
+    return renderPreflightScript({ database: s.postgres?.database, calendar: s.backupSchedule }, { user });
+}
+
 /**
  * Read and judge a host; while another process holds apt's lock, read it again every 5 s, up to
  * APT_LOCK_WAIT_SECONDS. `log` gets a line per wait and each warning.
@@ -307,10 +312,7 @@ export function preflight(
     s: PreflightSettings,
     log: (line: string, severity: "info" | "warning") => void = () => undefined,
 ): PreflightResult {
-    const script = renderPreflightScript(
-        { database: s.postgres?.database, calendar: s.backupSchedule },
-        { user: connection.user },
-    );
+    const script = preflightScript(s, connection.user);
     const deadline = Date.now() + (s.aptLockWaitSeconds ?? APT_LOCK_WAIT_SECONDS) * 1000;
     let facts = parseFacts(reader(connection, script));
     while (!s.dryRun && facts.aptLocks.length > 0 && Date.now() < deadline) {

@@ -13,8 +13,7 @@ import { Readable } from "node:stream";
 import * as tls from "node:tls";
 import { z } from "zod";
 import { preflightSettings, publicHostnames, type StackConfig } from "../config";
-import { renderPreflightScript } from "../render/preflight";
-import { judgeHost, parseFacts, type PreflightSettings } from "./preflight";
+import { judgeHost, parseFacts, preflightScript, type PreflightSettings } from "./preflight";
 import { BACKUP_PATHS } from "../render/backup";
 import { renderElementSite } from "../render/element";
 import { FIREWALL_SERVICE } from "../render/firewall";
@@ -581,10 +580,7 @@ async function checkPreflight(
     label: string,
 ): Promise<CheckResult[]> {
     const id = `preflight${label}`;
-    const script = renderPreflightScript(
-        { database: settings.postgres?.database, calendar: settings.backupSchedule },
-        { user: connection.user },
-    );
+    const script = preflightScript(settings, connection.user);
     let r: { code: number; stdout: string; stderr: string };
     try {
         r = await withTimeout(opts.timeoutMs + SSH_CONNECT_MS, id, opts.exec(connection, script));

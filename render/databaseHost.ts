@@ -3,7 +3,7 @@
 // and, on the Synapse host, the one command every dump and restore goes through.
 import { script, shq } from "./shell";
 import { SYNAPSE_PATHS } from "./synapseBase";
-import { sqlIdent, superPsql, type PostgresCluster } from "./postgres";
+import { clusterConfDir, clusterUnit, sqlIdent, superPsql, type PostgresCluster } from "./postgres";
 
 export const DATABASE_HOST_PATHS = {
     /** The CA and server certificate, made on the database host (the CA's key never leaves it). */
@@ -32,9 +32,9 @@ export interface DatabaseNetwork {
     user: string;
 }
 
-/** The cluster's folder under /etc/postgresql (Debian's layout: <version>/<name>) and its unit. */
+/** The cluster's folder and unit, as shell variables. */
 function clusterLines(c: PostgresCluster): string[] {
-    return [`etc=${shq(`/etc/postgresql/${c.version}/${c.name}`)}`, `unit=${shq(`postgresql@${c.version}-${c.name}`)}`];
+    return [`etc=${shq(clusterConfDir(c))}`, `unit=${shq(clusterUnit(c))}`];
 }
 
 /**

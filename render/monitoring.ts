@@ -401,8 +401,7 @@ export function renderMonitoringScript(
         services: { service: MonitoringService; revision: string }[];
         /** The metrics command and its units (a change re-runs the step, which runs it). */
         metricsRevision: string;
-        localDatabase: boolean;
-        /** The cluster the program manages, where the exporter's role is made (with localDatabase). */
+        /** PostgreSQL on this host, the cluster the program manages: the exporter's role is made there. */
         cluster?: PostgresCluster;
     },
     opts: { user?: string } = {},
@@ -414,7 +413,7 @@ export function renderMonitoringScript(
             `promtool check config --syntax-only ${shq(P.prometheusConfig)} >/dev/null`,
             `promtool check rules ${shq(P.rules)} >/dev/null`,
             `amtool check-config ${shq(P.alertmanagerConfig)} >/dev/null`,
-            ...(s.localDatabase && s.cluster
+            ...(s.cluster
                 ? [
                       `${superPsql(s.cluster)} -qAt -v ON_ERROR_STOP=1 -c "DO \\$\\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'prometheus') THEN CREATE ROLE prometheus LOGIN; END IF; END \\$\\$; GRANT pg_monitor TO prometheus;"`,
                   ]

@@ -14,6 +14,16 @@ export interface PostgresCluster {
     port: number;
 }
 
+/** The cluster's folder under /etc/postgresql (Debian's layout: <version>/<name>). */
+export function clusterConfDir(c: PostgresCluster): string {
+    return `/etc/postgresql/${c.version}/${c.name}`;
+}
+
+/** The cluster's systemd unit (postgresql@<version>-<name>). */
+export function clusterUnit(c: PostgresCluster): string {
+    return `postgresql@${c.version}-${c.name}`;
+}
+
 /** psql as the postgres superuser, on the program's cluster (pg_wrapper's `--cluster`), never the wrapper's default. */
 export function superPsql(c: PostgresCluster): string {
     return `runuser -u postgres -- psql --cluster ${shq(`${c.version}/${c.name}`)}`;
@@ -92,14 +102,14 @@ export function renderPostgresInstallScript(c: PostgresCluster, opts: { user?: s
         [
             ...aptInstall(POSTGRES_APT_PACKAGES),
             // Debian's postgresql-<major> creates <major>/main; a host where it was dropped gets it back.
-            `if [ ! -f /etc/postgresql/${c.version}/${c.name}/postgresql.conf ]; then pg_createcluster ${shq(c.version)} ${shq(c.name)} --port ${c.port} >/dev/null; fi`,
+            `if [ ! -f ${shq(`${clusterConfDir(c)}/postgresql.conf`)} ]; then pg_createcluster ${shq(c.version)} ${shq(c.name)} --port ${c.port} >/dev/null; fi`,
             `port=$(pg_conftool -s ${shq(c.version)} ${shq(c.name)} show port)`,
             `if [ "$port" != ${shq(c.port)} ]; then`,
             `  echo "PostgreSQL cluster ${id} is on port $port, not ${c.port} as the preflight read it (did something take the port meanwhile?): run pulumi up again; the preflight reads the port anew" >&2`,
             "  exit 1",
             "fi",
             "systemctl enable --now postgresql >/dev/null",
-            `systemctl start ${shq(`postgresql@${c.version}-${c.name}`)}`,
+            `systemctl start ${shq(clusterUnit(c))}`,
             // Wait until the cluster accepts connections (first start after install).
             `for _ in $(seq 1 60); do ${superPsql(c)} -qAtc "SELECT 1" >/dev/null 2>&1 && break; sleep 1; done`,
             `version=$(${superPsql(c)} -qAtc "SHOW server_version_num")`,

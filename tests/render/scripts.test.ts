@@ -161,12 +161,11 @@ const scripts: Record<string, string> = {
             { service: "postgres", revision: "b" },
         ],
         metricsRevision: "c",
-        localDatabase: true,
+        cluster: CLUSTER,
     }),
     monitoringRemoteDatabase: renderMonitoringScript({
         services: [{ service: "node", revision: "a" }],
         metricsRevision: "c",
-        localDatabase: false,
     }),
     packagesTurn: renderPackagesScript(hostPackages({ firewall: true, turn: true })),
     rtcDirs: renderRtcDirsScript().create,
