@@ -46,7 +46,7 @@ npm ci --no-audit --no-fund
 node_modules/.bin/node --version
 
 phase "Synapse venv (the render suite loads config with Synapse's own loader)"
-synapse_version=$(sed -n 's/^export const DEFAULT_SYNAPSE_VERSION = "\(.*\)";/\1/p' config.ts)
+synapse_version=$(sed -n 's/^export const DEFAULT_SYNAPSE_VERSION = "\(.*\)";/\1/p' config/defaults.ts)
 venv=.cache/synapse-venv
 if [ "$("$venv/bin/python" -c 'import synapse, txredisapi; print(synapse.__version__)' 2>/dev/null || true)" != "$synapse_version" ]; then
   rm -rf "$venv"

@@ -19,7 +19,7 @@ const PROGRAM_FILES = [
     "tsconfig.json",
     "tsconfig.pulumi.json",
     "index.ts",
-    "config.ts",
+    "config",
     "components",
     "lib",
     "render",

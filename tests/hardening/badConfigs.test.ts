@@ -414,7 +414,7 @@ export const CASES: Case[] = [
         label: "misspelt top-level key",
         overrides: { "matrix:domian": "example.org" },
         key: "matrix:domian",
-        form: /unknown key; check the spelling against the README's config table/,
+        form: /unknown key; check the spelling against docs\/configuration\.md/,
     },
     {
         label: "misspelt nested key",
