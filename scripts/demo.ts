@@ -7,7 +7,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import { hostAttach, hostDown } from "../tests/e2e/infra";
+import { hostAttach, hostDown } from "../lab/host";
 import {
     ELEMENT_FIXTURE,
     NEW_SYNAPSE,
@@ -18,7 +18,7 @@ import {
     SLOTS,
     startSession,
     type Session,
-} from "../tests/e2e/session";
+} from "../lab/session";
 
 const ROOT = path.resolve(__dirname, "..");
 const DIR = path.resolve(process.env.DEMO_DIR ?? path.join(ROOT, ".cache/demo"));

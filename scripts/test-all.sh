@@ -70,7 +70,7 @@ npm test -- --maxWorkers=2
 await tools-pulumi
 
 phase "host suites: e2e, hardening, federation and browser, scale, demo (two at a time)"
-# Each suite has hosts, a CA and ports of its own (tests/e2e/session.ts SLOTS), so two run side
+# Each suite has hosts, a CA and ports of its own (lab/session.ts SLOTS), so two run side
 # by side; their phase lines are prefixed with the suite.
 npm run test:hosts
 

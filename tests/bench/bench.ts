@@ -13,8 +13,9 @@ import { registerUser, withTunnel } from "../../lib/registerUser";
 import { hostPackages } from "../../render/packages";
 import { shq } from "../../render/shell";
 import { baseConfig, runProgram } from "../harness/run";
-import { challtestsrv, sshTo } from "../e2e/infra";
-import type { Run } from "../e2e/pulumi";
+import { challtestsrv } from "../../lab/acme";
+import { sshTo } from "../../lab/host";
+import type { Run } from "../../lab/pulumi";
 import { longestOutage } from "./outage";
 import {
     CACHE,

@@ -12,7 +12,7 @@ import { cpus } from "node:os";
 import * as path from "node:path";
 import { fetch as undiciFetch } from "undici";
 import { withTunnel, registrationMac } from "../../lib/registerUser";
-import type { Run } from "../e2e/pulumi";
+import type { Run } from "../../lab/pulumi";
 import { longestOutage } from "./outage";
 import {
     CACHE,

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { Agent } from "undici";
-import { hostLeftovers } from "../e2e/infra";
+import { hostLeftovers } from "../../lab/host";
 import { serverNet, SLOTS, timed } from "../e2e/session";
 import type { DemoFacts as Facts } from "../../scripts/demo";
 

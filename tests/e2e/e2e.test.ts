@@ -15,9 +15,9 @@ import { sshExec } from "../../lib/ssh";
 import { shq } from "../../render/shell";
 import { registerFromStack } from "../../scripts/register-user";
 import { selfCheckFromStack } from "../../scripts/self-check";
-import { acmePorts, startAcme, type Acme } from "./infra";
+import { acmePorts, startAcme, type Acme } from "../../lab/acme";
 import { hostChecks, httpChecks, listeners } from "./checks";
-import type { Run } from "./pulumi";
+import type { Run } from "../../lab/pulumi";
 import {
     CACHE,
     COMMAND,

@@ -13,7 +13,7 @@ import { fetch } from "undici";
 import { withTunnel } from "../../lib/registerUser";
 import { hostPackages } from "../../render/packages";
 import { selfCheckFromStack } from "../../scripts/self-check";
-import type { Run } from "../e2e/pulumi";
+import type { Run } from "../../lab/pulumi";
 import {
     CACHE,
     explainFailure,

@@ -9,8 +9,8 @@ import { readFileSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
-import type { Run } from "../e2e/pulumi";
-import { hostReboot, sshTo } from "../e2e/infra";
+import type { Run } from "../../lab/pulumi";
+import { hostReboot, sshTo } from "../../lab/host";
 import {
     CACHE,
     ctx,

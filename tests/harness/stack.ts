@@ -2,6 +2,7 @@
 // collects its exports with their secretness. Shared by the unit and e2e harnesses.
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import { SECRET_SIG, SECRET_SIG_KEY } from "../../lab/pulumi";
 
 export const PROGRAM = path.resolve(__dirname, "../../index.ts");
 
@@ -30,9 +31,7 @@ export async function runStack(): Promise<Record<string, StackOutput>> {
     return outputs;
 }
 
-/** Pulumi's wire form of a secret: {[SECRET_SIG_KEY]: SECRET_SIG, value}. */
-export const SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d";
-export const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
+export { SECRET_SIG, SECRET_SIG_KEY };
 
 /** Secret values arrive in mock inputs wrapped as {sig: secretSig, value}. */
 export function unwrapSecrets(v: unknown): unknown {

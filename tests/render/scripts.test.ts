@@ -219,7 +219,7 @@ describe("the project's own shell scripts", () => {
         ".ci/run",
         "scripts/tools-pulumi.sh",
         "scripts/tools-rtc.sh",
-        "tests/e2e/host.sh",
+        "lab/host.sh",
         "tests/render/nginx-harness.sh",
     ]) {
         it(`${file} passes shellcheck`, () => {

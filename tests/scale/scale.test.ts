@@ -11,7 +11,7 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { databaseHostPackages, hostPackages } from "../../render/packages";
 import { workerList, WORKER_PRESETS } from "../../render/workers";
-import type { Run } from "../e2e/pulumi";
+import type { Run } from "../../lab/pulumi";
 import {
     CACHE,
     ctx,

@@ -9,9 +9,12 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
-import { SECRET_SIG_KEY } from "../harness/stack";
 
-const ROOT = path.resolve(__dirname, "../..");
+const ROOT = path.resolve(__dirname, "..");
+
+/** Pulumi's wire form of a secret: {[SECRET_SIG_KEY]: SECRET_SIG, value}. */
+export const SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d";
+export const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
 /** What a stack's project folder links to: the program exactly as a user's checkout has it. */
 const PROGRAM_FILES = [
     "Pulumi.yaml",
