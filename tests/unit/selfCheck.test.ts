@@ -1,4 +1,4 @@
-// `npm run self-check` (lib/selfCheck.ts, scripts/self-check.ts): the pure parts, and the network
+// `npm run self-check` (selfcheck/, scripts/self-check.ts): the pure parts, and the network
 // checks against real local servers — HTTPS with certificates made here by openssl (valid,
 // expiring, expired, wrong name, chain left out, TLS 1.1 allowed), a key server whose response is
 // signed here with an ed25519 key, a small DNS server — and the host probe run by bash with stub
@@ -44,7 +44,7 @@ import {
     type HostProbe,
     type Network,
     type SelfCheckReport,
-} from "../../lib/selfCheck";
+} from "../../selfcheck";
 import { parseSelfCheckArgs, selfCheckFromStack, type StackReader } from "../../scripts/self-check";
 import { baseConfig } from "../harness/run";
 import { HOST_FACTS } from "../harness/program";
