@@ -24,7 +24,10 @@ const onHost = { setupFilesAfterEnv: ["<rootDir>/tests/e2e/setup.ts"] };
 /** @type {import('jest').Config} */
 module.exports = {
     projects: [
-        project("unit"),
+        // The self-check's tests sit in a folder of their own, one file per family of checks.
+        project("unit", {
+            testMatch: ["<rootDir>/tests/unit/**/*.test.ts", "<rootDir>/tests/selfcheck/**/*.test.ts"],
+        }),
         project("render"),
         project("e2e", onHost),
         project("hardening", onHost),

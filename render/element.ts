@@ -54,14 +54,19 @@ export function renderElementConfig(s: ElementConfigSettings): string {
     return JSON.stringify(config, null, 2) + "\n";
 }
 
-/** Element's recommended headers; repeated in every location that adds its own header. */
-const SECURITY_HEADERS = [
-    'add_header X-Frame-Options "SAMEORIGIN" always;',
-    'add_header X-Content-Type-Options "nosniff" always;',
-    'add_header X-XSS-Protection "1; mode=block" always;',
-    `add_header Content-Security-Policy "frame-ancestors 'self'" always;`,
-    'add_header Strict-Transport-Security "max-age=31536000" always;',
-];
+/** Element's recommended headers, name to value (the self-check expects them from the vhost). */
+export const ELEMENT_SECURITY_HEADERS: Readonly<Record<string, string>> = {
+    "X-Frame-Options": "SAMEORIGIN",
+    "X-Content-Type-Options": "nosniff",
+    "X-XSS-Protection": "1; mode=block",
+    "Content-Security-Policy": "frame-ancestors 'self'",
+    "Strict-Transport-Security": "max-age=31536000",
+};
+
+/** ELEMENT_SECURITY_HEADERS as nginx lines; repeated in every location that adds its own header. */
+const SECURITY_HEADERS = Object.entries(ELEMENT_SECURITY_HEADERS).map(
+    ([name, value]) => `add_header ${name} "${value}" always;`,
+);
 
 /** The Element vhost: static files; no-cache for what changes between releases. */
 export function renderElementSite(s: { elementHost: string; ipv6: boolean }): string {

@@ -20,7 +20,7 @@ import {
     type SelfCheckOptions,
     type SelfCheckReport,
     type Summary,
-} from "../lib/selfCheck";
+} from "../selfcheck";
 import { pulumiCli as registerUserCli } from "./register-user";
 
 /** What the self-check needs from a stack: its raw config (secrets decrypted) and its outputs. */
