@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { after } from "../lib/order";
+import { after, mapInput, type PlainOrOutput } from "../lib/order";
 import { filesRevision, remoteFile, remoteStep, type Host } from "../lib/remote";
 import {
     FIREWALL_FILE_MODE,
@@ -20,7 +20,7 @@ export interface HostFirewallArgs {
     /** Inbound UDP ports and ranges ([first, last]) to let in (calls). Default: none. */
     udpPorts?: (number | [number, number])[];
     /** TCP ports let in from one address only (PostgreSQL for the Synapse host). Default: none. */
-    sourcedTcpPorts?: SourcedPort[];
+    sourcedTcpPorts?: PlainOrOutput<SourcedPort[]>;
 }
 
 /**
@@ -49,8 +49,11 @@ export class HostFirewall extends pulumi.ComponentResource {
                 path: FIREWALL_PATHS.rules,
                 content: pulumi
                     .output(args.tcpPorts)
-                    .apply((tcpPorts) =>
-                        renderFirewallRules({ tcpPorts, udpPorts: args.udpPorts, sourced: args.sourcedTcpPorts }),
+                    .apply(
+                        (tcpPorts) =>
+                            mapInput(args.sourcedTcpPorts, (sourced) =>
+                                renderFirewallRules({ tcpPorts, udpPorts: args.udpPorts, sourced }),
+                            ) as string /* an Output here is flattened by apply */,
                     ),
                 removeOnDelete: true,
                 ...FIREWALL_FILE_MODE,

@@ -7,6 +7,11 @@ export interface HostPackagesArgs {
     host: Host;
     /** Debian packages every component on the host needs (render/packages.ts hostPackages). */
     packages: string[];
+    /**
+     * What the install (and so every step on the host) waits for: the preflight of a host whose
+     * address another resource gives; when it fails, nothing on the host is touched. Default: none.
+     */
+    waitFor?: pulumi.Output<unknown>;
 }
 
 /**
@@ -22,7 +27,13 @@ export class HostPackages extends pulumi.ComponentResource {
         this.installed = remoteStep(
             `${name}-install`,
             args.host,
-            { create: renderPackagesScript(args.packages, { user: args.host.user }) },
+            {
+                create: args.waitFor
+                    ? pulumi
+                          .all([args.waitFor, renderPackagesScript(args.packages, { user: args.host.user })])
+                          .apply(([, script]) => script)
+                    : renderPackagesScript(args.packages, { user: args.host.user }),
+            },
             { parent: this },
         );
         this.registerOutputs({});

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import { after } from "../lib/order";
+import { after, mapInput, type PlainOrOutput } from "../lib/order";
 import { filesRevision, remoteFile, remoteStep, type Host } from "../lib/remote";
 import type { ManagedFile } from "../lib/managedFile";
 import {
@@ -26,7 +26,7 @@ export interface MatrixRtcArgs {
     /** The homeserver host, whose vhost serves the services under /livekit/. */
     homeserverHost: string;
     /** The machine's public IPv4, the address ICE candidates carry. */
-    nodeIp: string;
+    nodeIp: PlainOrOutput<string>;
     livekit: Omit<RtcRelease, "binary">;
     jwtService: Omit<RtcRelease, "binary">;
     udpPort: number;
@@ -84,16 +84,18 @@ export class MatrixRtc extends pulumi.ComponentResource {
             RTC_PATHS.livekitConfig,
             pulumi.secret(
                 apiSecret.apply((secret) =>
-                    renderLivekitConfig({
-                        nodeIp: args.nodeIp,
-                        udpPort: args.udpPort,
-                        tcpPort: args.tcpPort,
-                        apiSecret: secret,
-                        turn:
-                            args.turnUdpPort !== undefined
-                                ? { udpPort: args.turnUdpPort, domain: args.homeserverHost }
-                                : undefined,
-                    }),
+                    mapInput(args.nodeIp, (nodeIp) =>
+                        renderLivekitConfig({
+                            nodeIp,
+                            udpPort: args.udpPort,
+                            tcpPort: args.tcpPort,
+                            apiSecret: secret,
+                            turn:
+                                args.turnUdpPort !== undefined
+                                    ? { udpPort: args.turnUdpPort, domain: args.homeserverHost }
+                                    : undefined,
+                        }),
+                    ),
                 ),
             ),
             RTC_FILE_MODES.livekitConfig,

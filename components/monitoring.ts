@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { mapInput, type PlainOrOutput } from "../lib/order";
 import { filesRevision, remoteFile, remoteStep, type Host } from "../lib/remote";
 import type { ManagedFile } from "../lib/managedFile";
 import {
@@ -29,7 +30,7 @@ export interface MonitoringArgs {
      * PostgreSQL on this host, the cluster the program manages: its exporter runs on that cluster's
      * port and PostgresDown is watched. Undefined with the database on a host of its own.
      */
-    postgresCluster?: PostgresCluster;
+    postgresCluster?: PlainOrOutput<PostgresCluster>;
     scrapeInterval: string;
     retention: string;
     backupSchedule: string;
@@ -77,7 +78,9 @@ export class Monitoring extends pulumi.ComponentResource {
                 file(
                     `${s}-dropin`,
                     dropInPath(s),
-                    renderDropIn(s, { retention: args.retention, postgresPort: args.postgresCluster?.port }),
+                    mapInput(args.postgresCluster, (c) =>
+                        renderDropIn(s, { retention: args.retention, postgresPort: c?.port }),
+                    ),
                     MONITORING_FILE_MODES.config,
                 ),
             ]),
@@ -125,15 +128,18 @@ export class Monitoring extends pulumi.ComponentResource {
             `${name}-service`,
             args.host,
             {
-                create: pulumi.all([pulumi.all(revisions), metricsRevision]).apply(([rs, metrics]) =>
-                    renderMonitoringScript(
-                        {
-                            services: services.map((service, i) => ({ service, revision: rs[i] ?? "" })),
-                            metricsRevision: metrics,
-                            cluster: args.postgresCluster,
-                        },
-                        { user },
-                    ),
+                create: pulumi.all([pulumi.all(revisions), metricsRevision]).apply(
+                    ([rs, metrics]) =>
+                        mapInput(args.postgresCluster, (cluster) =>
+                            renderMonitoringScript(
+                                {
+                                    services: services.map((service, i) => ({ service, revision: rs[i] ?? "" })),
+                                    metricsRevision: metrics,
+                                    cluster,
+                                },
+                                { user },
+                            ),
+                        ) as string /* an Output here is flattened by apply */,
                 ),
                 delete: renderMonitoringStopScript({ user }),
             },

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import { after } from "../lib/order";
+import { after, mapInput, type PlainOrOutput } from "../lib/order";
 import { remoteStep, type Host } from "../lib/remote";
 import {
     POSTGRES_LOOPBACK,
@@ -19,7 +19,7 @@ export interface PostgresDatabaseArgs {
      * The cluster to use (lib/preflight.ts reads it from the host): Debian's `<major>/main` and
      * its real port, which Synapse, the backups and the exporter are given.
      */
-    cluster: PostgresCluster;
+    cluster: PlainOrOutput<PostgresCluster>;
     /** Database name. Default: "synapse". */
     database?: string;
     /** Role Synapse logs in as. Default: "synapse". */
@@ -32,7 +32,7 @@ export interface PostgresDatabaseArgs {
      * PostgreSQL on a host of its own: it listens on `listenAddress` with TLS (a CA made on that
      * host) and admits Synapse's role from `clientAddress` alone. Default: loopback only.
      */
-    network?: { listenAddress: string; clientAddress: string };
+    network?: PlainOrOutput<{ listenAddress: string; clientAddress: string }>;
 }
 
 /**
@@ -59,7 +59,7 @@ export class PostgresDatabase extends pulumi.ComponentResource {
         const install = remoteStep(
             `${name}-install`,
             args.host,
-            { create: renderPostgresInstallScript(args.cluster, { user }) },
+            { create: mapInput(args.cluster, (c) => renderPostgresInstallScript(c, { user })) },
             { parent: this },
         );
         // The data's own lifetime: deleted (and, with purgeOnDestroy, dropped) only on destroy,
@@ -67,7 +67,9 @@ export class PostgresDatabase extends pulumi.ComponentResource {
         const data = remoteStep(
             `${name}-data`,
             args.host,
-            renderDatabaseDataScript({ ...settings, purge: args.purgeOnDestroy ?? false }, args.cluster, { user }),
+            mapInput(args.cluster, (c) =>
+                renderDatabaseDataScript({ ...settings, purge: args.purgeOnDestroy ?? false }, c, { user }),
+            ),
             { parent: this, dependsOn: [install] },
         );
         this.password = pulumi.secret(
@@ -79,7 +81,7 @@ export class PostgresDatabase extends pulumi.ComponentResource {
             `${name}-database`,
             args.host,
             {
-                create: renderDatabaseScript(settings, args.cluster, { user }),
+                create: mapInput(args.cluster, (c) => renderDatabaseScript(settings, c, { user })),
                 stdin: this.password.apply((pw) => renderDatabaseSql(settings, pw)),
             },
             { parent: this, dependsOn: [data] },
@@ -91,8 +93,12 @@ export class PostgresDatabase extends pulumi.ComponentResource {
                   `${name}-network`,
                   args.host,
                   {
-                      create: renderDatabaseNetworkScript({ ...args.network, ...settings }, args.cluster, { user }),
-                      delete: renderDatabaseNetworkDeleteScript(args.cluster, { user }),
+                      create: mapInput(args.network, (n) =>
+                          mapInput(args.cluster, (c) =>
+                              renderDatabaseNetworkScript({ ...n, ...settings }, c, { user }),
+                          ),
+                      ),
+                      delete: mapInput(args.cluster, (c) => renderDatabaseNetworkDeleteScript(c, { user })),
                   },
                   { parent: this, dependsOn: [database] },
               )
@@ -102,10 +108,15 @@ export class PostgresDatabase extends pulumi.ComponentResource {
         const ready = network ? [database, network] : [database];
         this.databaseName = after(ready, settings.database);
         this.userName = after(ready, settings.user);
-        this.address = after(ready, {
-            host: args.network ? args.network.listenAddress : POSTGRES_LOOPBACK,
-            port: args.cluster.port,
-        });
+        this.address = after(
+            ready,
+            mapInput(args.cluster, (c) =>
+                mapInput(args.network ?? { listenAddress: POSTGRES_LOOPBACK, clientAddress: "" }, (n) => ({
+                    host: n.listenAddress,
+                    port: c.port,
+                })),
+            ),
+        );
         this.registerOutputs({ databaseName: this.databaseName, userName: this.userName, address: this.address });
     }
 }

@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { mapInput, type PlainOrOutput } from "../lib/order";
 import { filesRevision, remoteFile, remoteStep, type Host } from "../lib/remote";
 import {
     renderTurnConfig,
@@ -14,7 +15,7 @@ export interface TurnServerArgs {
     /** The homeserver host: the realm and the certificate's name. */
     realm: string;
     /** The machine's public IPv4. */
-    externalIp: string;
+    externalIp: PlainOrOutput<string>;
     port: number;
     tlsPort: number;
     relayPorts: { min: number; max: number };
@@ -47,14 +48,16 @@ export class TurnServer extends pulumi.ComponentResource {
             TURN_PATHS.config,
             pulumi.secret(
                 args.sharedSecret.apply((sharedSecret) =>
-                    renderTurnConfig({
-                        realm: args.realm,
-                        externalIp: args.externalIp,
-                        port: args.port,
-                        tlsPort: args.tlsPort,
-                        relayPorts: args.relayPorts,
-                        sharedSecret,
-                    }),
+                    mapInput(args.externalIp, (externalIp) =>
+                        renderTurnConfig({
+                            realm: args.realm,
+                            externalIp,
+                            port: args.port,
+                            tlsPort: args.tlsPort,
+                            relayPorts: args.relayPorts,
+                            sharedSecret,
+                        }),
+                    ),
                 ),
             ),
             TURN_FILE_MODES.config,

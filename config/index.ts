@@ -1,6 +1,6 @@
 // The stack configuration: one schema (a file per section), validated before any resource is
 // registered. Pure apart from load.ts, which reads Pulumi's runtime.
-export { ConfigError, parseStackConfig, type ParseOptions } from "./parse";
+export { ConfigError, parseHomeserverConfig, parseStackConfig, type ParseOptions } from "./parse";
 export { loadProvidedSecret, loadSmtpPassword, loadSshPrivateKey, loadStackConfig } from "./load";
 export { stackSchema, type Delegation, type MachineConfig, type StackConfig } from "./schema";
 export {

@@ -1,6 +1,7 @@
 // `parseStackConfig` is pure: it takes the raw key/value map that Pulumi holds for the stack
 // (what `pulumi.runtime.allConfig()` returns) and yields a typed object with every default
 // filled in, or throws a `ConfigError` that lists every bad key at once.
+import type { z } from "zod";
 import { DEFAULT_ELEMENT_URL, DEFAULT_JWT_SERVICE_URL, DEFAULT_LIVEKIT_URL } from "./defaults";
 import { crossKeyProblems, defaultHomeserverHost } from "./rules";
 import { stackSchema, type StackConfig } from "./schema";
@@ -85,6 +86,37 @@ export function parseStackConfig(raw: Record<string, string>, opts: ParseOptions
         }
     }
     const result = stackSchema.safeParse(values);
+    problems.push(...schemaProblems(result, values));
+    problems.push(...crossKeyProblems(values));
+    for (const key of SECRET_KEYS) {
+        if (values[key] !== undefined && opts.isSecret && !opts.isSecret(`matrix:${key}`)) {
+            problems.push(
+                `matrix:${key}: is stored in plain text; set it again with pulumi config set --secret${key === "secrets" ? " --path matrix:secrets.<name>" : ` matrix:${key}`}`,
+            );
+        }
+    }
+    if (values.dns !== undefined && !opts.cloudflareToken) {
+        problems.push(
+            "matrix:dns: needs a Cloudflare API token; set it with: pulumi config set --secret cloudflare:apiToken <token> (or remove matrix:dns to manage DNS elsewhere)",
+        );
+    }
+    if (problems.length > 0 || !result.success) throw new ConfigError(problems);
+    return completed(result.data);
+}
+
+/**
+ * Validate typed values (the stack's keys without the `matrix:` prefix, as MatrixHomeserver's
+ * args hold them): the same schema and cross-key rules as a stack's config.
+ */
+export function parseHomeserverConfig(values: Record<string, unknown>): StackConfig {
+    const result = stackSchema.safeParse(values);
+    const problems = [...schemaProblems(result, values), ...crossKeyProblems(values)];
+    if (problems.length > 0 || !result.success) throw new ConfigError(problems);
+    return completed(result.data);
+}
+
+function schemaProblems(result: ReturnType<typeof stackSchema.safeParse>, values: Record<string, unknown>): string[] {
+    const problems: string[] = [];
     if (!result.success) {
         for (const issue of result.error.issues) {
             if (issue.code === "unrecognized_keys") {
@@ -100,22 +132,13 @@ export function parseStackConfig(raw: Record<string, string>, opts: ParseOptions
             }
         }
     }
-    problems.push(...crossKeyProblems(values));
-    for (const key of SECRET_KEYS) {
-        if (values[key] !== undefined && opts.isSecret && !opts.isSecret(`matrix:${key}`)) {
-            problems.push(
-                `matrix:${key}: is stored in plain text; set it again with pulumi config set --secret${key === "secrets" ? " --path matrix:secrets.<name>" : ` matrix:${key}`}`,
-            );
-        }
-    }
-    if (values.dns !== undefined && !opts.cloudflareToken) {
-        problems.push(
-            "matrix:dns: needs a Cloudflare API token; set it with: pulumi config set --secret cloudflare:apiToken <token> (or remove matrix:dns to manage DNS elsewhere)",
-        );
-    }
-    if (problems.length > 0 || !result.success) throw new ConfigError(problems);
+    return problems;
+}
+
+/** The validated values with what follows from them filled in. */
+function completed(data: z.output<typeof stackSchema>): StackConfig {
     // The key itself is read again as a secret Output (loadSshPrivateKey); it is only checked here.
-    const { sshPrivateKey: _checkedOnly, secrets, ...c } = result.data;
+    const { sshPrivateKey: _checkedOnly, secrets, ...c } = data;
     return {
         ...c,
         providedSecrets: Object.fromEntries(PROVIDED_SECRETS.map((k) => [k, secrets?.[k] !== undefined])) as Record<

@@ -15,7 +15,7 @@ export interface Host {
      * The stack config keys the connection comes from. Managed files read the host back with
      * the stack's current settings, so a rotated SSH key works on the very next refresh.
      */
-    config: ConnectionConfig;
+    config?: ConnectionConfig;
     /** What every step on the host waits for (its packages). Default: nothing. */
     prerequisites?: pulumi.Resource[];
 }
