@@ -21,7 +21,7 @@ export type PlainOrOutput<T> = T | pulumi.Output<T>;
  */
 export function mapInput<T, U>(value: PlainOrOutput<T>, f: (v: T) => PlainOrOutput<U>): PlainOrOutput<U> {
     if (pulumi.Output.isInstance(value)) {
-        return (value as pulumi.Output<T>).apply((v) => f(v as T) as pulumi.Input<U>) as unknown as pulumi.Output<U>;
+        return value.apply((v) => f(v) as pulumi.Input<U>) as unknown as pulumi.Output<U>;
     }
-    return f(value as T);
+    return f(value);
 }

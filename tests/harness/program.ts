@@ -45,6 +45,10 @@ interface Request {
     delayMs?: number;
     /** What the preflight reads on a host, by its address (render/preflight.ts's lines); default HOST_FACTS. */
     hostFacts?: Record<string, string>;
+    /** Another program to run instead of index.ts (one that composes MatrixHomeserver). */
+    program?: string;
+    /** State the mocked providers report for resources of a type, beside their inputs. */
+    stateByType?: Record<string, Record<string, unknown>>;
 }
 
 /** A new Debian 12 server after the program's first deploy: its PostgreSQL 15/main on 5432. */
@@ -78,7 +82,7 @@ async function main(): Promise<void> {
             newResource: async (args) => {
                 const start = Date.now() - t0;
                 if (args.custom && request.delayMs) await new Promise((r) => setTimeout(r, request.delayMs));
-                const state: Record<string, unknown> = { ...args.inputs };
+                const state: Record<string, unknown> = { ...args.inputs, ...request.stateByType?.[args.type] };
                 if (args.type === "random:index/randomPassword:RandomPassword") {
                     state.result = mockRandom(args.name, Number(args.inputs.length ?? 16));
                 }
@@ -142,7 +146,7 @@ async function main(): Promise<void> {
 
     const result: ProgramResult = { resources: [], outputs: {}, timeline };
     try {
-        result.outputs = await runStack();
+        result.outputs = await runStack(request.program);
     } catch (err) {
         result.error = err instanceof Error ? err.message : String(err);
     }

@@ -37,15 +37,21 @@ type RunOptions = {
     delayMs?: number;
     /** What the preflight reads on each host, by address (tests/harness/program.ts HOST_FACTS by default). */
     hostFacts?: Record<string, string>;
+    /** Another program than index.ts (tests/harness/program.ts). */
+    program?: string;
+    /** The config keys stored as secrets. Default: the stack's own secret keys, less plainKeys. */
+    secretKeys?: string[];
+    /** State the mocked providers report for resources of a type, beside their inputs. */
+    stateByType?: Record<string, Record<string, unknown>>;
 };
 
 function harnessCall(config: Record<string, string>, opts: RunOptions) {
     const root = path.resolve(__dirname, "../..");
     // ts-node (type-checking) is what the Pulumi CLI's Node.js host loads index.ts with.
     const loader = opts.loader === "ts-node" ? ["-r", "ts-node/register"] : ["--import", "tsx"];
-    const secretKeys = ["matrix:sshPrivateKey", "cloudflare:apiToken", "matrix:secrets"].filter(
-        (k) => !opts.plainKeys?.includes(k),
-    );
+    const secretKeys =
+        opts.secretKeys ??
+        ["matrix:sshPrivateKey", "cloudflare:apiToken", "matrix:secrets"].filter((k) => !opts.plainKeys?.includes(k));
     return {
         args: [...loader, path.join(__dirname, "program.ts")],
         cwd: root,
@@ -55,6 +61,8 @@ function harnessCall(config: Record<string, string>, opts: RunOptions) {
             preview: opts.preview ?? false,
             delayMs: opts.delayMs,
             hostFacts: opts.hostFacts,
+            program: opts.program,
+            stateByType: opts.stateByType,
         }),
         env: { ...process.env, CLOUDFLARE_API_TOKEN: "" },
     };

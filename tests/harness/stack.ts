@@ -11,12 +11,12 @@ export interface StackOutput {
     secret: boolean;
 }
 
-export async function runStack(): Promise<Record<string, StackOutput>> {
+export async function runStack(program = PROGRAM): Promise<Record<string, StackOutput>> {
     // The module's own exports (runInPulumiStack hands back unwrapped values).
     // Not named `exports`: under CommonJS that would shadow this module's own exports.
     let programExports: Record<string, unknown> = {};
     await pulumi.runtime.runInPulumiStack(() => {
-        programExports = require(PROGRAM) as Record<string, unknown>;
+        programExports = require(program) as Record<string, unknown>;
         return Promise.resolve(programExports);
     });
     const outputs: Record<string, StackOutput> = {};

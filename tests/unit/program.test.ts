@@ -51,18 +51,22 @@ describe("the full stack (Cloudflare DNS, apex delegation, IPv6)", () => {
         assert.equal(result.error, undefined);
     });
 
-    it("creates the five components (and the backup timer) with their type tokens", () => {
+    it("creates the homeserver, its five components (and the backup timer) with their type tokens", () => {
         const components = result.resources.filter((r) => !r.custom && r.type.startsWith("matrix:"));
         assert.deepEqual(components.map((r) => `${r.type} ${r.name}`).sort(), [
             "matrix:index:DnsRecords dns",
             "matrix:index:ElementWeb element",
             "matrix:index:HostFirewall firewall",
             "matrix:index:HostPackages packages",
+            "matrix:index:MatrixHomeserver matrix",
             "matrix:index:NginxProxy nginx",
             "matrix:index:PostgresDatabase postgres",
             "matrix:index:SynapseBackups backup",
             "matrix:index:SynapseServer synapse",
         ]);
+        // The stack's components under the one homeserver, keeping the names they had at the root.
+        const homeserver = byName(result, "matrix");
+        for (const c of components.filter((r) => r !== homeserver)) assert.equal(c.parent, homeserver.urn, c.name);
     });
 
     it("parents every child to its component, named after it", () => {
