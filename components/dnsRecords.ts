@@ -14,8 +14,8 @@ export interface DnsRecordsArgs {
     ipv4: pulumi.Input<string>;
     /** The server's IPv6 address: an AAAA record for each name too. Default: none. */
     ipv6?: pulumi.Input<string>;
-    /** TTL in seconds; 1 is Cloudflare's "auto". Default: 1. */
-    ttl?: pulumi.Input<number>;
+    /** TTL in seconds; 1 is Cloudflare's "auto". */
+    ttl: pulumi.Input<number>;
 }
 
 /**
@@ -45,7 +45,7 @@ export class DnsRecords extends pulumi.ComponentResource {
                             name: hostname,
                             type,
                             content,
-                            ttl: args.ttl ?? 1,
+                            ttl: args.ttl,
                             proxied: false,
                             comment: "managed by matrix-pulumi",
                         },

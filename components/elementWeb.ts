@@ -31,16 +31,16 @@ export interface ElementWebArgs {
     url: pulumi.Input<string>;
     /** SHA-256 of the tarball; checked before anything is extracted. */
     sha256: pulumi.Input<string>;
-    /** Brand shown in the UI. Default: "Element". */
-    brand?: pulumi.Input<string>;
-    /** Hide the "other homeserver" option at login. Default: false. */
-    disableCustomUrls?: pulumi.Input<boolean>;
-    /** Offer "Create Account" (the homeserver's registration is open). Default: false. */
-    registration?: pulumi.Input<boolean>;
-    /** Listen on IPv6 too. Default: false. */
-    ipv6?: boolean;
-    /** On destroy, delete the releases too (the vhost always goes). Default: false. */
-    purgeOnDestroy?: boolean;
+    /** Brand shown in the UI. */
+    brand: pulumi.Input<string>;
+    /** Hide the "other homeserver" option at login. */
+    disableCustomUrls: pulumi.Input<boolean>;
+    /** Offer "Create Account" (the homeserver's registration is open). */
+    registration: pulumi.Input<boolean>;
+    /** Listen on IPv6 too. */
+    ipv6: boolean;
+    /** On destroy, delete the releases too (the vhost always goes). */
+    purgeOnDestroy: boolean;
 }
 
 /**
@@ -54,13 +54,13 @@ export class ElementWeb extends pulumi.ComponentResource {
     constructor(name: string, args: ElementWebArgs, opts?: pulumi.ComponentResourceOptions) {
         super("matrix:index:ElementWeb", name, {}, opts);
         const user = args.host.user;
-        const ipv6 = args.ipv6 ?? false;
+        const ipv6 = args.ipv6;
         const release = pulumi.all([args.version, args.sha256]).apply(([version, sha256]) => ({ version, sha256 }));
 
         const data = remoteStep(
             `${name}-data`,
             args.host,
-            renderElementDataScript({ purge: args.purgeOnDestroy ?? false }, { user }),
+            renderElementDataScript({ purge: args.purgeOnDestroy }, { user }),
             { parent: this },
         );
         // Nothing of the homeserver's is needed to fetch and unpack a release: it runs from the start.
@@ -84,13 +84,7 @@ export class ElementWeb extends pulumi.ComponentResource {
             {
                 path: paths.config,
                 content: pulumi
-                    .all([
-                        args.serverName,
-                        args.homeserverHost,
-                        args.brand ?? "Element",
-                        args.disableCustomUrls ?? false,
-                        args.registration ?? false,
-                    ])
+                    .all([args.serverName, args.homeserverHost, args.brand, args.disableCustomUrls, args.registration])
                     .apply(([serverName, homeserverHost, brand, disableCustomUrls, registration]) =>
                         renderElementConfig({ serverName, homeserverHost, brand, disableCustomUrls, registration }),
                     ),

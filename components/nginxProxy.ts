@@ -40,10 +40,10 @@ export interface NginxProxyArgs {
      * DnsRecords' outputs so no certificate is requested before its name resolves.
      */
     certificateHosts: CertificateHosts<pulumi.Input<string>>;
-    /** Listen on IPv6 too (the server has an AAAA record). Default: false. */
-    ipv6?: boolean;
-    /** nginx client_max_body_size; equal to Synapse's max_upload_size. Default: "50M". */
-    maxUploadSize?: pulumi.Input<string>;
+    /** Listen on IPv6 too (the server has an AAAA record). */
+    ipv6: boolean;
+    /** nginx client_max_body_size; equal to Synapse's max_upload_size. */
+    maxUploadSize: pulumi.Input<string>;
     /** /.well-known/matrix/support, served beside the other well-known documents. Default: none. */
     support?: SupportSettings;
     /**
@@ -83,7 +83,7 @@ export class NginxProxy extends pulumi.ComponentResource {
     constructor(name: string, args: NginxProxyArgs, opts?: pulumi.ComponentResourceOptions) {
         super("matrix:index:NginxProxy", name, {}, opts);
         const user = args.host.user;
-        const ipv6 = args.ipv6 ?? false;
+        const ipv6 = args.ipv6;
         const named = Object.entries(args.certificateHosts)
             .filter((e): e is [keyof CertificateHosts<unknown>, pulumi.Input<string>] => e[1] !== undefined)
             .sort(([a], [b]) => a.localeCompare(b));
@@ -159,7 +159,7 @@ export class NginxProxy extends pulumi.ComponentResource {
                 "homeserver",
                 NGINX_PATHS.homeserverSite,
                 pulumi
-                    .all([args.homeserverHost, args.maxUploadSize ?? "50M", args.rtc])
+                    .all([args.homeserverHost, args.maxUploadSize, args.rtc])
                     .apply(([homeserverHost, maxUploadSize, rtc]) =>
                         renderHomeserverSite({
                             homeserverHost,

@@ -20,14 +20,14 @@ export interface PostgresDatabaseArgs {
      * its real port, which Synapse, the backups and the exporter are given.
      */
     cluster: PlainOrOutput<PostgresCluster>;
-    /** Database name. Default: "synapse". */
-    database?: string;
-    /** Role Synapse logs in as. Default: "synapse". */
-    user?: string;
+    /** Database name. */
+    database: string;
+    /** Role Synapse logs in as. */
+    user: string;
     /** The role's password. Default: generated (`RandomPassword`, 40 letters and digits). */
     password?: pulumi.Input<string>;
-    /** On destroy, drop the database and role. Default: false (they are kept). */
-    purgeOnDestroy?: boolean;
+    /** On destroy, drop the database and role. */
+    purgeOnDestroy: boolean;
     /**
      * PostgreSQL on a host of its own: it listens on `listenAddress` with TLS (a CA made on that
      * host) and admits Synapse's role from `clientAddress` alone. Default: loopback only.
@@ -53,7 +53,7 @@ export class PostgresDatabase extends pulumi.ComponentResource {
 
     constructor(name: string, args: PostgresDatabaseArgs, opts?: pulumi.ComponentResourceOptions) {
         super("matrix:index:PostgresDatabase", name, {}, opts);
-        const settings = { database: args.database ?? "synapse", user: args.user ?? "synapse" };
+        const settings = { database: args.database, user: args.user };
         const user = args.host.user;
 
         const install = remoteStep(
@@ -68,7 +68,7 @@ export class PostgresDatabase extends pulumi.ComponentResource {
             `${name}-data`,
             args.host,
             mapInput(args.cluster, (c) =>
-                renderDatabaseDataScript({ ...settings, purge: args.purgeOnDestroy ?? false }, c, { user }),
+                renderDatabaseDataScript({ ...settings, purge: args.purgeOnDestroy }, c, { user }),
             ),
             { parent: this, dependsOn: [install] },
         );

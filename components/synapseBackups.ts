@@ -5,10 +5,10 @@ import { renderBackupDeleteScript, renderBackupScript } from "../render/backup";
 export interface SynapseBackupsArgs {
     /** The server and how to reach it. */
     host: Host;
-    /** systemd OnCalendar expression. Default: "daily". */
-    schedule?: pulumi.Input<string>;
-    /** How many scheduled backups to keep. Default: 7. */
-    retention?: pulumi.Input<number>;
+    /** systemd OnCalendar expression. */
+    schedule: pulumi.Input<string>;
+    /** How many scheduled backups to keep. */
+    retention: pulumi.Input<number>;
     /** Synapse's loopback URL (SynapseServer.localUrl): installed once Synapse is up. */
     synapseUrl: pulumi.Input<string>;
 }
@@ -26,7 +26,7 @@ export class SynapseBackups extends pulumi.ComponentResource {
             args.host,
             {
                 create: pulumi
-                    .all([args.schedule ?? "daily", args.retention ?? 7, args.synapseUrl])
+                    .all([args.schedule, args.retention, args.synapseUrl])
                     .apply(([schedule, retention]) => renderBackupScript({ schedule, retention }, { user })),
                 delete: renderBackupDeleteScript({ user }),
             },

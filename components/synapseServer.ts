@@ -16,7 +16,7 @@ import {
     SYNAPSE_LISTEN,
     SYNAPSE_PATHS,
 } from "../render/synapse";
-import { hasWorkers, upstreamLayout, WORKER_PRESETS, type UpstreamLayout, type WorkerCounts } from "../render/workers";
+import { hasWorkers, upstreamLayout, type UpstreamLayout, type WorkerCounts } from "../render/workers";
 import { SynapseRedis, SynapseWorkers } from "./synapseWorkers";
 import { SYNAPSE_METRICS_LISTENER } from "../render/monitoring";
 
@@ -31,16 +31,16 @@ export interface SynapseServerArgs {
     version: pulumi.Input<string>;
     /** pip --find-links source instead of PyPI (air-gapped hosts). Default: PyPI. */
     wheelhouse?: pulumi.Input<string | undefined>;
-    /** Open registration. Default: false. */
-    enableRegistration?: pulumi.Input<boolean>;
-    /** Largest upload, as Synapse and nginx read it ("50M"). Default: "50M". */
-    maxUploadSize?: pulumi.Input<string>;
-    /** Report anonymous usage statistics to matrix.org. Default: false. */
-    reportStats?: pulumi.Input<boolean>;
-    /** More homeserver.yaml keys, merged at the top level. Default: none. */
-    extraConfig?: pulumi.Input<Record<string, unknown>>;
-    /** How long to wait for /health after a (re)start, in seconds. Default: 300. */
-    healthTimeoutSeconds?: pulumi.Input<number>;
+    /** Open registration. */
+    enableRegistration: pulumi.Input<boolean>;
+    /** Largest upload, as Synapse and nginx read it ("50M"). */
+    maxUploadSize: pulumi.Input<string>;
+    /** Report anonymous usage statistics to matrix.org. */
+    reportStats: pulumi.Input<boolean>;
+    /** More homeserver.yaml keys, merged at the top level. */
+    extraConfig: pulumi.Input<Record<string, unknown>>;
+    /** How long to wait for /health after a (re)start, in seconds. */
+    healthTimeoutSeconds: pulumi.Input<number>;
     /**
      * A closed or private federation: the CAs it trusts (PEM, instead of the system's), the only
      * servers it talks to, and private address ranges it may reach. Default: open federation.
@@ -56,18 +56,18 @@ export interface SynapseServerArgs {
         macaroonSecretKey?: pulumi.Input<string>;
         formSecret?: pulumi.Input<string>;
     };
-    /** Worker processes by kind (matrix:synapse.workers). Default: none, a single process. */
-    workers?: WorkerCounts;
+    /** Worker processes by kind (matrix:synapse.workers). */
+    workers: WorkerCounts;
     /** How long media is kept after its last access ("forever" or "90d"). Default: Synapse's (forever). */
     mediaRetention?: { local: string; remote: string };
-    /** Metrics listeners on loopback for every process (matrix:monitoring). Default: false. */
-    metrics?: boolean;
+    /** Metrics listeners on loopback for every process (matrix:monitoring). */
+    metrics: boolean;
     /** MatrixRTC (matrix:rtc): lk-jwt-service's public URL, announced as the LiveKit transport. Default: none. */
     rtc?: { serviceUrl: string };
     /** coturn (matrix:turn): its URIs and the credentials' lifetime (the shared secret is generated). Default: none. */
     turn?: { uris: string[]; userLifetime: string };
-    /** On destroy, delete Synapse's data (media, signing key), config and venv. Default: false. */
-    purgeOnDestroy?: boolean;
+    /** On destroy, delete Synapse's data (media, signing key), config and venv. */
+    purgeOnDestroy: boolean;
     /** The database to use (from PostgresDatabase). */
     database: {
         name: pulumi.Input<string>;
@@ -96,7 +96,7 @@ export class SynapseServer extends pulumi.ComponentResource {
     constructor(name: string, args: SynapseServerArgs, opts?: pulumi.ComponentResourceOptions) {
         super("matrix:index:SynapseServer", name, {}, opts);
         const user = args.host.user;
-        const workers = args.workers ?? WORKER_PRESETS.none;
+        const workers = args.workers;
         const scaled = hasWorkers(workers);
         const secret = (role: string, provided: pulumi.Input<string> | undefined) =>
             pulumi.secret(
@@ -113,7 +113,7 @@ export class SynapseServer extends pulumi.ComponentResource {
         const data = remoteStep(
             `${name}-data`,
             args.host,
-            renderSynapseDataScript({ purge: args.purgeOnDestroy ?? false }, { user }),
+            renderSynapseDataScript({ purge: args.purgeOnDestroy }, { user }),
             { parent: this },
         );
         const install = remoteStep(
@@ -131,10 +131,10 @@ export class SynapseServer extends pulumi.ComponentResource {
             .all([
                 args.serverName,
                 args.homeserverHost,
-                args.enableRegistration ?? false,
-                args.maxUploadSize ?? "50M",
-                args.reportStats ?? false,
-                args.extraConfig ?? {},
+                args.enableRegistration,
+                args.maxUploadSize,
+                args.reportStats,
+                args.extraConfig,
             ])
             .apply(([serverName, homeserverHost, enableRegistration, maxUploadSize, reportStats, extraConfig]) => ({
                 homeserverConfig: renderHomeserverConfig({
@@ -231,7 +231,7 @@ export class SynapseServer extends pulumi.ComponentResource {
                     .all([
                         filesRevision([homeserverConfig, logConfig, secrets, unit, ...federationCa, ...databaseCa]),
                         args.version,
-                        args.healthTimeoutSeconds ?? 300,
+                        args.healthTimeoutSeconds,
                     ])
                     .apply(([files, version, healthTimeoutSeconds]) =>
                         renderSynapseServiceScript(
@@ -250,8 +250,8 @@ export class SynapseServer extends pulumi.ComponentResource {
                       workers,
                       sharedFiles: [homeserverConfig, logConfig, secrets, ...federationCa, ...databaseCa],
                       version: args.version,
-                      healthTimeoutSeconds: args.healthTimeoutSeconds ?? 300,
-                      metrics: args.metrics ?? false,
+                      healthTimeoutSeconds: args.healthTimeoutSeconds,
+                      metrics: args.metrics,
                       dependsOn: [service, redis!.ready],
                   },
                   { parent: this },
