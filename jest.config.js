@@ -1,4 +1,4 @@
-// Jest runs every suite (README: Testing), one project per kind of test:
+// Jest runs every suite (docs/testing.md), one project per kind of test:
 //   unit, render   `npm test`: milliseconds to seconds, no host needed (render needs root)
 //   e2e, hardening, federation, scale, demo `npm run test:e2e` (…): real hosts, each suite with its own
 // TypeScript is compiled by @swc/jest, without type-checking (that is `npm run build`'s job, once

@@ -105,7 +105,7 @@ export interface Run {
     /**
      * What the CLI printed (its events, the steps' output in them, stderr), less the engine's
      * debug diagnostics, which are in `debugOutput`: among them the Node.js SDK's log of every
-     * RegisterResource response, secret outputs in plain text (Pulumi's own, README: Secrets).
+     * RegisterResource response, secret outputs in plain text (Pulumi's own; docs/configuration.md: Secrets).
      */
     output: string;
     debugOutput: string;

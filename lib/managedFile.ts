@@ -189,7 +189,7 @@ export const managedFileProvider: pulumi.dynamic.ResourceProvider<ManagedFileInp
     async update(_id, olds, news) {
         return { outs: await writeRemote(news, (olds.generation ?? 0) + 1) };
     },
-    // Most files stay on destroy (README: Destroy); the step that owns the service stops it.
+    // Most files stay on destroy (docs/operations.md: Destroy); the step that owns the service stops it.
     async delete(id, props) {
         const connection = this.currentConnection(props);
         if (!props.removeOnDelete || !connection) return;

@@ -25,7 +25,7 @@ export interface RemoteStep {
     create: pulumi.Input<string>;
     /** Secret material for the script, delivered on standard input. */
     stdin?: pulumi.Input<string>;
-    /** Run on destroy; most steps leave the host as it is (README: destroy). */
+    /** Run on destroy; most steps leave the host as it is (docs/operations.md: Destroy). */
     delete?: pulumi.Input<string>;
 }
 

@@ -121,7 +121,7 @@ interface Rule {
     summary: string;
 }
 
-/** The alerts that matter to a small server (README: Metrics and alerts). */
+/** The alerts that matter to a small server (docs/monitoring.md). */
 export function alertRules(s: { localDatabase: boolean }): Rule[] {
     const pending = "sum(synapse_federation_transaction_queue_pending_pdus)";
     const fs = 'fstype!~"tmpfs|ramfs|squashfs|overlay|nsfs"';

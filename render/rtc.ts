@@ -22,7 +22,7 @@ export const RTC_SERVICES = { livekit: "matrix-livekit", jwt: "matrix-lk-jwt-ser
 export const RTC_USERS = { livekit: "matrix-livekit", jwt: "matrix-lk-jwt" } as const;
 /** Loopback ports nginx proxies to: LiveKit's HTTP/WebSocket API and lk-jwt-service. */
 export const RTC_LOOPBACK = { livekit: 7880, jwt: 8070 } as const;
-/** Where the homeserver vhost serves them (README: Calls, why a path and not a host name). */
+/** Where the homeserver vhost serves them (docs/calls.md: why a path and not a host name). */
 export const RTC_PUBLIC_PATHS = { jwt: "/livekit/jwt", sfu: "/livekit/sfu" } as const;
 /** The API key name both services share; its secret is generated. */
 export const LIVEKIT_API_KEY = "matrixrtc";

@@ -259,7 +259,7 @@ const ROOT_SYNAPSE = { owner: "root", group: SYNAPSE_USER } as const;
 
 /**
  * pip arguments for a wheelhouse: a folder on the host or a URL. pip ignores a plain-http
- * source unless its host is trusted; the stack named it, so it is (README: wheelhouse).
+ * source unless its host is trusted; the stack named it, so it is (docs/configuration.md: synapse.wheelhouse).
  */
 export function wheelhouseArgs(wheelhouse: string): string {
     const args = ["--no-index", "--find-links", shq(wheelhouse)];
@@ -312,7 +312,7 @@ export function renderSynapseInstallScript(s: SynapseInstallSettings, opts: { us
             `current=$(${shq(py)} -c 'import synapse; print(synapse.__version__)' 2>/dev/null || true)`,
             `if [ "$current" != ${shq(s.version)} ]; then`,
             // Every process runs one version: the workers stop now, the main process migrates the
-            // schema at its restart, and the workers start again after it (README: Workers).
+            // schema at its restart, and the workers start again after it (docs/scaling.md: Workers).
             `  systemctl stop ${shq(`${WORKER_SERVICE}@*.service`)} 2>/dev/null || true`,
             // The database to save is the one the installed Synapse uses (its secrets file), here
             // or on its own host.

@@ -4,7 +4,7 @@
 # npm run demo -- down    destroy the stack and the host; nothing is left running
 #
 # Needs root on Debian 12 (it boots the host with systemd-nspawn). Installs what it needs: Debian
-# packages, node modules, and the Pulumi toolchain when no `pulumi` is on PATH (README: Try it).
+# packages, node modules, and the Pulumi toolchain when no `pulumi` is on PATH (docs/demo.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# npm run test:all — every suite, on a fresh Debian 12 machine, as root (README: Testing): installs
+# npm run test:all — every suite, on a fresh Debian 12 machine, as root (docs/testing.md): installs
 # what the suites need (Debian packages, node modules with Node 22, the Synapse venv, the Pulumi
 # toolchain; caches outside the clone are reused), then runs `npm test` and the host suites.
 #

@@ -2,7 +2,7 @@
 # npm run tools:pulumi — the test toolchain: the real Pulumi CLI, the Node.js language host, the
 # dynamic-provider shim and the command and random providers, built from the Go module proxy and
 # ../shared/upstream (sources the proxy refuses) into one cache folder that later runs reuse.
-# Users install Pulumi as usual; this is for machines that cannot download it (README: Testing).
+# Users install Pulumi as usual; this is for machines that cannot download it (docs/testing.md).
 #
 #   PULUMI_TOOLS   the cache folder (default: .tools/pulumi in the project; CI: /var/cache/...)
 #   UPSTREAM       the upstream sources (default: ../shared/upstream beside the project)

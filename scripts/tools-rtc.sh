@@ -3,7 +3,7 @@
 # the Go module proxy (livekit-server) and ../shared/upstream (lk-jwt-service, whose pinned SDK
 # the proxy refuses), laid out as the projects publish them: LiveKit's linux_amd64 tarball holding
 # `livekit-server`, and lk-jwt-service's bare linux_amd64 binary. Users download the real ones
-# (README: Calls); these machines cannot.
+# (docs/calls.md); these machines cannot.
 #
 #   PULUMI_TOOLS   the test toolchain's cache folder; the files go to $PULUMI_TOOLS/rtc
 #   UPSTREAM       the upstream sources (default: ../shared/upstream beside the project)

@@ -25,7 +25,7 @@ async function tcpOpens(net: Network, host: string, port: number): Promise<strin
 /**
  * matrix:rtc and matrix:turn as a caller meets them: the focus in the client well-known, both
  * services through nginx, and the TCP ports from outside (UDP cannot be probed without a call:
- * the README lists what to open).
+ * docs/calls.md lists what to open).
  */
 export async function checkCalls(
     net: Network,

@@ -245,7 +245,7 @@ describe("e2e: a homeserver on a real host, deployed by the real Pulumi CLI", ()
     hostChecks(5433);
 
     it("renews certificates (dry run) and has the reload hook", () => {
-        // A dry run without --server would switch to Let's Encrypt staging (README: renewal).
+        // A dry run without --server would switch to Let's Encrypt staging (docs/operations.md).
         const r = sh(
             `REQUESTS_CA_BUNDLE=/etc/matrix-pulumi/acme-ca.pem certbot renew --dry-run --no-random-sleep-on-renew -q --server ${ctx.acme.directoryUrl} && test -x /etc/letsencrypt/renewal-hooks/deploy/matrix-pulumi-reload-nginx && echo ok`,
         );

@@ -511,7 +511,7 @@ export const CASES: Case[] = [
         key: "matrix:turn.relayPorts",
         form: /relayPorts.min must not exceed relayPorts.max/,
     },
-    // Values that parse but cannot work (README: What the program checks)
+    // Values that parse but cannot work (docs/configuration.md: Values that parse but cannot work)
     {
         label: "machine address 0.0.0.0",
         overrides: { "matrix:machine": { ipv4: "0.0.0.0" } },

@@ -287,7 +287,7 @@ describe("hardening on a real host", () => {
             );
             debugHits = hits("SDK debug diagnostics in --json", results.map((r) => r.debugOutput).join("\n"), secrets);
             console.log(
-                `secret scan: ${debugHits.length} secrets in the Node.js SDK's debug diagnostics of --json runs (known, README: Secrets); ${secrets.size} secrets; ${processSamples.split("\n").length} distinct process lines, ` +
+                `secret scan: ${debugHits.length} secrets in the Node.js SDK's debug diagnostics of --json runs (known, docs/configuration.md: Secrets); ${secrets.size} secrets; ${processSamples.split("\n").length} distinct process lines, ` +
                     `${journal.split("\n").length} journal lines, ${results.length} deploys' outputs: ${found.length} hits`,
             );
         });
@@ -304,7 +304,7 @@ describe("hardening on a real host", () => {
         it("finds none of them in the CLI's output, the state, process arguments, journal or world-readable files", () => {
             assert.deepEqual(found, []);
         });
-        it("finds the generated ones only in the SDK's debug diagnostics of --json runs, as README: Secrets says", () => {
+        it("finds the generated ones only in the SDK's debug diagnostics of --json runs, as docs/configuration.md: Secrets says", () => {
             // Pulumi's Node.js SDK logs each RegisterResource response at debug level, and --json
             // streams debug diagnostics: the random provider's results appear there. This pins
             // that down, so a change (for better or worse) shows.
