@@ -24,16 +24,11 @@ export class HostPackages extends pulumi.ComponentResource {
 
     constructor(name: string, args: HostPackagesArgs, opts?: pulumi.ComponentResourceOptions) {
         super("matrix:index:HostPackages", name, {}, opts);
+        const script = renderPackagesScript(args.packages, { user: args.host.user });
         this.installed = remoteStep(
             `${name}-install`,
             args.host,
-            {
-                create: args.waitFor
-                    ? pulumi
-                          .all([args.waitFor, renderPackagesScript(args.packages, { user: args.host.user })])
-                          .apply(([, script]) => script)
-                    : renderPackagesScript(args.packages, { user: args.host.user }),
-            },
+            { create: args.waitFor ? pulumi.all([args.waitFor, script]).apply(([, s]) => s) : script },
             { parent: this },
         );
         this.registerOutputs({});

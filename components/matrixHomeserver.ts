@@ -14,9 +14,6 @@ import {
     parseHomeserverConfig,
     preflightSettings,
     publicHostnames,
-    unusableIpv4,
-    unusableIpv6,
-    ConfigError,
     type ProvidedSecret,
     type StackConfig,
     type stackSchema,
@@ -87,11 +84,38 @@ const plain = (v: unknown): v is string => typeof v === "string";
 const known = (v: PlainOrOutput<string> | undefined, pending: string) =>
     v === undefined ? undefined : plain(v) ? v : pending;
 
-/** Why a host's addresses cannot work, once known (the schema's own rules for them). */
-function addressProblems(key: string, ipv4: string, ipv6?: string): string[] {
-    const v4 = unusableIpv4(ipv4);
-    const v6 = ipv6 === undefined ? undefined : unusableIpv6(ipv6);
-    return [...(v4 ? [`${key}.ipv4: ${ipv4} ${v4}`] : []), ...(v6 ? [`${key}.ipv6: ${ipv6} ${v6}`] : [])];
+/** The hosts' addresses and the SSH key, as given: each plain or an Output. */
+type Given = [
+    ipv4: PlainOrOutput<string>,
+    ipv6: PlainOrOutput<string> | undefined,
+    databaseIpv4: PlainOrOutput<string> | undefined,
+    databaseIpv6: PlainOrOutput<string> | undefined,
+    synapseAddress: PlainOrOutput<string> | undefined,
+    sshPrivateKey: pulumi.Input<string>,
+];
+
+/**
+ * The args as the schema reads them, with `given` (the addresses and the key) in their places:
+ * stand-ins for those still Outputs. Validated once with the stand-ins before any child exists,
+ * and again with the real values once they are known.
+ */
+function settings(args: MatrixHomeserverArgs, given: Given): Record<string, unknown> {
+    const [ipv4, ipv6, databaseIpv4, databaseIpv6, synapseAddress, key] = given;
+    return {
+        ...args,
+        machine: { ...args.machine, ipv4: known(ipv4, PENDING.ipv4), ipv6: known(ipv6, PENDING.ipv6) },
+        database: args.database && {
+            ...args.database,
+            machine: {
+                ...args.database.machine,
+                ipv4: known(databaseIpv4, PENDING.database),
+                ipv6: known(databaseIpv6, PENDING.ipv6),
+            },
+            synapseAddress: known(synapseAddress, PENDING.synapse),
+        },
+        sshPrivateKey: plain(key) ? key : PENDING_KEY,
+        secrets: args.secrets && Object.fromEntries(Object.keys(args.secrets).map((k) => [k, "(given)"])),
+    };
 }
 
 /**
@@ -120,26 +144,15 @@ export class MatrixHomeserver extends pulumi.ComponentResource {
         const { stackProgram, ...componentOpts } = opts;
         super("matrix:index:MatrixHomeserver", name, {}, componentOpts);
         // Validation first: the same schema and rules as a stack's config, before any child exists.
-        const secrets = Object.fromEntries(Object.keys(args.secrets ?? {}).map((k) => [k, "(given)"]));
-        const cfg = parseHomeserverConfig({
-            ...args,
-            machine: {
-                ...args.machine,
-                ipv4: known(args.machine.ipv4, PENDING.ipv4),
-                ipv6: known(args.machine.ipv6, PENDING.ipv6),
-            },
-            database: args.database && {
-                ...args.database,
-                machine: {
-                    ...args.database.machine,
-                    ipv4: known(args.database.machine.ipv4, PENDING.database),
-                    ipv6: known(args.database.machine.ipv6, PENDING.ipv6),
-                },
-                synapseAddress: known(args.database.synapseAddress, PENDING.synapse),
-            },
-            sshPrivateKey: plain(args.sshPrivateKey) ? args.sshPrivateKey : PENDING_KEY,
-            secrets: args.secrets && secrets,
-        });
+        const given: Given = [
+            args.machine.ipv4,
+            args.machine.ipv6,
+            args.database?.machine.ipv4,
+            args.database?.machine.ipv6,
+            args.database?.synapseAddress,
+            args.sshPrivateKey,
+        ];
+        const cfg = parseHomeserverConfig(settings(args, given));
         const child = (role: string) => (stackProgram ? role : `${name}-${role}`);
         const childOpts: pulumi.ComponentResourceOptions = {
             parent: this,
@@ -183,32 +196,17 @@ export class MatrixHomeserver extends pulumi.ComponentResource {
             if (hostProblems.length > 0) throw new PreflightError(hostProblems);
             return (databaseCheck ?? mainCheck).cluster!;
         };
-        const addresses = [
-            args.machine.ipv4,
-            args.machine.ipv6,
-            args.database?.machine.ipv4,
-            args.database?.machine.ipv6,
-            args.database?.synapseAddress,
-        ];
         // Known now (a stack's config): checked before any child exists. Given by other resources:
-        // checked once they are known, and every step on the hosts waits for it.
-        const deferred = !plain(args.sshPrivateKey) || addresses.some((a) => a !== undefined && !plain(a));
+        // checked once they are known (the same schema and rules again, now with the real values),
+        // and every step on the hosts waits for it.
+        const deferred = given.some((v) => v !== undefined && !plain(v));
         const postgresCluster: PlainOrOutput<PostgresCluster> = !deferred
             ? checkAll(ipv4 as string, args.database?.machine.ipv4 as string | undefined, args.sshPrivateKey as string)
             : pulumi.unsecret(
-                  pulumi.all([...addresses, args.sshPrivateKey]).apply(([v4, v6, db4, db6, synapse, key]) => {
-                      const problems = [
-                          ...addressProblems("machine", v4!, v6),
-                          ...(db4 ? addressProblems("database.machine", db4, db6) : []),
-                          ...(synapse ? addressProblems("database.synapseAddress", synapse) : []),
-                          ...(db4 !== undefined && db4 === v4
-                              ? [
-                                    `database.machine.ipv4: is machine.ipv4 (${v4}); leave database out or name another host`,
-                                ]
-                              : []),
-                      ];
-                      if (problems.length > 0) throw new ConfigError(problems);
-                      return checkAll(v4!, db4, key!);
+                  pulumi.all(given).apply((values) => {
+                      parseHomeserverConfig(settings(args, values));
+                      const [v4, , db4, , , key] = values;
+                      return checkAll(v4, db4, key);
                   }),
               );
         const gate = deferred ? (postgresCluster as pulumi.Output<PostgresCluster>) : undefined;

@@ -9,7 +9,7 @@ import { describe, it } from "@jest/globals";
 const ROOT = path.resolve(__dirname, "../..");
 const PROGRAM = ["render", "lib", "config", "components"];
 /** What each folder (or top-level file) may import, besides itself and packages. */
-export const MAY_IMPORT: Record<string, string[]> = {
+const MAY_IMPORT: Record<string, string[]> = {
     render: [],
     lib: ["render"],
     config: ["render", "lib"],
@@ -34,7 +34,7 @@ function sources(dir: string): string[] {
 const layerOf = (file: string) => path.relative(ROOT, file).split(path.sep)[0]!;
 
 /** Every relative import, require and import() of a file, resolved to the layer it reaches. */
-export function importedLayers(file: string): { specifier: string; layer: string }[] {
+function importedLayers(file: string): { specifier: string; layer: string }[] {
     const text = readFileSync(file, "utf8");
     const found: { specifier: string; layer: string }[] = [];
     for (const m of text.matchAll(/(?:from\s+|import\s*\(\s*|require\(\s*|import\s+)"([^"]+)"/g)) {
