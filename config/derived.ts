@@ -1,6 +1,7 @@
 // What the program derives from a validated config: public names, firewall ports, the
 // preflight's settings, and the stack keys a host's SSH connection is read from again.
 import type { PreflightSettings } from "../lib/preflight";
+import { DEFAULT_JWT_SERVICE_URL, DEFAULT_LIVEKIT_URL } from "./defaults";
 import type { StackConfig } from "./schema";
 
 /** The stack config keys the server's SSH connection is built from (read again by managed files). */
@@ -20,10 +21,22 @@ export function preflightSettings(c: StackConfig, role: "homeserver" | "database
     return {
         key: "matrix:machine",
         web: { names: [names.homeserver, names.element, ...(names.apex ? [names.apex] : [])] },
+        amd64Downloads: amd64Downloads(c),
         firewall: c.firewall.enabled,
         postgres: c.database ? undefined : postgres,
         backupSchedule: c.backup.schedule,
     };
+}
+
+/** The calls' release files left at their default (`linux_amd64`) download, by config key. */
+function amd64Downloads(c: StackConfig): string[] {
+    if (!c.rtc) return [];
+    return [
+        ...(c.rtc.livekit.url === DEFAULT_LIVEKIT_URL(c.rtc.livekit.version) ? ["matrix:rtc.livekit"] : []),
+        ...(c.rtc.jwtService.url === DEFAULT_JWT_SERVICE_URL(c.rtc.jwtService.version)
+            ? ["matrix:rtc.jwtService"]
+            : []),
+    ];
 }
 
 /** Public names by role: each gets a certificate; `dnsRecords` says which get a Cloudflare record. */

@@ -13,6 +13,15 @@ export const SUPPORTED_HOSTS = [
 ] as const;
 export type SupportedHost = (typeof SUPPORTED_HOSTS)[number];
 
+/**
+ * The CPU architectures (dpkg's names) Synapse's binary wheels are published for. CI deploys to
+ * amd64 only; arm64 is let through with a warning.
+ */
+export const SUPPORTED_ARCHES = [
+    { arch: "amd64", tested: true },
+    { arch: "arm64", tested: false },
+] as const;
+
 /** What Synapse and PostgreSQL need of a host (Synapse's own guide: 1 GB of memory for a small server). */
 export const HOST_MINIMUM = { diskKb: 4 * 1024 * 1024, memoryKb: 900 * 1024 } as const;
 /** How long a deploy waits for another process to release apt's lock. */
@@ -21,6 +30,8 @@ export const APT_LOCK_WAIT_SECONDS = 300;
 export interface HostFacts {
     os: { id: string; version: string; name: string };
     pid1: string;
+    /** dpkg's architecture ("amd64", "arm64"), or uname's machine where dpkg is missing. */
+    arch: string;
     diskKb: number;
     memoryKb: number;
     aptLocks: { pid: number; name: string }[];
@@ -54,6 +65,7 @@ export function parseFacts(text: string): HostFacts {
     const facts: HostFacts = {
         os: { id: "unknown", version: "unknown", name: "unknown" },
         pid1: "unknown",
+        arch: "unknown",
         diskKb: 0,
         memoryKb: 0,
         aptLocks: [],
@@ -79,6 +91,9 @@ export function parseFacts(text: string): HostFacts {
                 break;
             case "pid1":
                 facts.pid1 = value;
+                break;
+            case "arch":
+                facts.arch = value;
                 break;
             case "disk.kb":
                 facts.diskKb = Number(value) || 0;
@@ -128,6 +143,11 @@ export interface PreflightSettings {
     postgres?: { database: string };
     /** Whether this host serves nginx (80, 443) and which names. */
     web?: { names: string[] };
+    /**
+     * Release files the host downloads that are built for amd64 only (the calls' default
+     * `linux_amd64` downloads): the config key of each, refused on any other architecture.
+     */
+    amd64Downloads?: string[];
     /** Whether the program manages the host's firewall (matrix:firewall.enabled). */
     firewall: boolean;
     /** The backup timer's OnCalendar (matrix:backup.schedule), checked by the host's own systemd. */
@@ -167,6 +187,19 @@ export function judgeHost(f: HostFacts, s: PreflightSettings): PreflightResult {
     if (f.pid1 !== "systemd") {
         problems.push(
             `${at}: process 1 is ${f.pid1}, not systemd; the program runs its services as systemd units: use a server (or VM) booted with systemd`,
+        );
+    }
+    const arch = SUPPORTED_ARCHES.find((a) => a.arch === f.arch);
+    if (!arch) {
+        problems.push(
+            `${at}: the host's architecture is ${f.arch}; the program installs Synapse's binary wheels, published for ${SUPPORTED_ARCHES.map((a) => a.arch).join(" and ")}: use an x86-64 or 64-bit ARM server`,
+        );
+    } else if (!arch.tested) {
+        warnings.push(`${at}: ${arch.arch} hosts are not tested by this program's CI (amd64 is)`);
+    }
+    if (arch && f.arch !== "amd64" && (s.amd64Downloads ?? []).length > 0) {
+        problems.push(
+            `${at}: the host is ${f.arch}, and ${s.amd64Downloads!.join(" and ")} download${s.amd64Downloads!.length === 1 ? "s" : ""} the \`linux_amd64\` release file by default: set \`url\` and \`sha256\` there to the \`linux_${f.arch}\` release file, or turn calls off (matrix:rtc.enabled false)`,
         );
     }
     if (f.diskKb < HOST_MINIMUM.diskKb) {

@@ -18,6 +18,7 @@ export const APT_LOCK_FILES = [
  *
  *   os           ID VERSION_ID (from /etc/os-release), then `os.name` its PRETTY_NAME
  *   pid1         the name of process 1
+ *   arch         dpkg's architecture (amd64, arm64, …): which release files and wheels fit
  *   disk.kb      free KiB on the file system of /var/lib (PostgreSQL's and Synapse's data)
  *   memory.kb    MemTotal
  *   apt.lock     PID and name of a process that has one of apt's lock files open
@@ -40,6 +41,7 @@ export function renderPreflightScript(
             '  (. /etc/os-release; fact os "${ID:-unknown} ${VERSION_ID:-unknown}"; fact os.name "${PRETTY_NAME:-unknown}")',
             "else fact os 'unknown unknown'; fact os.name 'no /etc/os-release'; fi",
             'fact pid1 "$(cat /proc/1/comm 2>/dev/null || echo unknown)"',
+            'fact arch "$(dpkg --print-architecture 2>/dev/null || uname -m)"',
             'd=/var/lib; while [ ! -d "$d" ]; do d=$(dirname "$d"); done',
             'fact disk.kb "$(df -Pk "$d" | awk \'NR == 2 {print $4}\')"',
             "fact memory.kb \"$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)\"",

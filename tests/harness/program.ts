@@ -56,6 +56,7 @@ export const HOST_FACTS = [
     "os\tdebian 12",
     "os.name\tDebian GNU/Linux 12 (bookworm)",
     "pid1\tsystemd",
+    "arch\tamd64",
     `disk.kb\t${40 * 1024 * 1024}`,
     `memory.kb\t${4 * 1024 * 1024}`,
     "pg.cluster\t15 main 5432 online",

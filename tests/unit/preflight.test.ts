@@ -43,6 +43,23 @@ describe("preflight: the judge", () => {
         assert.equal(r.cluster?.version, "16");
     });
 
+    it("refuses an architecture Synapse's wheels are not published for, and warns on arm64, which CI does not run", () => {
+        assert.deepEqual(judge(facts("arch\tarmhf")).problems, [
+            "matrix:machine: the host's architecture is armhf; the program installs Synapse's binary wheels, published for amd64 and arm64: use an x86-64 or 64-bit ARM server",
+        ]);
+        const arm = judge(facts("arch\tarm64"));
+        assert.deepEqual(arm.problems, []);
+        assert.match(arm.warnings.join("\n"), /arm64 hosts are not tested/);
+    });
+
+    it("refuses the calls' default linux_amd64 downloads on an arm64 host, naming the keys to set", () => {
+        const calls = { amd64Downloads: ["matrix:rtc.livekit", "matrix:rtc.jwtService"] };
+        assert.deepEqual(judge(facts("arch\tarm64"), calls).problems, [
+            "matrix:machine: the host is arm64, and matrix:rtc.livekit and matrix:rtc.jwtService download the `linux_amd64` release file by default: set `url` and `sha256` there to the `linux_arm64` release file, or turn calls off (matrix:rtc.enabled false)",
+        ]);
+        assert.deepEqual(judge(facts("arch\tamd64"), calls).problems, []);
+    });
+
     it("refuses a host whose process 1 is not systemd", () => {
         assert.match(judge(facts("pid1\tsh")).problems.join("\n"), /process 1 is sh, not systemd/);
     });
@@ -189,6 +206,33 @@ describe("preflight: the program", () => {
         const install = String(byName(r, "postgres-install").inputs.create);
         assert.match(install, /--cluster '\\''15\/main'\\''/);
         assert.match(install, /show port\)/);
+    });
+
+    // Calls on an arm64 host: refused with the default linux_amd64 downloads, let through with both set.
+    const SHA = "a".repeat(64);
+    const release = (version: string, url?: string) => ({ version, sha256: SHA, ...(url ? { url } : {}) });
+    const onArm = { hostFacts: { "203.0.113.10": HOST_FACTS.replace("arch\tamd64", "arch\tarm64") } };
+    const armCalls = runProgramSoon(
+        baseConfig({ "matrix:rtc": { livekit: release("1.13.5"), jwtService: release("0.5.0") } }),
+        onArm,
+    );
+    const armCallsOwnFiles = runProgramSoon(
+        baseConfig({
+            "matrix:rtc": {
+                livekit: release("1.13.5", "https://mirror.example.org/livekit_1.13.5_linux_arm64.tar.gz"),
+                jwtService: release("0.5.0", "https://mirror.example.org/lk-jwt-service_linux_arm64"),
+            },
+        }),
+        onArm,
+    );
+
+    it("refuses calls' amd64 downloads on an arm64 host before any resource, and takes arm64 files", async () => {
+        const r = await armCalls;
+        assert.match(r.error ?? "", /the host is arm64, and matrix:rtc\.livekit and matrix:rtc\.jwtService download/);
+        assert.deepEqual(names(r, "command:remote:Command"), []);
+        const own = await armCallsOwnFiles;
+        assert.equal(own.error, undefined);
+        assert.notDeepEqual(names(own, "command:remote:Command"), []);
     });
 
     it("stops before any resource when the host fails, every problem in the message", async () => {
