@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a purpose needs, when any is missing:
-#   demo   a local host (debootstrap, systemd-nspawn), its CA (pebble) and the Synapse wheels
+#   demo   a local host (debootstrap, systemd-nspawn), its CA (pebble), the Synapse wheels (pip
+#          builds psycopg2 from source: a compiler, Python's and libpq's headers) and certutil
+#          for trusting the demo's CA in a browser
 #   test   that, plus what the suites use: nginx, PostgreSQL, shellcheck, testssl, Chromium, …
 # The daemons these packages bring are kept from starting on this machine (tests start their own).
 set -euo pipefail
 demo=(debootstrap systemd-container pebble iptables iproute2 openssh-client openssl curl ca-certificates
-  python3-venv util-linux)
-test=("${demo[@]}" nginx postgresql shellcheck python3-dev build-essential libpq-dev nftables testssl.sh
-  chromium libnss3-tools dnsmasq-base prometheus prometheus-alertmanager coturn)
+  python3-venv build-essential python3-dev libpq-dev libnss3-tools util-linux)
+test=("${demo[@]}" nginx postgresql shellcheck nftables testssl.sh chromium dnsmasq-base prometheus
+  prometheus-alertmanager coturn)
 case "${1:-}" in
   demo) packages=("${demo[@]}") ;;
   test) packages=("${test[@]}") ;;

@@ -27,8 +27,18 @@ export GOSUMDB=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=local CGO_ENABLED=0
 bin=$tools/bin
 work=$tools/build
 mkdir -p "$bin" "$work"
-[ -d "$upstream/pulumi-command-v$COMMAND_VERSION" ] || { echo "no upstream sources at $upstream (set UPSTREAM)" >&2; exit 1; }
-command -v go >/dev/null || { echo "Go is needed to build the toolchain (go1.26 or newer)" >&2; exit 1; }
+# Where this cannot work, say so before any build: a user's clone has no ../shared/upstream, and
+# the official CLI (which downloads its plugins itself) is the way there.
+official="install the official Pulumi CLI instead (curl -fsSL https://get.pulumi.com | sh, or see https://www.pulumi.com/docs/iac/download-install/), put it on PATH and run again"
+if [ ! -d "$upstream/pulumi-command-v$COMMAND_VERSION" ]; then
+  echo "tools:pulumi builds the Pulumi CLI and its plugins from the sources in $upstream, which exist only on this project's CI and test machines (set UPSTREAM if yours are elsewhere); $official" >&2
+  exit 1
+fi
+go_minor=$( (go env GOVERSION 2>/dev/null || true) | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
+if [ -z "$go_minor" ] || [ "$go_minor" -lt 26 ]; then
+  echo "tools:pulumi needs Go 1.26 or newer to build the toolchain; found: $(go env GOVERSION 2>/dev/null || echo 'no go on PATH') (Debian 12's apt has 1.19: https://go.dev/dl/ has current releases); or $official" >&2
+  exit 1
+fi
 
 # Go's chatter (a line per module downloaded) goes to a log; a failure shows its end.
 log=$work/build.log
