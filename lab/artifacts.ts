@@ -53,6 +53,19 @@ export function buildWheelhouse(cache: string, venv: string, versions: string[],
     const dir = path.join(cache, `wheels-redis-${own ? "" : `py${python}-`}${versions.join("-")}`);
     if (existsSync(dir)) return dir;
     // Suites run side by side: one builds the wheelhouse under a lock, the others wait for it.
+    const script = wheelhouseScript(own);
+    mkdirSync(cache, { recursive: true });
+    const pip = path.join(venv, "bin/pip");
+    mustRun("flock", [path.join(cache, "wheels.lock"), "bash", "-c", script, "wheels", dir, pip, python, ...versions]);
+    return dir;
+}
+
+/**
+ * The wheelhouse build as a bash script: `bash -c SCRIPT wheels DIR PIP PYTHON VERSION…`. `own`:
+ * for the Python that runs `pip` (`pip wheel`, what `npm run demo` runs on the user's machine);
+ * otherwise binary wheels for another Python and psycopg2's source.
+ */
+export function wheelhouseScript(own: boolean): string {
     const fetch = own
         ? `"$pip" wheel -q --disable-pip-version-check -w "$dir.part" "matrix-synapse[postgres,redis]==$v"`
         : [
@@ -60,7 +73,7 @@ export function buildWheelhouse(cache: string, venv: string, versions: string[],
               `  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform linux_x86_64`,
               `  "matrix-synapse[redis]==$v" setuptools wheel`,
           ].join(" \\\n");
-    const script = `set -euo pipefail
+    return `set -euo pipefail
 dir=$1 pip=$2 py=$3; shift 3
 [ -d "$dir" ] && exit 0
 rm -rf "$dir.part"
@@ -69,10 +82,6 @@ ${fetch}
 done
 ${own ? "" : `"$pip" download -q --disable-pip-version-check -d "$dir.part" --no-deps --no-binary=:all: psycopg2`}
 mv "$dir.part" "$dir"`;
-    mkdirSync(cache, { recursive: true });
-    const pip = path.join(venv, "bin/pip");
-    mustRun("flock", [path.join(cache, "wheels.lock"), "bash", "-c", script, "wheels", dir, pip, python, ...versions]);
-    return dir;
 }
 
 /**
