@@ -6,7 +6,7 @@ import { bool, tcpPort } from "./fields";
 export const firewallSchema = z.strictObject({
     enabled: bool().default(DEFAULTS.firewall.enabled).meta({
         description:
-            "Manage an nftables firewall that lets in only SSH, 80, 443 (8448 with delegation `none`) and the calls' ports.",
+            "Manage an nftables firewall that lets in only SSH, 80, 443 (8448 with delegation `none`), the calls' ports and `allowTcpPorts`.",
     }),
     allowTcpPorts: z
         .array(tcpPort, { error: "expected a list of TCP port numbers such as [8080]" })

@@ -89,7 +89,7 @@ export const synapseSchema = z.strictObject({
         }),
     wheelhouse: z.string().min(1).optional().meta({
         description:
-            'A `pip --no-index --find-links` source for hosts that cannot use PyPI: a folder on the host, or a URL (a plain `http://` one is passed to pip as a trusted host; prefer https or a folder). How to build one: docs/operations.md, Hosts without PyPI.',
+            "A `pip --no-index --find-links` source for hosts that cannot use PyPI: a folder on the host, or a URL (a plain `http://` one is passed to pip as a trusted host; prefer https or a folder). How to build one: docs/operations.md, Hosts without PyPI.",
         defaultText: "none (PyPI)",
     }),
     healthTimeoutSeconds: int("expected a whole number of seconds from 10 to 3600")

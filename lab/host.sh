@@ -29,6 +29,18 @@ case "$release" in bookworm | trixie) ;; *) echo "E2E_RELEASE: bookworm or trixi
 tarball="$cache/$release-rootfs.tar"
 forward_before=/run/matrix-pulumi-e2e.ip_forward
 
+# The nameservers a host gets: this machine's, except loopback ones (systemd-resolved's 127.0.0.53
+# answers only inside this machine's network namespace), then resolved's upstream servers.
+nameservers() {
+  local f ns
+  for f in /etc/resolv.conf /run/systemd/resolve/resolv.conf; do
+    ns=$(awk '$1 == "nameserver" && $2 !~ /^(127\.|::1$)/ {print "nameserver " $2}' "$f" 2>/dev/null || true)
+    [ -n "$ns" ] && { printf '%s\n' "$ns"; return 0; }
+  done
+  echo "this machine's resolver is on loopback only (/etc/resolv.conf), which a host cannot reach: set E2E_NAMESERVER to a DNS server's address" >&2
+  return 1
+}
+
 rootfs() {
   [ -s "$tarball" ] && return 0
   mkdir -p "$cache"
@@ -43,7 +55,7 @@ rootfs() {
     "$release" "$dir" http://deb.debian.org/debian >&2
   ln -sf /lib/systemd/system/systemd-networkd.service "$dir/etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
   rm -f "$dir/etc/resolv.conf"
-  grep '^nameserver' /etc/resolv.conf > "$dir/etc/resolv.conf"
+  nameservers > "$dir/etc/resolv.conf"
   echo matrix-e2e > "$dir/etc/hostname"
   # Like a fresh cloud server: apt lists empty, root by key only.
   rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/archives/*.deb
@@ -124,7 +136,11 @@ up() {
   printf '[Match]\nName=host0\n\n[Network]\nAddress=%s/30\nGateway=%s\n' "$guest_ip" "$host_ip" \
     > "$root/etc/systemd/network/10-matrix-e2e.network"
   echo "$machine" > "$root/etc/hostname"
-  if [ -n "${E2E_NAMESERVER:-}" ]; then printf 'nameserver %s\n' "$E2E_NAMESERVER" > "$root/etc/resolv.conf"; fi
+  if [ -n "${E2E_NAMESERVER:-}" ]; then
+    printf 'nameserver %s\n' "$E2E_NAMESERVER" > "$root/etc/resolv.conf"
+  else
+    nameservers > "$root/etc/resolv.conf"
+  fi
   rm -f "$run/key" "$run/key.pub"
   ssh-keygen -q -t ed25519 -N '' -C matrix-e2e -f "$run/key"
   install -d -m 0700 "$root/root/.ssh"

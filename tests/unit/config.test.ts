@@ -10,6 +10,7 @@ import {
     firewallPorts,
     firewallUdpPorts,
     LETSENCRYPT_PRODUCTION,
+    LETSENCRYPT_STAGING,
     parseStackConfig,
     publicHostnames,
 } from "../../config";
@@ -65,20 +66,38 @@ describe("stack config", () => {
         });
     });
 
-    it("accepts the documented example stack, Pulumi.dev.yaml (once its secret is set)", () => {
-        const file = path.resolve(__dirname, "../../Pulumi.dev.yaml");
+    /** An example stack file's config, as the CLI hands it to the program (objects as JSON). */
+    const exampleStack = (name: string) => {
+        const file = path.resolve(__dirname, `../../examples/stacks/${name}.yaml`);
         const doc = parseYaml(readFileSync(file, "utf8")) as { config: Record<string, unknown> };
-        const raw = Object.fromEntries(
+        return Object.fromEntries(
             Object.entries(doc.config).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]),
         );
-        assert.throws(() => parseStackConfig(raw, { cloudflareToken: true }), /matrix:sshPrivateKey: required/);
-        const c = parseStackConfig(
+    };
+    const withKey = (raw: Record<string, string>) =>
+        parseStackConfig(
             { ...raw, "matrix:sshPrivateKey": baseConfig()["matrix:sshPrivateKey"]! },
             { cloudflareToken: true },
         );
-        assert.equal(c.acme.directoryUrl, "https://acme-staging-v02.api.letsencrypt.org/directory");
+
+    it("accepts the development example stack (once its secret is set), which is plainly a throwaway", () => {
+        const raw = exampleStack("dev");
+        assert.throws(() => parseStackConfig(raw, { cloudflareToken: true }), /matrix:sshPrivateKey: required/);
+        const c = withKey(raw);
+        assert.equal(c.acme.directoryUrl, LETSENCRYPT_STAGING);
+        assert.equal(c.purgeOnDestroy, true);
         assert.deepEqual(c.users, [{ name: "alice", admin: true }]);
-        assert.deepEqual(c.backup, { schedule: "*-*-* 03:30", retention: 7 });
+    });
+
+    it("accepts the production example stack, whose every value is safe to keep", () => {
+        const c = withKey(exampleStack("prod"));
+        assert.equal(c.acme.directoryUrl, LETSENCRYPT_PRODUCTION);
+        assert.equal(c.purgeOnDestroy, false);
+        assert.equal(c.synapse.enableRegistration, false);
+        assert.equal(c.firewall.enabled, true);
+        assert.deepEqual(c.users, []);
+        assert.equal(c.delegation, "external", "the bare domain's web site is left alone");
+        assert.ok(c.machine.sshHostKey, "the server's host key is pinned");
     });
 
     it("reads numbers and booleans that `pulumi config set --path` stored as strings", () => {

@@ -17,7 +17,7 @@ const PAGES = [
         .filter((f) => f.endsWith(".md"))
         .map((f) => `examples/${f}`),
 ].filter((f) => f.endsWith(".md"));
-const STACK_FILES = readdirSync(ROOT).filter((f) => /^Pulumi\..+\.yaml$/.test(f));
+const STACK_FILES = readdirSync(path.join(ROOT, "examples/stacks")).map((f) => `examples/stacks/${f}`);
 
 /** Each page's text, with where a match sits (file:line) for the messages. */
 function mentions(files: string[], re: RegExp): { where: string; value: string }[] {
@@ -95,6 +95,12 @@ describe("the docs name what exists", () => {
             (m) => !outputs.includes(m.value),
         );
         assert.deepEqual(missing, []);
+    });
+
+    it("the license package.json names, in LICENSE", () => {
+        assert.equal((JSON.parse(read("package.json")) as { license: string }).license, "Apache-2.0");
+        assert.match(read("LICENSE"), /^\s*Apache License\s+Version 2\.0, January 2004\s/);
+        assert.match(read("LICENSE"), /END OF TERMS AND CONDITIONS\s*$/);
     });
 
     it("the wheelhouse recipe builds what the host installs, at the release the program tests", () => {
