@@ -22,6 +22,21 @@ const delegationSchema = z.enum(["apex", "external", "none"], {
     error: 'expected one of "apex", "external", "none"',
 });
 
+/**
+ * Whether a private key needs a passphrase: PEM's encrypted forms, or an OpenSSH key whose
+ * cipher (the first field after "openssh-key-v1\0") is not "none".
+ */
+function passphraseProtected(key: string): boolean {
+    if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(key)) return true;
+    const body = key.match(/-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]*?)-----END OPENSSH PRIVATE KEY-----/);
+    if (!body) return false;
+    const bytes = Buffer.from(body[1]!.replace(/\s+/g, ""), "base64");
+    const magic = "openssh-key-v1\0";
+    if (bytes.length < magic.length + 4 || bytes.toString("latin1", 0, magic.length) !== magic) return false;
+    const length = bytes.readUInt32BE(magic.length);
+    return bytes.toString("latin1", magic.length + 4, magic.length + 4 + length) !== "none";
+}
+
 export const stackSchema = z.strictObject({
     domain: hostname("example.org").meta({
         description: "Matrix server name (`@user:<domain>`). Immutable once users exist.",
@@ -39,6 +54,9 @@ export const stackSchema = z.strictObject({
         .string()
         .refine((k) => /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(k), {
             error: "expected an OpenSSH/PEM private key (set it with: pulumi config set --secret matrix:sshPrivateKey < ~/.ssh/id_ed25519)",
+        })
+        .refine((k) => !passphraseProtected(k), {
+            error: "the key is protected by a passphrase, which no step can type: use a key without one (ssh-keygen -t ed25519 -N '' -f ~/.ssh/matrix-deploy, its .pub in the server's authorized_keys), or remove the passphrase from a copy (ssh-keygen -p -N '' -f <copy>)",
         })
         .meta({
             description: "**Secret.** The SSH key: `pulumi config set --secret matrix:sshPrivateKey < key`.",

@@ -26,7 +26,10 @@ export function sshArgs(c: SshConnection, ...options: string[]): { args: string[
     // OpenSSH refuses a key file without its final newline.
     writeFileSync(key, pem.endsWith("\n") ? pem : `${pem}\n`, { mode: 0o600 });
     const knownHosts = path.join(dir, "known_hosts");
-    writeFileSync(knownHosts, c.hostKey ? `${c.host} ${c.hostKey}\n` : "");
+    // OpenSSH looks a host on another port than 22 up as "[host]:port".
+    const port = c.port ?? SSH_DEFAULTS.port;
+    const known = port === 22 ? c.host : `[${c.host}]:${port}`;
+    writeFileSync(knownHosts, c.hostKey ? `${known} ${c.hostKey}\n` : "");
     const o = [
         "BatchMode=yes",
         `UserKnownHostsFile=${knownHosts}`,
@@ -38,7 +41,7 @@ export function sshArgs(c: SshConnection, ...options: string[]): { args: string[
             "-i",
             key,
             "-p",
-            String(c.port ?? SSH_DEFAULTS.port),
+            String(port),
             ...o.flatMap((x) => ["-o", x]),
             `${c.user ?? SSH_DEFAULTS.user}@${c.host}`,
         ],

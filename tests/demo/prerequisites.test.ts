@@ -1,10 +1,10 @@
-// What `npm run demo` and the wheelhouse recipe need, proven on a machine that has nothing else:
-// a fresh Debian 12 (debootstrap minbase, as a new server has it), with the demo's own Debian
-// package list installed by its own script (scripts/apt-packages.sh demo), then
-//   - the demo's Synapse wheel build (lab's wheelhouse script, in a venv made as scripts/demo.sh
-//     makes it), which compiles psycopg2 from source;
-//   - docs/operations.md's wheelhouse recipe, run exactly as written;
-// and each wheelhouse installed offline the way the program installs Synapse on a host.
+// What `npm run demo` and the wheelhouse recipe need, proven on machines that have nothing else:
+// fresh copies of Debian 12 (debootstrap minbase, as a new server has it, apt's lists empty):
+//   - one gets the demo's own Debian package list from its own script (scripts/apt-packages.sh
+//     demo), then builds the demo's Synapse wheels (lab's wheelhouse script, in a venv made as
+//     scripts/demo.sh makes it), which compiles psycopg2 from source;
+//   - the other runs docs/operations.md's wheelhouse recipe exactly as written, and nothing else;
+// and each wheelhouse is installed offline the way the program installs Synapse on a host.
 // pip's cache is off, so nothing built before is reused. This machine lends the container only
 // its network and the CA bundle its HTTPS proxy needs (PIP_CERT).
 import assert from "node:assert/strict";
@@ -71,21 +71,29 @@ const installFrom = (wheelhouse: string, version: string, venv: string) =>
         `${shq(venv)}/bin/python -c 'import synapse, psycopg2, txredisapi, hiredis; print("installed synapse", synapse.__version__)'`,
     ].join("\n");
 
+/** A fresh copy of the bare Debian 12 rootfs (cached by lab/host.sh), removed after the suite. */
+const rootfses: string[] = [];
+function freshDebian12(): string {
+    mustRun("bash", [path.join(ROOT, "lab/host.sh"), "rootfs"], { env: { ...process.env, E2E_CACHE: CACHE } });
+    mkdirSync(path.join(CACHE, "prerequisites-apt/partial"), { recursive: true });
+    const dir = mkdtempSync(path.join(CACHE, "prerequisites-"));
+    rootfses.push(dir);
+    mustRun("tar", ["-C", dir, "-xf", path.join(CACHE, "bookworm-rootfs.tar")]);
+    return dir;
+}
+afterAll(() => {
+    for (const dir of rootfses) rmSync(dir, { recursive: true, force: true });
+});
+
 describe("a fresh Debian 12 with only the demo's packages", () => {
     let rootfs: string;
     let packages: { code: number; output: string };
 
     beforeAll(async () => {
-        mustRun("bash", [path.join(ROOT, "lab/host.sh"), "rootfs"], { env: { ...process.env, E2E_CACHE: CACHE } });
-        mkdirSync(path.join(CACHE, "prerequisites-apt/partial"), { recursive: true });
-        rootfs = mkdtempSync(path.join(CACHE, "prerequisites-"));
-        mustRun("tar", ["-C", rootfs, "-xf", path.join(CACHE, "bookworm-rootfs.tar")]);
+        rootfs = freshDebian12();
         packages = await timed("fresh Debian 12: the demo's packages", () =>
             inContainer(rootfs, "bash /src/scripts/apt-packages.sh demo"),
         );
-    });
-    afterAll(() => {
-        if (rootfs) rmSync(rootfs, { recursive: true, force: true });
     });
 
     it("installs the demo's package list with its own script", () => {
@@ -109,8 +117,11 @@ describe("a fresh Debian 12 with only the demo's packages", () => {
         assert.equal(r.code, 0, r.output.slice(-3000));
         assert.match(r.output, new RegExp(`installed synapse ${NEW_SYNAPSE.replace(/\./g, "\\.")}\n`));
     });
+});
 
+describe("a fresh Debian 12 with nothing installed", () => {
     it("runs docs/operations.md's wheelhouse recipe as written, and the host's install takes its wheels", async () => {
+        const rootfs = freshDebian12();
         const r = await timed("fresh Debian 12: the documented wheelhouse recipe", () =>
             inContainer(
                 rootfs,

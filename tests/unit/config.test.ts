@@ -74,22 +74,73 @@ describe("stack config", () => {
             Object.entries(doc.config).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]),
         );
     };
+    /** What a user puts in place of each CHANGE-ME. */
+    const OWN_VALUES: Record<string, string> = {
+        domain: "example.org",
+        ipv4: "203.0.113.10",
+        sshHostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+        zoneId: "0123456789abcdef0123456789abcdef",
+        email: "admin@example.org",
+        sha256: "a".repeat(64),
+    };
+    const filledIn = (raw: Record<string, string>) =>
+        Object.fromEntries(
+            Object.entries(raw).map(([k, v]) => [
+                k,
+                k === "matrix:domain" && v === "CHANGE-ME"
+                    ? OWN_VALUES.domain!
+                    : v.replace(/"(\w+)":"CHANGE-ME"/g, (_, field: string) => `"${field}":"${OWN_VALUES[field]}"`),
+            ]),
+        );
     const withKey = (raw: Record<string, string>) =>
         parseStackConfig(
-            { ...raw, "matrix:sshPrivateKey": baseConfig()["matrix:sshPrivateKey"]! },
+            { ...filledIn(raw), "matrix:sshPrivateKey": baseConfig()["matrix:sshPrivateKey"]! },
             { cloudflareToken: true },
         );
+    /** The keys whose CHANGE-ME a preview refuses, from its message. */
+    const refusedKeys = (raw: Record<string, string>) => {
+        try {
+            parseStackConfig(
+                { ...raw, "matrix:sshPrivateKey": baseConfig()["matrix:sshPrivateKey"]! },
+                { cloudflareToken: true },
+            );
+        } catch (e) {
+            return [...String(e).matchAll(/^ {2}- (matrix:[\w.]+):/gm)].map((m) => m[1]).sort();
+        }
+        return [];
+    };
 
-    it("accepts the development example stack (once its secret is set), which is plainly a throwaway", () => {
+    it("refuses each example stack until every CHANGE-ME is replaced, naming each key", () => {
+        assert.deepEqual(refusedKeys(exampleStack("dev")), [
+            "matrix:acme.email",
+            "matrix:dns.zoneId",
+            "matrix:domain",
+            "matrix:element.sha256",
+            "matrix:machine.ipv4",
+        ]);
+        assert.deepEqual(refusedKeys(exampleStack("prod")), [
+            "matrix:acme.email",
+            "matrix:dns.zoneId",
+            "matrix:domain",
+            "matrix:element.sha256",
+            "matrix:machine.ipv4",
+            "matrix:machine.sshHostKey",
+        ]);
+    });
+
+    it("accepts the development example stack once filled in, which is plainly a throwaway", () => {
         const raw = exampleStack("dev");
-        assert.throws(() => parseStackConfig(raw, { cloudflareToken: true }), /matrix:sshPrivateKey: required/);
+        assert.throws(
+            () => parseStackConfig(filledIn(raw), { cloudflareToken: true }),
+            /matrix:sshPrivateKey: required/,
+        );
         const c = withKey(raw);
         assert.equal(c.acme.directoryUrl, LETSENCRYPT_STAGING);
         assert.equal(c.purgeOnDestroy, true);
         assert.deepEqual(c.users, [{ name: "alice", admin: true }]);
     });
 
-    it("accepts the production example stack, whose every value is safe to keep", () => {
+    it("accepts the production example stack once filled in, whose every other value is safe to keep", () => {
         const c = withKey(exampleStack("prod"));
         assert.equal(c.acme.directoryUrl, LETSENCRYPT_PRODUCTION);
         assert.equal(c.purgeOnDestroy, false);
