@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { fetch } from "undici";
 import { withTunnel } from "../../lib/registerUser";
 import { hostPackages } from "../../render/packages";
+import { shq } from "../../render/shell";
 import { selfCheckFromStack } from "../../scripts/self-check";
 import type { Run } from "../../lab/pulumi";
 import {
@@ -342,15 +343,22 @@ describe("federation: two homeservers deployed by the real Pulumi CLI", () => {
         const callRoom = (label: string) => `!${label}-${Date.now()}:a.test`;
         const hosts = () => ({ [a.hs]: a.host.guestIp, [a.domain]: a.host.guestIp });
         /** LiveKit's own account of each participant's transport (its "participant active" lines). */
-        const transports = (since: string) =>
+        // LiveKit's log after a cursor, not after a time: `--since` counts whole seconds, so a call
+        // that ended in the second the next one starts would be counted with it.
+        const transports = (cursor: string) =>
             [
                 ...a
                     .sh(
-                        `journalctl -u matrix-livekit --since ${JSON.stringify(since)} --no-pager -o cat | grep 'participant active' || true`,
+                        `journalctl -u matrix-livekit --after-cursor ${shq(cursor)} --no-pager -o cat | grep 'participant active' || true`,
                     )
                     .stdout.matchAll(/"connectionType": "(\w+)"/g),
             ].map((m) => m[1]);
-        const hostTime = () => a.sh("date '+%Y-%m-%d %H:%M:%S'").stdout.trim();
+        const journalCursor = () => {
+            const out = a.sh("journalctl -u matrix-livekit -n 1 --show-cursor --no-pager -o cat").stdout;
+            const cursor = out.match(/^-- cursor: (\S+)$/m);
+            assert.ok(cursor, `journalctl printed no cursor: ${out}`);
+            return cursor[1]!;
+        };
         /** A call through A's SFU from this machine: A's names and the test CA, as a user's would be. */
         const call = (url: string, jwtA: string, jwtB: string, timeoutMs?: number) =>
             callThroughSfu({
@@ -458,7 +466,7 @@ describe("federation: two homeservers deployed by the real Pulumi CLI", () => {
             it(`carries a participant's audio to the other over ${transport} through the host firewall (${blocked.toUpperCase()} ${ports.join(", ")} dropped)`, async () => {
                 const room = callRoom(transport.toLowerCase());
                 const jwt = async (mx: MatrixClient) => (await liveKitToken(serviceUrl, mx, room)).body.jwt!;
-                const since = hostTime();
+                const since = journalCursor();
                 const release = dropTraffic(a.host.guestIp, blocked, [...ports]);
                 let dropped = 0;
                 let heard;
