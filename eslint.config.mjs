@@ -16,12 +16,12 @@ export default tseslint.config(
         },
     },
     {
-        // Plain CommonJS that Jest loads as it is (its config, the figures reporter): no types.
+        // Plain CommonJS that runs as it is (Jest's config, the figures reporter, the Node.js check): no types.
         files: ["**/*.js"],
         extends: [tseslint.configs.disableTypeChecked],
         languageOptions: {
             sourceType: "commonjs",
-            globals: { require: "readonly", module: "writable", process: "readonly" },
+            globals: { require: "readonly", module: "writable", process: "readonly", console: "readonly" },
         },
         rules: { "@typescript-eslint/no-require-imports": "off" },
     },

@@ -226,7 +226,7 @@ export class Stack {
 
     /** The environment every CLI call gets: the toolchain, a private home, the file backend. */
     get env(): NodeJS.ProcessEnv {
-        // The program runs on the `node` on PATH (22 or newer), whichever CLI runs it.
+        // The program runs on the `node` on PATH (package.json's engines), whichever CLI runs it.
         const toolchain = this.tools
             ? {
                   PATH: `${this.tools.bin}:${path.join(ROOT, "node_modules/.bin")}:${process.env.PATH ?? ""}`,

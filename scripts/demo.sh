@@ -10,8 +10,7 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 phase() { echo "--- demo: $1 ($(( $(date +%s) - start ))s)"; }
 [ "$(id -u)" = 0 ] || { echo "npm run demo needs root: it boots a local host with systemd-nspawn" >&2; exit 1; }
-node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 22 || (a === 22 && b >= 19) ? 0 : 1)' ||
-  { echo "npm run demo needs Node.js 22.19 or newer as \`node\` on PATH; found $(node --version)" >&2; exit 1; }
+node scripts/node-version.js || exit 1   # the Node.js package.json's engines names
 
 if [ "${1:-up}" = up ]; then
   phase "Debian packages"

