@@ -9,9 +9,10 @@
 // its network and the CA bundle its HTTPS proxy needs (PIP_CERT).
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
+import { wheelhouseRecipe } from "../harness/docs";
 import { wheelhouseScript } from "../../lab/artifacts";
 import { mustRun } from "../../lab/host";
 import { CACHE, NEW_SYNAPSE, OLD_SYNAPSE, timed } from "../../lab/session";
@@ -54,15 +55,6 @@ function inContainer(rootfs: string, script: string): Promise<{ code: number; ou
     });
 }
 
-/** docs/operations.md's recipe, the shell between its markers, as a reader copies it. */
-function documentedRecipe(): string {
-    const page = readFileSync(path.join(ROOT, "docs/operations.md"), "utf8");
-    const block = page.slice(page.indexOf("<!-- wheelhouse-recipe:start"), page.indexOf("<!-- wheelhouse-recipe:end"));
-    const code = block.match(/```sh\n([\s\S]*?)```/);
-    assert.ok(code, "docs/operations.md has the recipe between its markers");
-    return code[1]!;
-}
-
 /** Installs Synapse from `wheelhouse` into a new venv as the program does on a host, offline, and imports what it runs. */
 const installFrom = (wheelhouse: string, version: string, venv: string) =>
     [
@@ -70,6 +62,12 @@ const installFrom = (wheelhouse: string, version: string, venv: string) =>
         `${shq(venv)}/bin/pip install -q ${wheelhouseArgs(wheelhouse)} ${synapseRequirements(version)}`,
         `${shq(venv)}/bin/python -c 'import synapse, psycopg2, txredisapi, hiredis; print("installed synapse", synapse.__version__)'`,
     ].join("\n");
+
+/** The container's script passed and the install it ended with imported Synapse's release. */
+function assertInstalled(r: { code: number; output: string }): void {
+    assert.equal(r.code, 0, r.output.slice(-3000));
+    assert.match(r.output, new RegExp(`installed synapse ${NEW_SYNAPSE.replace(/\./g, "\\.")}\n`));
+}
 
 /** A fresh copy of the bare Debian 12 rootfs (cached by lab/host.sh), removed after the suite. */
 const rootfses: string[] = [];
@@ -114,8 +112,7 @@ describe("a fresh Debian 12 with only the demo's packages", () => {
                 ].join("\n"),
             ),
         );
-        assert.equal(r.code, 0, r.output.slice(-3000));
-        assert.match(r.output, new RegExp(`installed synapse ${NEW_SYNAPSE.replace(/\./g, "\\.")}\n`));
+        assertInstalled(r);
     });
 });
 
@@ -127,12 +124,11 @@ describe("a fresh Debian 12 with nothing installed", () => {
                 rootfs,
                 [
                     "mkdir -p /root/recipe && cd /root/recipe",
-                    documentedRecipe(),
+                    wheelhouseRecipe(),
                     installFrom("/root/recipe/wheelhouse", NEW_SYNAPSE, "/root/recipe-check"),
                 ].join("\n"),
             ),
         );
-        assert.equal(r.code, 0, r.output.slice(-3000));
-        assert.match(r.output, new RegExp(`installed synapse ${NEW_SYNAPSE.replace(/\./g, "\\.")}\n`));
+        assertInstalled(r);
     });
 });

@@ -10,6 +10,8 @@ export { mockRandom } from "./program";
 
 export const TEST_SSH_KEY =
     "-----BEGIN OPENSSH PRIVATE KEY-----\nTESTKEYMATERIALdoNotLeakThisAnywhere0123456789\n-----END OPENSSH PRIVATE KEY-----";
+/** A server's SSH host key line, as matrix:machine.sshHostKey pins one. */
+export const TEST_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
 
 /** A complete, valid stack config as Pulumi stores it (objects as JSON strings). */
 export function baseConfig(overrides: Record<string, unknown> = {}): Record<string, string> {

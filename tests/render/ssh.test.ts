@@ -1,5 +1,6 @@
-// SSH as OpenSSH's own tools see it. The pinned host key as OpenSSH itself looks it up (ssh-keygen -F reads known_hosts the way ssh
-// does): on port 22 by the address, on any other port as "[address]:port".
+// SSH as OpenSSH's own tools see it: the pinned host key as ssh looks it up (ssh-keygen -F reads
+// known_hosts the way ssh does): on port 22 by the address, on any other port as "[address]:port";
+// and real keys from ssh-keygen, with and without a passphrase, through the config check.
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -7,14 +8,12 @@ import * as path from "node:path";
 import { afterAll, describe, it } from "@jest/globals";
 import { parseStackConfig } from "../../config";
 import { sshArgs } from "../../lib/ssh";
-import { baseConfig } from "../harness/run";
+import { baseConfig, TEST_HOST_KEY } from "../harness/run";
 import { run } from "./tools";
-
-const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
 
 /** Whether ssh, connecting to `lookup`, finds the pinned key in the known_hosts file sshArgs wrote. */
 function pinnedFor(port: number | undefined, lookup: string): boolean {
-    const ssh = sshArgs({ host: "203.0.113.10", port, hostKey: HOST_KEY });
+    const ssh = sshArgs({ host: "203.0.113.10", port, hostKey: TEST_HOST_KEY });
     try {
         const file = ssh.args.find((a) => a.startsWith("UserKnownHostsFile="))!.split("=")[1]!;
         return run("ssh-keygen", ["-F", lookup, "-f", file]).status === 0;
@@ -38,7 +37,7 @@ describe("sshArgs: the pinned host key", () => {
 describe("matrix:sshPrivateKey: a key no step can use", () => {
     const dir = mkdtempSync(path.join(tmpdir(), "matrix-keys-"));
     afterAll(() => rmSync(dir, { recursive: true, force: true }));
-    /** A real key from ssh-keygen: `passphrase` "" for none; `pem` for the old PEM format. */
+    /** A real key from ssh-keygen: `passphrase` "" for none; `format` ssh-keygen's `-m` flags (PKCS8: PEM). */
     const key = (name: string, passphrase: string, ...format: string[]) => {
         const file = path.join(dir, name);
         const r = run("ssh-keygen", ["-q", "-t", "ed25519", "-N", passphrase, "-f", file, ...format]);

@@ -14,7 +14,7 @@ import {
     parseStackConfig,
     publicHostnames,
 } from "../../config";
-import { baseConfig } from "../harness/run";
+import { baseConfig, TEST_HOST_KEY } from "../harness/run";
 
 const parse = (overrides: Record<string, unknown> = {}, cloudflareToken = true) =>
     parseStackConfig(baseConfig(overrides), { cloudflareToken });
@@ -78,7 +78,7 @@ describe("stack config", () => {
     const OWN_VALUES: Record<string, string> = {
         domain: "example.org",
         ipv4: "203.0.113.10",
-        sshHostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+        sshHostKey: TEST_HOST_KEY,
         zoneId: "0123456789abcdef0123456789abcdef",
         email: "admin@example.org",
         sha256: "a".repeat(64),

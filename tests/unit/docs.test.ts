@@ -7,6 +7,7 @@ import { describe, it } from "@jest/globals";
 import { DEFAULT_SYNAPSE_VERSION } from "../../config/defaults";
 import { REFERENCE_END, REFERENCE_START } from "../../config/reference";
 import { synapseRequirements } from "../../render/synapse";
+import { wheelhouseRecipe } from "../harness/docs";
 
 const ROOT = path.resolve(__dirname, "../..");
 const read = (f: string) => readFileSync(path.join(ROOT, f), "utf8");
@@ -104,11 +105,7 @@ describe("the docs name what exists", () => {
     });
 
     it("the wheelhouse recipe builds what the host installs, at the release the program tests", () => {
-        const page = read("docs/operations.md");
-        const recipe = page.slice(
-            page.indexOf("<!-- wheelhouse-recipe:start"),
-            page.indexOf("<!-- wheelhouse-recipe:end"),
-        );
+        const recipe = wheelhouseRecipe();
         const wanted = synapseRequirements(DEFAULT_SYNAPSE_VERSION).replace(/'/g, '"');
         assert.match(recipe, new RegExp(`pip wheel -w wheelhouse ${wanted.replace(/[[\]().*+?]/g, "\\$&")}\n`));
     });

@@ -1,6 +1,6 @@
 // The program installs on the machines operators run `pulumi up` from (macOS and Linux, x86-64
 // and arm64): a package built for one OS or CPU may only come in as an optional dependency,
-// which npm skips where it cannot run. docs/decisions.md: Node.js.
+// which npm skips where it cannot run (docs/decisions.md: Node.js).
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
