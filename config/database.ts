@@ -13,7 +13,7 @@ export const postgresSchema = z.strictObject({
 export const databaseSchema = z.strictObject({
     machine: machineSchema.meta({
         description:
-            "The database host, reached over SSH like `machine` (`{ipv4, sshPort, sshUser, sshHostKey}`); Synapse connects to its ipv4. Without `database`, PostgreSQL runs on the Synapse host.",
+            "The database host, reached over SSH like `machine` (`{ipv4, sshHost, sshPort, sshUser, sshHostKey}`); Synapse connects to its ipv4. Without `database`, PostgreSQL runs on the Synapse host.",
     }),
     synapseAddress: hostIpv4("10.0.0.2").optional().meta({
         description: "Where the database host sees Synapse's connections come from (the only address admitted).",

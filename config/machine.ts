@@ -5,11 +5,25 @@ import { hostIpv4, hostIpv6, int } from "./fields";
 
 export const machineSchema = z.strictObject({
     ipv4: hostIpv4("203.0.113.10").meta({
-        description: "The host's IPv4 address, its SSH target (on `machine`, the A records' value too).",
+        description:
+            "The host's IPv4 address: its SSH target unless `sshHost` is set (on `machine`, the public address: the A records' value, and what calls advertise).",
     }),
     ipv6: hostIpv6
         .optional()
         .meta({ description: "The host's IPv6 address (on `machine`: AAAA records, and nginx listens on IPv6 too)." }),
+    sshHost: z
+        .string()
+        .regex(
+            /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$|^[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*$/,
+            {
+                error: "expected a host name or an address SSH can reach, such as 192.168.1.10 or server.lan",
+            },
+        )
+        .optional()
+        .meta({
+            description:
+                "Where SSH connects when it is not `ipv4`: a private address behind NAT (a home server whose router forwards 80/443), a VPN name. Default: `ipv4`. Changing `ipv4` alone then changes only what points at it (README: DNS).",
+        }),
     sshPort: int("expected a port number from 1 to 65535")
         .refine((p) => p >= 1 && p <= 65535, { error: "expected a port number from 1 to 65535" })
         .default(DEFAULTS.machine.sshPort)

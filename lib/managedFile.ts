@@ -17,7 +17,7 @@ import { SSH_DEFAULTS, sshExec, type SshConnection } from "./ssh";
 
 /** The stack config keys a host's connection is built from (e.g. matrix:machine, matrix:sshPrivateKey). */
 export interface ConnectionConfig {
-    /** Key of the machine object: {ipv4, sshPort?, sshUser?, sshHostKey?}. */
+    /** Key of the machine object: {ipv4, sshHost?, sshPort?, sshUser?, sshHostKey?}. */
     machine: string;
     /** The machine object is this field of that key's object (matrix:database's `machine`). */
     field?: string;
@@ -147,10 +147,12 @@ export function connectionFromConfig(
     // Objects arrive as JSON text, as the program itself receives them.
     const parsed = JSON.parse(machineValue) as Record<string, unknown>;
     const machine = (cc.field ? parsed[cc.field] : parsed) as
-        { ipv4?: string; sshPort?: number | string; sshUser?: string; sshHostKey?: string } | undefined;
-    if (!machine?.ipv4) return undefined;
+        | { ipv4?: string; sshHost?: string; sshPort?: number | string; sshUser?: string; sshHostKey?: string }
+        | undefined;
+    const host = machine?.sshHost ?? machine?.ipv4;
+    if (!machine || !host) return undefined;
     return {
-        host: machine.ipv4,
+        host,
         port: Number(machine.sshPort ?? SSH_DEFAULTS.port),
         user: machine.sshUser ?? SSH_DEFAULTS.user,
         hostKey: machine.sshHostKey,

@@ -9,6 +9,8 @@ import { sshArgs } from "./ssh";
 
 export interface SshTarget {
     ipv4: string;
+    /** Where SSH connects when it is not `ipv4` (matrix:machine.sshHost). */
+    sshHost?: string;
     sshPort: number;
     sshUser: string;
     /** Pinned host key ("ssh-ed25519 AAAA..."); without it the first key seen is accepted. */
@@ -46,7 +48,7 @@ export async function withTunnel<T>(target: SshTarget, fn: (baseUrl: string) => 
     const port = await freePort();
     const ssh$ = sshArgs(
         {
-            host: target.ipv4,
+            host: target.sshHost ?? target.ipv4,
             port: target.sshPort,
             user: target.sshUser,
             privateKey: target.privateKey,
@@ -71,7 +73,9 @@ export async function withTunnel<T>(target: SshTarget, fn: (baseUrl: string) => 
                 break;
             } catch (err) {
                 if (ssh.exitCode !== null || Date.now() > deadline) {
-                    throw new Error(`no SSH tunnel to ${target.ipv4}: ${stderr.trim() || String(err)}`);
+                    throw new Error(
+                        `no SSH tunnel to ${target.sshHost ?? target.ipv4}: ${stderr.trim() || String(err)}`,
+                    );
                 }
                 await new Promise((r) => setTimeout(r, 100));
             }
