@@ -1,5 +1,6 @@
 import * as cloudflare from "@pulumi/cloudflare";
 import * as pulumi from "@pulumi/pulumi";
+import { recordComment } from "../lib/cloudflare";
 import { after } from "../lib/order";
 
 export interface DnsRecordsArgs {
@@ -16,6 +17,12 @@ export interface DnsRecordsArgs {
     ipv6?: pulumi.Input<string>;
     /** TTL in seconds; 1 is Cloudflare's "auto". */
     ttl: pulumi.Input<number>;
+    /**
+     * Who owns the records, written in each one's comment (`managed by matrix-pulumi (stack …)`), so
+     * that a record at one of the names without it is known to be someone else's. Default: this
+     * program's `project/stack`.
+     */
+    owner?: string;
 }
 
 /**
@@ -47,7 +54,7 @@ export class DnsRecords extends pulumi.ComponentResource {
                             content,
                             ttl: args.ttl,
                             proxied: false,
-                            comment: "managed by matrix-pulumi",
+                            comment: recordComment(args.owner ?? `${pulumi.getProject()}/${pulumi.getStack()}`),
                         },
                         { parent: this },
                     ),

@@ -18,6 +18,7 @@ import {
     type StackConfig,
     type stackSchema,
 } from "../config";
+import { checkDns, CLOUDFLARE_API, DnsCheckError } from "../lib/cloudflare";
 import { mapInput, type PlainOrOutput } from "../lib/order";
 import { preflight, PreflightError, type PreflightResult, type PreflightSettings } from "../lib/preflight";
 import type { Host } from "../lib/remote";
@@ -45,7 +46,7 @@ type Settings = z.input<typeof stackSchema>;
 
 /** A host reached over SSH (docs/configuration.md: `machine`); its addresses may be Outputs. */
 export type MachineArgs = Omit<Settings["machine"], "ipv4" | "ipv6"> & {
-    /** Its IPv4 address: the SSH target (and, for the homeserver, the A records' value). */
+    /** Its IPv4 address: the SSH target unless `sshHost` is set (and, for the homeserver, the A records' value). */
     ipv4: PlainOrOutput<string>;
     /** Its IPv6 address (the homeserver's: AAAA records, nginx on IPv6). */
     ipv6?: PlainOrOutput<string>;
@@ -159,6 +160,25 @@ export class MatrixHomeserver extends pulumi.ComponentResource {
             ...(stackProgram ? { aliases: [{ parent: pulumi.rootStackResource }] } : {}),
         };
         const names = publicHostnames(cfg);
+        const owner = `${pulumi.getProject()}/${pulumi.getStack()}`;
+        // Cloudflare read as the provider will reach it, before anything is registered: the token,
+        // the zone and strangers' records at the stack's names (lib/cloudflare.ts).
+        if (cfg.dns) {
+            const token = pulumi.runtime.getConfig("cloudflare:apiToken") ?? process.env.CLOUDFLARE_API_TOKEN;
+            const baseUrl =
+                pulumi.runtime.getConfig("cloudflare:baseUrl") ?? process.env.CLOUDFLARE_BASE_URL ?? CLOUDFLARE_API;
+            if (token) {
+                const problems = checkDns(
+                    { baseUrl, token },
+                    { zoneId: cfg.dns.zoneId, names: Object.values(names.dnsRecords), owner },
+                );
+                if (problems.length > 0) throw new DnsCheckError(problems);
+            } else {
+                void pulumi.log.warn(
+                    "matrix:dns: no cloudflare:apiToken or CLOUDFLARE_API_TOKEN here, so the zone and its records were not checked before the provider runs",
+                );
+            }
+        }
         const provided = (s: ProvidedSecret) => args.secrets?.[s];
         const ipv4 = args.machine.ipv4;
         const ipv6 = args.machine.ipv6 !== undefined;
@@ -166,7 +186,7 @@ export class MatrixHomeserver extends pulumi.ComponentResource {
 
         const sshHost = (m: MachineArgs, settings: StackConfig["machine"], config: Host["config"]): Host => ({
             connection: {
-                host: m.ipv4,
+                host: settings.sshHost ?? m.ipv4,
                 port: settings.sshPort,
                 user: settings.sshUser,
                 privateKey,
@@ -182,7 +202,13 @@ export class MatrixHomeserver extends pulumi.ComponentResource {
         // it refuses with every problem at once, and picks the PostgreSQL cluster and its real port.
         const check = (address: string, key: string, m: StackConfig["machine"], s: PreflightSettings) =>
             preflight(
-                { host: address, port: m.sshPort, user: m.sshUser, privateKey: key, hostKey: m.sshHostKey },
+                {
+                    host: m.sshHost ?? address,
+                    port: m.sshPort,
+                    user: m.sshUser,
+                    privateKey: key,
+                    hostKey: m.sshHostKey,
+                },
                 { ...s, dryRun: pulumi.runtime.isDryRun() },
                 (line, severity) => void (severity === "warning" ? pulumi.log.warn(line) : pulumi.log.info(line)),
             );
@@ -239,6 +265,7 @@ export class MatrixHomeserver extends pulumi.ComponentResource {
                       ipv4,
                       ipv6: args.machine.ipv6,
                       ttl: cfg.dns.ttl,
+                      owner,
                   },
                   childOpts,
               )

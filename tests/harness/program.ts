@@ -14,6 +14,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
 import { runStack } from "./stack";
+import { setCloudflareReader, type ApiAnswer } from "../../lib/cloudflare";
 import { setFactsReader } from "../../lib/preflight";
 
 export interface RecordedResource {
@@ -49,6 +50,17 @@ interface Request {
     program?: string;
     /** State the mocked providers report for resources of a type, beside their inputs. */
     stateByType?: Record<string, Record<string, unknown>>;
+    /** Cloudflare's answers by request path (lib/cloudflare.ts); default: the zone is matrix:domain, no records. */
+    cloudflare?: Record<string, ApiAnswer>;
+}
+
+/** Cloudflare's answer to the DNS check's `path`: the canned one, else a zone named matrix:domain and no records. */
+function cloudflareAnswer(request: Request, path: string): ApiAnswer {
+    const canned = request.cloudflare?.[path];
+    if (canned) return canned;
+    const ok = (result: unknown): ApiAnswer => ({ status: 200, body: { success: true, errors: [], result } });
+    const zone = /^zones\/([^/?]+)$/.exec(path);
+    return zone ? ok({ id: zone[1], name: request.config["matrix:domain"] }) : ok([]);
 }
 
 /** A new Debian 12 server after the program's first deploy: its PostgreSQL 15/main on 5432. */
@@ -77,6 +89,7 @@ async function main(): Promise<void> {
     const outputs = new Map<string, Record<string, unknown>>();
     const t0 = Date.now();
     setFactsReader((connection) => request.hostFacts?.[connection.host] ?? HOST_FACTS);
+    setCloudflareReader((_access, path) => cloudflareAnswer(request, path));
     pulumi.runtime.setAllConfig(request.config, request.secretKeys ?? []);
     await pulumi.runtime.setMocks(
         {

@@ -2,6 +2,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { cpus } from "node:os";
 import * as path from "node:path";
+import type { ApiAnswer } from "../../lib/cloudflare";
 import type { ProgramResult, RecordedResource } from "./program";
 import { SECRET_SIG, SECRET_SIG_KEY } from "./stack";
 
@@ -45,6 +46,8 @@ type RunOptions = {
     secretKeys?: string[];
     /** State the mocked providers report for resources of a type, beside their inputs. */
     stateByType?: Record<string, Record<string, unknown>>;
+    /** Cloudflare's answers to the DNS check, by request path (tests/harness/program.ts). */
+    cloudflare?: Record<string, ApiAnswer>;
 };
 
 function harnessCall(config: Record<string, string>, opts: RunOptions) {
@@ -65,6 +68,7 @@ function harnessCall(config: Record<string, string>, opts: RunOptions) {
             hostFacts: opts.hostFacts,
             program: opts.program,
             stateByType: opts.stateByType,
+            cloudflare: opts.cloudflare,
         }),
         env: { ...process.env, CLOUDFLARE_API_TOKEN: "" },
     };

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { parse as parseYaml } from "yaml";
 import { beforeAll, describe, it } from "@jest/globals";
+import { connectionFromConfig } from "../../lib/managedFile";
 import { unwrapSecrets as unwrap } from "../harness/stack";
 import {
     allStrings,
@@ -1162,5 +1163,109 @@ describe("the database on its own host (matrix:database)", () => {
         const ca = byName(r, "synapse-database-ca");
         assert.equal(ca.inputs.path, "/etc/matrix-synapse/database-ca.pem");
         assert.ok(byName(r, "synapse-service").dependencies.some((d) => d.endsWith("::synapse-database-ca")));
+    });
+});
+
+describe("SSH apart from the records' address (matrix:machine.sshHost), and the DNS check", () => {
+    const ZONE_ID = "0123456789abcdef0123456789abcdef";
+    const natted = (ipv4: string) => baseConfig({ "matrix:machine": { ipv4, sshHost: "192.168.1.10" } });
+    const runs = {
+        home: runProgramSoon(natted("203.0.113.10")),
+        moved: runProgramSoon(natted("203.0.113.77")),
+        stranger: runProgramSoon(baseConfig(), {
+            cloudflare: {
+                [`zones/${ZONE_ID}/dns_records?name=element.example.org&per_page=100`]: {
+                    status: 200,
+                    body: {
+                        success: true,
+                        errors: [],
+                        result: [{ id: "f".repeat(32), type: "CNAME", content: "old.example.net", comment: null }],
+                    },
+                },
+            },
+        }),
+        badToken: runProgramSoon(baseConfig(), {
+            cloudflare: {
+                [`zones/${ZONE_ID}`]: {
+                    status: 403,
+                    body: { success: false, errors: [{ code: 10000, message: "Authentication error" }] },
+                },
+            },
+        }),
+    };
+    const inputsByName = (r: ProgramResult) =>
+        new Map(r.resources.filter((x) => x.custom).map((x) => [x.name, JSON.stringify(x.inputs)]));
+
+    it("connects every step to sshHost; the records and what calls advertise keep ipv4", async () => {
+        const r = await runs.home;
+        assert.equal(r.error, undefined);
+        const commands = r.resources.filter((x) => x.type === COMMAND);
+        assert.ok(commands.length > 10);
+        for (const c of commands) {
+            assert.equal((c.inputs.connection as { value: { host: string } }).value.host, "192.168.1.10", c.name);
+        }
+        assert.equal(byName(r, "dns-homeserver-a").inputs.content, "203.0.113.10");
+        assert.match(String(r.outputs.firstAdminCommand!.value), / root@192\.168\.1\.10 /);
+    });
+
+    it("a new ipv4 with the same sshHost changes the A records' inputs and nothing else", async () => {
+        const [before, after] = [inputsByName(await runs.home), inputsByName(await runs.moved)];
+        assert.deepEqual([...after.keys()].sort(), [...before.keys()].sort());
+        assert.deepEqual(
+            [...after]
+                .filter(([name, inputs]) => before.get(name) !== inputs)
+                .map(([name]) => name)
+                .sort(),
+            ["dns-apex-a", "dns-element-a", "dns-homeserver-a"],
+        );
+    });
+
+    it("ManagedFile's refresh and delete reach sshHost too (the stack's current config)", () => {
+        const c = connectionFromConfig(
+            {
+                get: (key: string) =>
+                    ({
+                        "matrix:machine": JSON.stringify({
+                            ipv4: "203.0.113.10",
+                            sshHost: "192.168.1.10",
+                            sshPort: 2222,
+                        }),
+                        "matrix:sshPrivateKey": "KEY",
+                    })[key],
+            } as never,
+            { machine: "matrix:machine", privateKey: "matrix:sshPrivateKey" },
+        );
+        assert.deepEqual([c?.host, c?.port], ["192.168.1.10", 2222]);
+    });
+
+    it("marks each record with the stack that owns it", async () => {
+        const r = await runs.home;
+        for (const rec of r.resources.filter((x) => x.type === RECORD)) {
+            assert.equal(rec.inputs.comment, "managed by matrix-pulumi (stack matrix/test)", rec.name);
+        }
+    });
+
+    it("refuses a stranger's record at one of the names before any resource is registered", async () => {
+        const r = await runs.stranger;
+        assert.match(
+            r.error ?? "",
+            /Cloudflare is not ready for this stack's records \(1 problem\); nothing was deployed:\n {2}- matrix:dns: element\.example\.org already has a CNAME record \(old\.example\.net, id f{32}\) that this stack did not create; delete it/,
+        );
+        assert.deepEqual(
+            r.resources.filter((x) => x.custom),
+            [],
+        );
+    });
+
+    it("refuses a token Cloudflare refuses, naming cloudflare:apiToken", async () => {
+        const r = await runs.badToken;
+        assert.match(
+            r.error ?? "",
+            /- cloudflare:apiToken: Cloudflare refused the token for zone 0123456789abcdef0123456789abcdef \(10000 Authentication error\)/,
+        );
+        assert.deepEqual(
+            r.resources.filter((x) => x.custom),
+            [],
+        );
     });
 });
