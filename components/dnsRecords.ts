@@ -1,6 +1,6 @@
 import * as cloudflare from "@pulumi/cloudflare";
 import * as pulumi from "@pulumi/pulumi";
-import { recordComment } from "../lib/cloudflare";
+import { recordComment, stackOwner } from "../lib/cloudflare";
 import { after } from "../lib/order";
 
 export interface DnsRecordsArgs {
@@ -54,7 +54,7 @@ export class DnsRecords extends pulumi.ComponentResource {
                             content,
                             ttl: args.ttl,
                             proxied: false,
-                            comment: recordComment(args.owner ?? `${pulumi.getProject()}/${pulumi.getStack()}`),
+                            comment: recordComment(args.owner ?? stackOwner()),
                         },
                         { parent: this },
                     ),

@@ -18,10 +18,11 @@ import {
     type StackConfig,
     type stackSchema,
 } from "../config";
-import { checkDns, CLOUDFLARE_API, DnsCheckError } from "../lib/cloudflare";
+import { checkDns, CLOUDFLARE_API, DnsCheckError, stackOwner } from "../lib/cloudflare";
 import { mapInput, type PlainOrOutput } from "../lib/order";
 import { preflight, PreflightError, type PreflightResult, type PreflightSettings } from "../lib/preflight";
 import type { Host } from "../lib/remote";
+import { sshAddress } from "../lib/ssh";
 import { registerAdminCommand } from "../render/outputs";
 import { databaseHostPackages, hostPackages } from "../render/packages";
 import type { PostgresCluster } from "../render/postgres";
@@ -160,7 +161,7 @@ export class MatrixHomeserver extends pulumi.ComponentResource {
             ...(stackProgram ? { aliases: [{ parent: pulumi.rootStackResource }] } : {}),
         };
         const names = publicHostnames(cfg);
-        const owner = `${pulumi.getProject()}/${pulumi.getStack()}`;
+        const owner = stackOwner();
         // Cloudflare read as the provider will reach it, before anything is registered: the token,
         // the zone and strangers' records at the stack's names (lib/cloudflare.ts).
         if (cfg.dns) {
@@ -186,7 +187,7 @@ export class MatrixHomeserver extends pulumi.ComponentResource {
 
         const sshHost = (m: MachineArgs, settings: StackConfig["machine"], config: Host["config"]): Host => ({
             connection: {
-                host: settings.sshHost ?? m.ipv4,
+                host: sshAddress({ ...settings, ipv4: m.ipv4 }),
                 port: settings.sshPort,
                 user: settings.sshUser,
                 privateKey,
@@ -203,7 +204,7 @@ export class MatrixHomeserver extends pulumi.ComponentResource {
         const check = (address: string, key: string, m: StackConfig["machine"], s: PreflightSettings) =>
             preflight(
                 {
-                    host: m.sshHost ?? address,
+                    host: sshAddress({ ...m, ipv4: address }),
                     port: m.sshPort,
                     user: m.sshUser,
                     privateKey: key,

@@ -4,6 +4,7 @@
 // stack did not create. Each would otherwise surface later, or not at all (Cloudflare accepts a
 // second A record beside a stranger's: round robin between the old server and the new one).
 import { spawnSync } from "node:child_process";
+import * as pulumi from "@pulumi/pulumi";
 
 /** How the provider reaches Cloudflare: its base URL and token (cloudflare:baseUrl, cloudflare:apiToken). */
 export interface CloudflareAccess {
@@ -69,6 +70,9 @@ let reader: CloudflareReader = readCloudflareApi;
 export function setCloudflareReader(r: CloudflareReader): void {
     reader = r;
 }
+
+/** This program's stack as record comments name it: `project/stack`. */
+export const stackOwner = () => `${pulumi.getProject()}/${pulumi.getStack()}`;
 
 /** The comment on every record the stack creates; a record without it at one of its names is a stranger's. */
 export const recordComment = (owner: string) => `managed by matrix-pulumi (stack ${owner})`;

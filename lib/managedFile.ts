@@ -13,7 +13,7 @@
 // back to the recorded one: a rotated SSH key works on the very next refresh.
 import * as pulumi from "@pulumi/pulumi";
 import { script, sha256, shq, writeFileFromStdin, type FileMode } from "../render/shell";
-import { SSH_DEFAULTS, sshExec, type SshConnection } from "./ssh";
+import { SSH_DEFAULTS, sshAddress, sshExec, type SshConnection } from "./ssh";
 
 /** The stack config keys a host's connection is built from (e.g. matrix:machine, matrix:sshPrivateKey). */
 export interface ConnectionConfig {
@@ -149,8 +149,8 @@ export function connectionFromConfig(
     const machine = (cc.field ? parsed[cc.field] : parsed) as
         | { ipv4?: string; sshHost?: string; sshPort?: number | string; sshUser?: string; sshHostKey?: string }
         | undefined;
-    const host = machine?.sshHost ?? machine?.ipv4;
-    if (!machine || !host) return undefined;
+    if (!machine?.ipv4) return undefined;
+    const host = sshAddress({ ...machine, ipv4: machine.ipv4 });
     return {
         host,
         port: Number(machine.sshPort ?? SSH_DEFAULTS.port),

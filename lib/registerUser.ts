@@ -5,7 +5,7 @@ import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { createServer } from "node:net";
 import { SYNAPSE_LISTEN } from "../render/synapse";
-import { sshArgs } from "./ssh";
+import { sshAddress, sshArgs } from "./ssh";
 
 export interface SshTarget {
     ipv4: string;
@@ -48,7 +48,7 @@ export async function withTunnel<T>(target: SshTarget, fn: (baseUrl: string) => 
     const port = await freePort();
     const ssh$ = sshArgs(
         {
-            host: target.sshHost ?? target.ipv4,
+            host: sshAddress(target),
             port: target.sshPort,
             user: target.sshUser,
             privateKey: target.privateKey,
@@ -73,9 +73,7 @@ export async function withTunnel<T>(target: SshTarget, fn: (baseUrl: string) => 
                 break;
             } catch (err) {
                 if (ssh.exitCode !== null || Date.now() > deadline) {
-                    throw new Error(
-                        `no SSH tunnel to ${target.sshHost ?? target.ipv4}: ${stderr.trim() || String(err)}`,
-                    );
+                    throw new Error(`no SSH tunnel to ${sshAddress(target)}: ${stderr.trim() || String(err)}`);
                 }
                 await new Promise((r) => setTimeout(r, 100));
             }

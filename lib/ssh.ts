@@ -6,6 +6,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 
+/** Where SSH reaches a machine: its `sshHost` when set, else its `ipv4` (config/machine.ts). */
+export const sshAddress = <T>(m: { ipv4: T; sshHost?: string }): T | string => m.sshHost ?? m.ipv4;
+
 /** What an SSH connection uses when the stack does not say (matrix:machine's defaults too). */
 export const SSH_DEFAULTS = { port: 22, user: "root" } as const;
 
