@@ -35,6 +35,7 @@ module.exports = {
         project("scale", onHost),
         project("demo", onHost),
         project("cloudflare", onHost),
+        project("auth", onHost),
     ],
     verbose: true,
     // Every unit test runs the whole program in a process of its own: seconds, not milliseconds.

@@ -34,6 +34,7 @@ import { DnsRecords } from "./dnsRecords";
 import { ElementWeb } from "./elementWeb";
 import { HostFirewall } from "./hostFirewall";
 import { HostPackages } from "./hostPackages";
+import { MatrixAuth } from "./matrixAuth";
 import { MatrixRtc } from "./matrixRtc";
 import { MatrixUsers } from "./matrixUsers";
 import { Monitoring } from "./monitoring";
@@ -342,10 +343,30 @@ export class MatrixHomeserver extends pulumi.ComponentResource {
             childOpts,
         );
 
+        // MAS before Synapse's steps: on the first up with matrix:auth, syn2mas reads Synapse's config
+        // and accounts as they were, and Synapse restarts with MAS in charge after it.
+        const auth = cfg.auth?.enabled
+            ? new MatrixAuth(
+                  child("auth"),
+                  {
+                      host,
+                      serverName: cfg.domain,
+                      homeserverHost: cfg.homeserverHost,
+                      release: cfg.auth.mas,
+                      cluster: postgresCluster,
+                      registration: cfg.synapse.enableRegistration,
+                      registrationTokenRequired: cfg.auth.registrationTokenRequired,
+                      purgeOnDestroy: cfg.purgeOnDestroy,
+                  },
+                  childOpts,
+              )
+            : undefined;
+        const afterAuth: Host = auth ? { ...host, prerequisites: [...(host.prerequisites ?? []), auth.service] } : host;
+
         const synapse = new SynapseServer(
             child("synapse"),
             {
-                host,
+                host: afterAuth,
                 serverName: cfg.domain,
                 homeserverHost: cfg.homeserverHost,
                 version: cfg.synapse.version,
@@ -364,6 +385,7 @@ export class MatrixHomeserver extends pulumi.ComponentResource {
                     userLifetime: cfg.turn.userLifetime,
                 },
                 federation: cfg.federation,
+                auth: auth && { sharedSecret: auth.synapseSharedSecret },
                 purgeOnDestroy: cfg.purgeOnDestroy,
                 secrets: {
                     registrationSharedSecret: provided("registrationSharedSecret"),
@@ -389,7 +411,11 @@ export class MatrixHomeserver extends pulumi.ComponentResource {
 
         const users =
             cfg.users.length > 0
-                ? new MatrixUsers(child("users"), { host, users: cfg.users, synapseUrl: synapse.localUrl }, childOpts)
+                ? new MatrixUsers(
+                      child("users"),
+                      { host: afterAuth, users: cfg.users, synapseUrl: synapse.localUrl, auth: auth !== undefined },
+                      childOpts,
+                  )
                 : undefined;
 
         // The SFU and its authorisation service need nothing of Synapse's to start; nginx announces
@@ -434,6 +460,7 @@ export class MatrixHomeserver extends pulumi.ComponentResource {
                 maxUploadSize: cfg.synapse.maxUploadSize,
                 support: cfg.support,
                 rtc: rtc?.serviceUrl.apply((serviceUrl) => ({ serviceUrl })),
+                auth: auth?.ready,
                 upstreams: synapse.upstreams,
                 acme: cfg.acme,
             },

@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { after } from "../lib/order";
 import { remoteStep, type Host } from "../lib/remote";
+import { renderMasUserScript } from "../render/mas";
 import { renderUserScript } from "../render/synapse";
 
 export interface MatrixUsersArgs {
@@ -11,11 +12,13 @@ export interface MatrixUsersArgs {
     users: { name: string; admin: boolean }[];
     /** Synapse's loopback URL (SynapseServer.localUrl): accounts wait for a healthy Synapse. */
     synapseUrl: pulumi.Input<string>;
+    /** Matrix Authentication Service holds the accounts (matrix:auth): made through its admin API. */
+    auth?: boolean;
 }
 
 /**
  * Matrix accounts declared in the stack, each created once through the shared-secret admin API on
- * the host, each with a generated password kept as a secret output.
+ * the host (MAS's admin API with matrix:auth), each with a generated password kept as a secret output.
  */
 export class MatrixUsers extends pulumi.ComponentResource {
     /** Localpart → initial password (secret). */
@@ -37,7 +40,9 @@ export class MatrixUsers extends pulumi.ComponentResource {
                 args.host,
                 {
                     // The URL only orders this after Synapse answers; the script talks to it on the host.
-                    create: pulumi.output(args.synapseUrl).apply(() => renderUserScript(u, { user })),
+                    create: pulumi
+                        .output(args.synapseUrl)
+                        .apply(() => (args.auth ? renderMasUserScript(u, { user }) : renderUserScript(u, { user }))),
                     stdin: password,
                 },
                 { parent: this },

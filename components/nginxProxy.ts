@@ -52,6 +52,11 @@ export interface NginxProxyArgs {
      */
     rtc?: pulumi.Input<{ serviceUrl: string } | undefined>;
     /**
+     * Matrix Authentication Service (MatrixAuth.ready): /auth/ and the compatibility routes on the
+     * homeserver host, once it answers. Default: none.
+     */
+    auth?: pulumi.Input<boolean>;
+    /**
      * Where each Synapse process listens (SynapseServer.upstreams): the sites wait for a healthy
      * Synapse and its workers.
      */
@@ -159,8 +164,8 @@ export class NginxProxy extends pulumi.ComponentResource {
                 "homeserver",
                 NGINX_PATHS.homeserverSite,
                 pulumi
-                    .all([args.homeserverHost, args.maxUploadSize, args.rtc])
-                    .apply(([homeserverHost, maxUploadSize, rtc]) =>
+                    .all([args.homeserverHost, args.maxUploadSize, args.rtc, args.auth])
+                    .apply(([homeserverHost, maxUploadSize, rtc, auth]) =>
                         renderHomeserverSite({
                             homeserverHost,
                             maxUploadSize,
@@ -168,6 +173,7 @@ export class NginxProxy extends pulumi.ComponentResource {
                             federationPort: args.delegation === "none",
                             support: args.support,
                             rtc,
+                            auth,
                         }),
                     ),
             ),

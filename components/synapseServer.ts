@@ -66,6 +66,12 @@ export interface SynapseServerArgs {
     rtc?: { serviceUrl: string };
     /** coturn (matrix:turn): its URIs and the credentials' lifetime (the shared secret is generated). Default: none. */
     turn?: { uris: string[]; userLifetime: string };
+    /**
+     * Matrix Authentication Service (MatrixAuth) signs users in: its shared secret (in secrets.yaml).
+     * Give the host MatrixAuth.ready as a prerequisite: syn2mas reads Synapse's config as it was.
+     * Default: Synapse signs users in itself.
+     */
+    auth?: { sharedSecret: pulumi.Input<string> };
     /** On destroy, delete Synapse's data (media, signing key), config and venv. */
     purgeOnDestroy: boolean;
     /** The database to use (from PostgresDatabase). */
@@ -154,6 +160,7 @@ export class SynapseServer extends pulumi.ComponentResource {
                     metricsListener: args.metrics ? SYNAPSE_METRICS_LISTENER : undefined,
                     rtc: args.rtc,
                     turn: args.turn,
+                    auth: args.auth !== undefined,
                 }),
                 logConfig: renderLogConfig(),
                 unit: renderSynapseUnit({ workers: scaled }),
@@ -189,7 +196,7 @@ export class SynapseServer extends pulumi.ComponentResource {
                 args.database.user,
                 args.database.password,
                 args.database.address,
-                this.turnSharedSecret,
+                pulumi.all([this.turnSharedSecret, args.auth?.sharedSecret]),
             ])
             .apply(
                 ([
@@ -200,13 +207,14 @@ export class SynapseServer extends pulumi.ComponentResource {
                     dbUser,
                     dbPassword,
                     address,
-                    turnSharedSecret,
+                    [turnSharedSecret, masSharedSecret],
                 ]) =>
                     renderSecretsConfig({
                         registrationSharedSecret,
                         macaroonSecretKey,
                         formSecret,
                         turnSharedSecret,
+                        masSharedSecret,
                         database: {
                             name: dbName,
                             user: dbUser,

@@ -13,6 +13,8 @@ export const DEFAULT_LIVEKIT_URL = (version: string) =>
     `https://github.com/livekit/livekit/releases/download/v${version}/livekit_${version}_linux_amd64.tar.gz`;
 export const DEFAULT_JWT_SERVICE_URL = (version: string) =>
     `https://github.com/element-hq/lk-jwt-service/releases/download/v${version}/lk-jwt-service_linux_amd64`;
+export const DEFAULT_MAS_URL = (version: string) =>
+    `https://github.com/element-hq/matrix-authentication-service/releases/download/v${version}/mas-cli-x86_64-linux.tar.gz`;
 export const DEFAULT_ELEMENT_URL = (version: string) =>
     `https://github.com/element-hq/element-web/releases/download/v${version}/element-v${version}.tar.gz`;
 
@@ -38,5 +40,6 @@ export const DEFAULTS = {
     rtc: { enabled: true, udpPort: 7882, tcpPort: 7881 },
     turn: { enabled: true, port: 3478, tlsPort: 5349, relayPorts: { min: 49152, max: 49251 }, userLifetime: "1h" },
     support: { role: "admin" },
+    auth: { enabled: true, registrationTokenRequired: false, allowDisable: false },
     purgeOnDestroy: false,
 } as const;

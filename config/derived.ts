@@ -25,6 +25,7 @@ export function preflightSettings(c: StackConfig, role: "homeserver" | "database
         firewall: c.firewall.enabled,
         postgres: c.database ? undefined : postgres,
         backupSchedule: c.backup.schedule,
+        auth: { on: c.auth?.enabled === true, allowDisable: c.auth?.allowDisable ?? false },
     };
 }
 

@@ -2,7 +2,7 @@
 // (what `pulumi.runtime.allConfig()` returns) and yields a typed object with every default
 // filled in, or throws a `ConfigError` that lists every bad key at once.
 import type { z } from "zod";
-import { DEFAULT_ELEMENT_URL, DEFAULT_JWT_SERVICE_URL, DEFAULT_LIVEKIT_URL } from "./defaults";
+import { DEFAULT_ELEMENT_URL, DEFAULT_JWT_SERVICE_URL, DEFAULT_LIVEKIT_URL, DEFAULT_MAS_URL } from "./defaults";
 import { crossKeyProblems, defaultHomeserverHost } from "./rules";
 import { stackSchema, type StackConfig } from "./schema";
 import { PROVIDED_SECRETS, type ProvidedSecret } from "./secrets";
@@ -36,6 +36,7 @@ const STRUCTURED_KEYS = new Set([
     "support",
     "rtc",
     "turn",
+    "auth",
 ]);
 
 /** Keys whose values must be stored encrypted (`pulumi config set --secret`). */
@@ -167,6 +168,11 @@ function completed(data: z.output<typeof stackSchema>): StackConfig {
                   }
                 : undefined,
         turn: c.turn && c.turn.enabled ? c.turn : undefined,
+        // Kept when off: `allowDisable` is read then (the preflight's refusal).
+        auth: c.auth && {
+            ...c.auth,
+            mas: { ...c.auth.mas, url: c.auth.mas.url ?? DEFAULT_MAS_URL(c.auth.mas.version) },
+        },
     };
 }
 

@@ -2,6 +2,7 @@
 // and read the defaults (config/defaults.ts) for keys not set.
 import { SYNAPSE_LISTEN } from "../render/synapseBase";
 import { METRICS_PORTS } from "../render/monitoring";
+import { MAS_LOOPBACK } from "../render/mas";
 import { RTC_LOOPBACK } from "../render/rtc";
 import { DEFAULTS } from "./defaults";
 
@@ -27,6 +28,7 @@ export const MANAGED_SYNAPSE_KEYS: Record<string, string> = {
     media_retention: "set matrix:synapse.mediaRetention",
     enable_metrics: "set matrix:monitoring.enabled",
     matrix_rtc: "set matrix:rtc",
+    matrix_authentication_service: "set matrix:auth",
     turn_uris: "set matrix:turn",
     turn_shared_secret: "set matrix:turn (the program generates the secret)",
     turn_shared_secret_path: "set matrix:turn (the program generates the secret)",
@@ -63,6 +65,12 @@ export function crossKeyProblems(v: Record<string, unknown>): string[] {
     if (database?.machine?.ipv4 !== undefined && database.machine.ipv4 === machine?.ipv4) {
         problems.push(
             `matrix:database.machine.ipv4: is matrix:machine.ipv4 (${String(machine.ipv4)}); leave matrix:database out to keep PostgreSQL on the Synapse host, or name another host`,
+        );
+    }
+    const auth = v.auth as { enabled?: unknown } | undefined;
+    if (database !== undefined && auth !== undefined && auth.enabled !== false && auth.enabled !== "false") {
+        problems.push(
+            "matrix:auth: MAS keeps its database beside Synapse's, which matrix:database moves to another host; MAS with a database host is not supported yet: leave matrix:auth out, or keep PostgreSQL on the Synapse host",
         );
     }
     const email = (v.monitoring as { email?: { username?: unknown } } | undefined)?.email;
@@ -122,6 +130,10 @@ export function portClashes(v: Record<string, unknown>): string[] {
         claim("matrix:rtc.udpPort", "udp", num(rtc.udpPort, DEFAULTS.rtc.udpPort));
         claim("matrix:rtc.tcpPort", "tcp", num(rtc.tcpPort, DEFAULTS.rtc.tcpPort));
         if (rtc.turnUdpPort !== undefined) claim("matrix:rtc.turnUdpPort", "udp", num(rtc.turnUdpPort, 0));
+    }
+    if (on(v.auth)) {
+        claim(`MAS (127.0.0.1:${MAS_LOOPBACK.web})`, "tcp", MAS_LOOPBACK.web);
+        claim(`MAS's health and admin API (127.0.0.1:${MAS_LOOPBACK.internal})`, "tcp", MAS_LOOPBACK.internal);
     }
     const turn = on(v.turn);
     if (turn) {

@@ -2,6 +2,7 @@
 // them and names the validated type.
 import { z } from "zod";
 import { acmeSchema } from "./acme";
+import { authSchema } from "./auth";
 import { backupSchema } from "./backup";
 import { rtcSchema, turnSchema } from "./calls";
 import { databaseSchema, postgresSchema } from "./database";
@@ -83,6 +84,7 @@ export const stackSchema = z.strictObject({
     support: supportSchema.optional(),
     rtc: rtcSchema.optional(),
     turn: turnSchema.optional(),
+    auth: authSchema.optional(),
     users: usersSchema,
 });
 
@@ -116,6 +118,8 @@ export interface StackConfig {
     rtc?: z.infer<typeof rtcSchema> & { livekit: { url: string }; jwtService: { url: string } };
     /** coturn for legacy 1:1 calls (docs/calls.md); none: off. */
     turn?: z.infer<typeof turnSchema>;
+    /** Matrix Authentication Service (README: Auth (MAS)), on when `enabled`; none: Synapse signs users in itself. */
+    auth?: z.infer<typeof authSchema> & { mas: { url: string } };
     /** Accounts the program creates once each (docs/operations.md: Users). */
     users: User[];
     /** `pulumi destroy` also deletes the database, media store, signing key and config. */

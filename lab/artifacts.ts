@@ -28,9 +28,14 @@ export const RTC_FILES = {
     jwtService: { version: "0.5.0", file: "lk-jwt-service_linux_amd64" },
 } as const;
 
+/** The MAS release tarball `npm run tools:mas` built into $PULUMI_TOOLS/mas, as MAS publishes it. */
+export const MAS_FILE = { version: "1.22.0", file: "mas-cli-x86_64-linux.tar.gz" } as const;
+
 export interface Artifacts {
     /** MatrixRTC's release files, as matrix:rtc takes them (when `npm run tools:rtc` built them). */
     rtc?: { livekit: RtcRelease; jwtService: RtcRelease };
+    /** MAS's release tarball, as matrix:auth.mas takes it (when `npm run tools:mas` built it). */
+    mas?: RtcRelease;
     /** The first release served. */
     element: ElementRelease;
     /** Every release served, by its key. */
@@ -122,8 +127,10 @@ export async function serveArtifacts(
     port: number,
     releases: ReleaseSpec[],
     wheelhouse: string,
-    rtcDir?: string,
+    toolsDir?: string,
 ): Promise<Artifacts> {
+    const rtcDir = toolsDir && path.join(toolsDir, "rtc");
+    const masFile = toolsDir && path.join(toolsDir, "mas", MAS_FILE.file);
     const urlPath = (r: ReleaseSpec) => `/${r.key}/element-v${r.version}.tar.gz`;
     const tarballs = new Map(
         releases.map((r) => [urlPath(r), r.file ? readFileSync(r.file) : elementTarball(dir, r)] as const),
@@ -133,6 +140,8 @@ export async function serveArtifacts(
             ? Object.values(RTC_FILES).map((f) => [`/rtc/${f.file}`, path.join(rtcDir, f.file)] as const)
             : [];
     for (const [url, file] of rtcFiles) tarballs.set(url, readFileSync(file));
+    const masServed = masFile !== undefined && existsSync(masFile);
+    if (masServed) tarballs.set(`/mas/${MAS_FILE.file}`, readFileSync(masFile));
     // Wheels, and the sources of what has none (psycopg2, for a Python other than this machine's).
     const wheels = readdirSync(wheelhouse).filter((f) => f.endsWith(".whl") || f.endsWith(".tar.gz"));
     const server: Server = createServer((req, res) => {
@@ -164,11 +173,11 @@ export async function serveArtifacts(
             },
         ]),
     );
-    const rtcRelease = (f: { version: string; file: string }): RtcRelease => ({
+    const rtcRelease = (f: { version: string; file: string }, folder = "rtc"): RtcRelease => ({
         version: f.version,
-        url: `http://${listenIp}:${port}/rtc/${f.file}`,
+        url: `http://${listenIp}:${port}/${folder}/${f.file}`,
         sha256: createHash("sha256")
-            .update(tarballs.get(`/rtc/${f.file}`)!)
+            .update(tarballs.get(`/${folder}/${f.file}`)!)
             .digest("hex"),
     });
     return {
@@ -176,6 +185,7 @@ export async function serveArtifacts(
             rtcFiles.length > 0
                 ? { livekit: rtcRelease(RTC_FILES.livekit), jwtService: rtcRelease(RTC_FILES.jwtService) }
                 : undefined,
+        mas: masServed ? rtcRelease({ version: MAS_FILE.version, file: MAS_FILE.file }, "mas") : undefined,
         element: elements[releases[0]!.key]!,
         elements,
         wheelhouse: `http://${listenIp}:${port}/wheels/`,

@@ -220,7 +220,16 @@ export const ctx = {} as Session & { server: Server; host: Host; stack: Stack };
 export const sh = (command: string, input?: string) => ctx.server.sh(command, input);
 
 /** Each suite's own slot: hosts, CA and artifact ports apart, so suites can run side by side. */
-export const SLOTS = { e2e: 0, hardening: 1, federation: 2, scale: 3, bench: 4, demo: 5, cloudflare: 6 } as const;
+export const SLOTS = {
+    e2e: 0,
+    hardening: 1,
+    federation: 2,
+    scale: 3,
+    bench: 4,
+    demo: 5,
+    cloudflare: 6,
+    auth: 7,
+} as const;
 
 /** The network of the `i`th server of suite `slot`: machine `mx-<name>` on a /30 of its own. */
 export const serverNet = (slot: number, name: string, i = 0) => netOf(10 * slot + i, `mx-${name}`);
@@ -288,7 +297,7 @@ export async function startSession(
         8099 + 10 * slot,
         Object.values(RELEASES),
         wheels,
-        path.join(process.env.PULUMI_TOOLS ?? path.join(ROOT, ".tools/pulumi"), "rtc"),
+        process.env.PULUMI_TOOLS ?? path.join(ROOT, ".tools/pulumi"),
     );
     session.http = client(session.acme);
     Object.assign(ctx, session, {

@@ -45,6 +45,8 @@ export interface HostFacts {
     postgresListeners: number[];
     /** What the host's systemd-analyze said of the backup schedule, when it could not parse it. */
     calendarError?: string;
+    /** Whether Matrix Authentication Service was set up here (its config file exists). */
+    mas?: boolean;
 }
 
 export interface PostgresClusterFacts {
@@ -130,6 +132,9 @@ export function parseFacts(text: string): HostFacts {
             case "calendar.error":
                 facts.calendarError = value;
                 break;
+            case "mas":
+                facts.mas = true;
+                break;
         }
     }
     return facts;
@@ -152,6 +157,11 @@ export interface PreflightSettings {
     firewall: boolean;
     /** The backup timer's OnCalendar (matrix:backup.schedule), checked by the host's own systemd. */
     backupSchedule?: string;
+    /**
+     * matrix:auth as the stack has it: on, or off (absent, or `enabled: false`) and whether
+     * `allowDisable` lets it take MAS away from a host where it ran.
+     */
+    auth?: { on: boolean; allowDisable: boolean };
     /** A preview: apt's lock is a warning (the deploy would wait for it), not a wait. */
     dryRun?: boolean;
     /** How long an up waits for apt's lock. Default: APT_LOCK_WAIT_SECONDS. */
@@ -248,6 +258,11 @@ export function judgeHost(f: HostFacts, s: PreflightSettings): PreflightResult {
     if (s.backupSchedule !== undefined && f.calendarError !== undefined) {
         problems.push(
             `matrix:backup.schedule: the host's systemd cannot parse "${s.backupSchedule}" (${f.calendarError}): use an OnCalendar expression such as "daily" or "*-*-* 03:30" (\`systemd-analyze calendar '…'\` checks one)`,
+        );
+    }
+    if (s.auth && !s.auth.on && f.mas && !s.auth.allowDisable) {
+        problems.push(
+            "matrix:auth: Matrix Authentication Service runs on this host and holds every account's password and session (Synapse's own password login is off since MAS took over), so turning it off would lock everyone out: keep matrix:auth.enabled true; to go back to Synapse's logins knowingly (README: Auth (MAS)), set matrix:auth.enabled false and matrix:auth.allowDisable true",
         );
     }
     let cluster: PostgresCluster | undefined;

@@ -1,6 +1,7 @@
 // nginx: the port-80 ACME/redirect server, shared TLS settings, the apex and homeserver vhosts,
 // and the certbot steps. Blocks are built from small functions that return lines.
 import { aptInstall, ensureDir, script, sha256, shq, writeFile } from "./shell";
+import { MAS_COMPAT_LOCATION, MAS_LOOPBACK, MAS_PUBLIC_PATH } from "./mas";
 import { RTC_LOOPBACK, RTC_PUBLIC_PATHS } from "./rtc";
 import { wellKnownClient, wellKnownServer, wellKnownSupport, type SupportSettings } from "./wellknown";
 
@@ -116,6 +117,27 @@ function supportLocation(support: SupportSettings | undefined): string[] {
 }
 
 /** The homeserver vhost's locations: lk-jwt-service, and LiveKit's API and WebSocket signalling. */
+/**
+ * MAS (its reverse-proxy doc): its pages and APIs under /auth/ (its listener's prefix, so the path
+ * passes as sent), and the Matrix compatibility routes (login, logout, refresh), sent under the
+ * same prefix.
+ */
+function masLocations(): string[] {
+    const forwarded = [
+        "proxy_set_header Host $host;",
+        "proxy_set_header X-Forwarded-For $remote_addr;",
+        "proxy_set_header X-Forwarded-Proto $scheme;",
+        "proxy_http_version 1.1;",
+    ];
+    return [
+        ...block(`location ^~ ${MAS_PUBLIC_PATH}/`, [`proxy_pass http://127.0.0.1:${MAS_LOOPBACK.web};`, ...forwarded]),
+        ...block(`location ${MAS_COMPAT_LOCATION}`, [
+            `proxy_pass http://127.0.0.1:${MAS_LOOPBACK.web}${MAS_PUBLIC_PATH}$request_uri;`,
+            ...forwarded,
+        ]),
+    ];
+}
+
 function rtcLocations(): string[] {
     const forwarded = [
         "proxy_set_header Host $host;",
@@ -175,6 +197,8 @@ export interface HomeserverSiteSettings {
     support?: SupportSettings;
     /** MatrixRTC (matrix:rtc): lk-jwt-service and LiveKit behind /livekit/, the focus in the client document. */
     rtc?: { serviceUrl: string };
+    /** Matrix Authentication Service (matrix:auth): behind /auth/, and the compatibility routes. */
+    auth?: boolean;
 }
 
 /**
@@ -193,6 +217,9 @@ export function renderHomeserverSite(s: HomeserverSiteSettings): string {
             // Equal to Synapse's max_upload_size, so nginx never cuts an upload Synapse accepts.
             `client_max_body_size ${s.maxUploadSize};`,
             "",
+            // Before Synapse's: nginx takes the first regex location that matches, so MAS answers the
+            // compatibility routes whichever Synapse process the upstreams file names.
+            ...(s.auth ? masLocations() : []),
             // No URI after the port: nginx would re-encode the path and break federation signatures.
             ...block("location ~ ^(/_matrix|/_synapse/client)", [
                 // A variable naming an upstream group: no resolver, and the request URI passes as sent.

@@ -4,6 +4,9 @@
 import { sqlLiteral } from "./postgres";
 import { script, shq } from "./shell";
 
+/** Matrix Authentication Service's config file (render/mas.ts): present once MAS was set up. */
+export const MAS_CONFIG_PATH = "/etc/matrix-authentication-service/config.yaml";
+
 /** dpkg's and apt's locks: a process holding one (unattended-upgrades on a new server) blocks apt. */
 export const APT_LOCK_FILES = [
     "/var/lib/dpkg/lock-frontend",
@@ -27,6 +30,7 @@ export const APT_LOCK_FILES = [
  *   nginx.site   FILE NAME for each server_name of an enabled nginx site not the program's
  *   pg.cluster   VERSION NAME PORT STATUS (pg_lsclusters), `pg.database` VERSION/NAME where the
  *                database exists, `pg.listen` PORT for each TCP listener on 5432–5499
+ *   mas          present when Matrix Authentication Service was set up here (its config exists)
  *   calendar.error  what this host's systemd says of the backup timer's OnCalendar (when it
  *                cannot parse it): the systemd that will run the timer judges it
  */
@@ -68,6 +72,7 @@ export function renderPreflightScript(
             "  sed 's/#.*//' \"$f\" | { grep -o 'server_name[[:space:]][^;]*' || true; } | sed 's/^server_name//' | tr ' \\t' '\\n\\n' | sed '/^$/d' |",
             '    while read -r name; do fact nginx.site "$f $name"; done',
             "done",
+            `if [ -e ${shq(MAS_CONFIG_PATH)} ]; then fact mas installed; fi`,
             ...(s.calendar !== undefined
                 ? [
                       `if ! out=$(systemd-analyze calendar -- ${shq(s.calendar)} 2>&1); then`,

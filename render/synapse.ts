@@ -1,6 +1,7 @@
 // Synapse: homeserver.yaml (no secrets), the secrets file, log config, systemd unit, scripts.
 import { stringify } from "yaml";
 import { DATABASE_CA_PATH, DATABASE_CLIENT_COMMAND, renderDatabaseClientCommand } from "./databaseHost";
+import { synapseMasConfig, synapseMasSettings } from "./mas";
 import { synapseRtcConfig } from "./rtc";
 import { aptInstall, dirOf, ensureDir, script, shq, writeFile } from "./shell";
 import {
@@ -50,6 +51,8 @@ export interface HomeserverSettings {
     rtc?: { serviceUrl: string };
     /** coturn (matrix:turn): the URIs clients get, and how long their credentials last. */
     turn?: { uris: string[]; userLifetime: string };
+    /** Matrix Authentication Service signs users in (matrix:auth); its shared secret is in secrets.yaml. */
+    auth?: boolean;
 }
 
 export interface FederationSettings {
@@ -67,6 +70,8 @@ export interface SynapseSecrets {
     formSecret: string;
     /** coturn's use-auth-secret (matrix:turn). Default: none. */
     turnSharedSecret?: string;
+    /** The secret shared with Matrix Authentication Service (matrix:auth). Default: none. */
+    masSharedSecret?: string;
     database: { name: string; user: string; password: string; host: string; port: number; tls?: boolean };
 }
 
@@ -136,9 +141,14 @@ export function renderHomeserverConfig(s: HomeserverSettings): string {
         ...shared,
     };
     const verifies = ["registrations_require_3pid", "registration_requires_token", "recaptcha_public_key"];
-    if (s.enableRegistration && !verifies.some((k) => k in s.extraConfig)) {
+    if (s.enableRegistration && !verifies.some((k) => k in s.extraConfig) && !s.auth) {
         // Synapse refuses open registration without a verification step unless told so.
         config.enable_registration_without_verification = true;
+    }
+    if (s.auth) {
+        // MAS signs users in and registers them (matrix:synapse.enableRegistration maps to its own).
+        const masSettings = synapseMasSettings(config);
+        Object.assign(config, masSettings);
     }
     return yamlFile("Managed by matrix-pulumi; edits are overwritten. Secrets live in secrets.yaml.", config);
 }
@@ -165,6 +175,7 @@ export function renderSecretsConfig(s: SynapseSecrets): string {
         macaroon_secret_key: s.macaroonSecretKey,
         form_secret: s.formSecret,
         ...(s.turnSharedSecret !== undefined ? { turn_shared_secret: s.turnSharedSecret } : {}),
+        ...(s.masSharedSecret !== undefined ? synapseMasConfig(s.masSharedSecret) : {}),
         database: {
             name: "psycopg2",
             args: {

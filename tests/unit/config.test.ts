@@ -302,6 +302,28 @@ describe("stack config", () => {
             { "matrix:postgres": { database: "syn-apse" } },
             /^matrix:postgres\.database: expected a PostgreSQL identifier/,
         ],
+        ["auth without its release", { "matrix:auth": {} }, /^matrix:auth\.mas: required/],
+        [
+            "auth release with a leading v",
+            { "matrix:auth": { mas: { version: "v1.22.0", sha256: "a".repeat(64) } } },
+            /^matrix:auth\.mas\.version: expected a Matrix Authentication Service release such as "1\.22\.0" \(no leading "v"\)/,
+        ],
+        [
+            "auth with a database host",
+            {
+                "matrix:auth": { mas: { version: "1.22.0", sha256: "a".repeat(64) } },
+                "matrix:database": { machine: { ipv4: "203.0.113.20" } },
+            },
+            /^matrix:auth: MAS keeps its database beside Synapse's, which matrix:database moves to another host/,
+        ],
+        [
+            "SSH on MAS's loopback port",
+            {
+                "matrix:auth": { mas: { version: "1.22.0", sha256: "a".repeat(64) } },
+                "matrix:machine": { ipv4: "203.0.113.10", sshPort: 8090 },
+            },
+            /^MAS \(127\.0\.0\.1:8090\): TCP port 8090 is taken by matrix:machine\.sshPort/,
+        ],
     ];
     for (const [label, overrides, message] of bad) {
         it(`rejects ${label}, naming the key`, () => {
@@ -312,6 +334,29 @@ describe("stack config", () => {
             );
         });
     }
+
+    it("reads matrix:auth: off when absent, its download filled in, and kept (with allowDisable) when off", () => {
+        assert.equal(parse().auth, undefined);
+        const on = parse({ "matrix:auth": { mas: { version: "1.22.0", sha256: "a".repeat(64) } } }).auth;
+        assert.deepEqual(on, {
+            enabled: true,
+            mas: {
+                version: "1.22.0",
+                sha256: "a".repeat(64),
+                url: "https://github.com/element-hq/matrix-authentication-service/releases/download/v1.22.0/mas-cli-x86_64-linux.tar.gz",
+            },
+            registrationTokenRequired: false,
+            allowDisable: false,
+        });
+        const off = parse({
+            "matrix:auth": {
+                enabled: "false",
+                allowDisable: "true",
+                mas: { version: "1.22.0", sha256: "a".repeat(64) },
+            },
+        }).auth;
+        assert.deepEqual([off?.enabled, off?.allowDisable], [false, true]);
+    });
 
     it("needs a Cloudflare token only when DNS is managed", () => {
         assert.ok(problems({}, false).some((p) => p.startsWith("matrix:dns: needs a Cloudflare API token")));

@@ -52,6 +52,21 @@ describe("preflight: the judge", () => {
         assert.match(arm.warnings.join("\n"), /arm64 hosts are not tested/);
     });
 
+    it("refuses to take MAS off a host where it ran, unless matrix:auth.allowDisable says so", () => {
+        const ran = facts("mas\tinstalled");
+        const problems = (auth: PreflightSettings["auth"]) => judge(ran, { auth }).problems;
+        assert.deepEqual(problems({ on: true, allowDisable: false }), []);
+        const refused = problems({ on: false, allowDisable: false });
+        assert.equal(refused.length, 1);
+        assert.match(
+            refused[0]!,
+            /^matrix:auth: Matrix Authentication Service runs on this host .* lock everyone out: .*matrix:auth\.allowDisable true$/,
+        );
+        assert.deepEqual(problems({ on: false, allowDisable: true }), []);
+        // A host MAS never ran on: nothing to refuse.
+        assert.deepEqual(judge(facts(), { auth: { on: false, allowDisable: false } }).problems, []);
+    });
+
     it("refuses the calls' default linux_amd64 downloads on an arm64 host, naming the keys to set", () => {
         const calls = { amd64Downloads: ["matrix:rtc.livekit", "matrix:rtc.jwtService"] };
         assert.deepEqual(judge(facts("arch\tarm64"), calls).problems, [
