@@ -101,9 +101,9 @@ export class MatrixAuth extends pulumi.ComponentResource {
             MAS_FILE_MODES.config,
         );
         const secrets: ManagedFile[] = [
-            file("database-password", MAS_PATHS.databasePassword, database.password),
-            file("synapse-shared-secret", MAS_PATHS.synapseSecret, this.synapseSharedSecret),
-            file("admin-client-secret", MAS_PATHS.adminClientSecret, adminClientSecret),
+            file("database-password-file", MAS_PATHS.databasePassword, database.password),
+            file("synapse-shared-secret-file", MAS_PATHS.synapseSecret, this.synapseSharedSecret),
+            file("admin-client-secret-file", MAS_PATHS.adminClientSecret, adminClientSecret),
         ];
         const unit = file("unit", MAS_PATHS.unit, renderMasUnit({ release: releaseDir }), MAS_FILE_MODES.unit);
         this.service = remoteStep(

@@ -3,6 +3,7 @@
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
+import { gunzipSync, gzipSync } from "node:zlib";
 import * as path from "node:path";
 import { mustRun } from "./host";
 
@@ -36,6 +37,11 @@ export interface Artifacts {
     rtc?: { livekit: RtcRelease; jwtService: RtcRelease };
     /** MAS's release tarball, as matrix:auth.mas takes it (when `npm run tools:mas` built it). */
     mas?: RtcRelease;
+    /**
+     * A next MAS release for an upgrade: the same build repacked (another SHA-256), labelled
+     * 1.22.1 — the program sees only a release's version, URL and checksum.
+     */
+    masNext?: RtcRelease;
     /** The first release served. */
     element: ElementRelease;
     /** Every release served, by its key. */
@@ -141,7 +147,11 @@ export async function serveArtifacts(
             : [];
     for (const [url, file] of rtcFiles) tarballs.set(url, readFileSync(file));
     const masServed = masFile !== undefined && existsSync(masFile);
-    if (masServed) tarballs.set(`/mas/${MAS_FILE.file}`, readFileSync(masFile));
+    if (masServed) {
+        const tarball = readFileSync(masFile);
+        tarballs.set(`/mas/${MAS_FILE.file}`, tarball);
+        tarballs.set(`/mas-next/${MAS_FILE.file}`, gzipSync(gunzipSync(tarball), { level: 1 }));
+    }
     // Wheels, and the sources of what has none (psycopg2, for a Python other than this machine's).
     const wheels = readdirSync(wheelhouse).filter((f) => f.endsWith(".whl") || f.endsWith(".tar.gz"));
     const server: Server = createServer((req, res) => {
@@ -186,6 +196,7 @@ export async function serveArtifacts(
                 ? { livekit: rtcRelease(RTC_FILES.livekit), jwtService: rtcRelease(RTC_FILES.jwtService) }
                 : undefined,
         mas: masServed ? rtcRelease({ version: MAS_FILE.version, file: MAS_FILE.file }, "mas") : undefined,
+        masNext: masServed ? rtcRelease({ version: "1.22.1", file: MAS_FILE.file }, "mas-next") : undefined,
         element: elements[releases[0]!.key]!,
         elements,
         wheelhouse: `http://${listenIp}:${port}/wheels/`,

@@ -1,11 +1,13 @@
 // One-off account registration through Synapse's shared-secret admin API, which nginx does not
 // expose: an SSH tunnel to 127.0.0.1:8008 on the host, then nonce + HMAC-SHA1 (Synapse's
-// /_synapse/admin/v1/register). Used by `npm run register-user` and by the e2e suite.
+// /_synapse/admin/v1/register); with matrix:auth, through MAS's admin API on the host instead.
+// Used by `npm run register-user` and by the e2e and auth suites.
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { createServer } from "node:net";
+import { renderMasUserScript } from "../render/mas";
 import { SYNAPSE_LISTEN } from "../render/synapse";
-import { sshAddress, sshArgs } from "./ssh";
+import { sshAddress, sshArgs, sshExec } from "./ssh";
 
 export interface SshTarget {
     ipv4: string;
@@ -106,4 +108,24 @@ export async function registerUser(target: SshTarget, sharedSecret: string, r: R
             throw new Error(`registration refused: ${body.errcode ?? res.status} ${body.error ?? ""}`);
         return body.user_id;
     });
+}
+
+/**
+ * With matrix:auth, MAS holds the accounts: the same registration through its admin API on the
+ * host (render/mas.ts), over one SSH command, the password on stdin. Returns the user ID.
+ */
+export async function registerUserInMas(target: SshTarget, serverName: string, r: Registration): Promise<string> {
+    const res = await sshExec(
+        {
+            host: sshAddress(target),
+            port: target.sshPort,
+            user: target.sshUser,
+            privateKey: target.privateKey,
+            hostKey: target.sshHostKey,
+        },
+        renderMasUserScript({ name: r.name, admin: r.admin }, { user: target.sshUser, existsOk: false }),
+        r.password,
+    );
+    if (res.code !== 0) throw new Error(`registration refused: ${res.stderr.trim().split("\n").at(-1) ?? res.code}`);
+    return `@${r.name}:${serverName}`;
 }

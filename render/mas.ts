@@ -91,6 +91,8 @@ export function renderMasConfig(s: MasSettings): string {
                     name: "web",
                     prefix: MAS_PUBLIC_PATH,
                     resources: [
+                        // /auth/health too: what npm run self-check reads through nginx.
+                        { name: "health" },
                         { name: "discovery" },
                         { name: "human" },
                         { name: "oauth" },
@@ -375,7 +377,10 @@ def call(method, path, body=None):
  * Create one account once in MAS (matrix:users, npm run register-user), its password from stdin;
  * an existing account is left as it is, password included (as Synapse's --exists-ok).
  */
-export function renderMasUserScript(u: { name: string; admin: boolean }, opts: { user?: string } = {}): string {
+export function renderMasUserScript(
+    u: { name: string; admin: boolean },
+    opts: { user?: string; existsOk?: boolean } = {},
+): string {
     const py =
         MAS_ADMIN_PY +
         `
@@ -383,6 +388,8 @@ name, admin = sys.argv[1], sys.argv[2] == "admin"
 password = sys.stdin.read().strip()
 status, found = call("GET", "/users/by-username/" + urllib.parse.quote(name))
 if status == 200:
+    if sys.argv[3] != "exists-ok":
+        sys.exit("M_USER_IN_USE: @%s already exists in MAS" % name)
     print("@%s exists; left as it is" % name)
     sys.exit(0)
 if status != 404:
@@ -401,7 +408,10 @@ if admin:
 print("registered @%s%s in MAS" % (name, " (admin)" if admin else ""))
 `;
     return script(
-        [...untilMasHealthy(120), `python3 -c ${shq(py)} ${shq(u.name)} ${u.admin ? "admin" : "user"}`],
+        [
+            ...untilMasHealthy(120),
+            `python3 -c ${shq(py)} ${shq(u.name)} ${u.admin ? "admin" : "user"} ${opts.existsOk === false ? "new" : "exists-ok"}`,
+        ],
         opts,
     );
 }

@@ -1,7 +1,8 @@
 // npm run register-user -- <name> [--admin] [--stack <stack>] [--password-stdin]
 //
 // Registers one account on a deployed stack's homeserver through an SSH tunnel to Synapse's
-// admin API on 127.0.0.1:8008 (nginx does not expose it). The stack's config and its
+// admin API on 127.0.0.1:8008 (nginx does not expose it); with matrix:auth, through MAS's admin
+// API on the host. The stack's config and its
 // registrationSharedSecret output come from the Pulumi CLI; the password is generated unless
 // given on stdin, and printed once.
 import { execFileSync } from "node:child_process";
@@ -9,7 +10,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { parseStackConfig, USER_NAME } from "../config";
-import { registerUser } from "../lib/registerUser";
+import { registerUser, registerUserInMas } from "../lib/registerUser";
 
 /** What the script needs from a stack: its raw config (secrets decrypted) and the shared secret. */
 export interface StackReader {
@@ -54,11 +55,12 @@ export async function registerFromStack(
     const cfg = parseStackConfig(raw, { cloudflareToken: true });
     const given = values["password-stdin"] ? stdin().trim() : undefined;
     const password = given || randomBytes(18).toString("base64url");
-    const userId = await registerUser(
-        { ...cfg.machine, privateKey: raw["matrix:sshPrivateKey"] ?? "" },
-        stack.registrationSharedSecret(),
-        { name, password, admin: values.admin ?? false },
-    );
+    const target = { ...cfg.machine, privateKey: raw["matrix:sshPrivateKey"] ?? "" };
+    const registration = { name, password, admin: values.admin ?? false };
+    // With matrix:auth, MAS holds the accounts (README: Auth (MAS)).
+    const userId = cfg.auth?.enabled
+        ? await registerUserInMas(target, cfg.domain, registration)
+        : await registerUser(target, stack.registrationSharedSecret(), registration);
     return { userId, password: given ? undefined : password };
 }
 

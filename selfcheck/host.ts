@@ -3,6 +3,7 @@
 // and the deploy's preflight on the host as it is now.
 import * as path from "node:path";
 import type { StackConfig } from "../config";
+import { MAS_SERVICE } from "../render/mas";
 import { judgeHost, parseFacts, preflightScript, type PreflightSettings } from "../lib/preflight";
 import type { SshConnection } from "../lib/ssh";
 import { BACKUP_PATHS } from "../render/backup";
@@ -51,6 +52,7 @@ export function expectedUnits(cfg: StackConfig): ExpectedUnit[] {
             : []),
         ...(cfg.rtc ? [homeserver(RTC_SERVICES.livekit), homeserver(RTC_SERVICES.jwt)] : []),
         ...(cfg.turn ? [homeserver(TURN_SERVICE)] : []),
+        ...(cfg.auth?.enabled ? [homeserver(MAS_SERVICE)] : []),
         // matrix:monitoring: the distribution's units, the PostgreSQL exporter where PostgreSQL is.
         ...(cfg.monitoring.enabled
             ? [

@@ -39,6 +39,7 @@ export {
 export { checkClientApi } from "./clientApi";
 export { checkElement, elementSecurityHeaders } from "./element";
 export { checkCalls } from "./calls";
+export { checkAuth } from "./auth";
 export {
     backupTime,
     checkHost,

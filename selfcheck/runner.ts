@@ -1,6 +1,7 @@
 // All of it: every check started at once, in report order, one group's bug never hiding the others.
 import { preflightSettings, publicHostnames, type StackConfig } from "../config";
 import { sshExec, type SshConnection } from "../lib/ssh";
+import { checkAuth } from "./auth";
 import { checkCalls } from "./calls";
 import { checkClientApi } from "./clientApi";
 import { checkDns } from "./dns";
@@ -64,6 +65,8 @@ export function startSelfCheck(target: SelfCheckTarget, o: SelfCheckOptions = {}
             checkClientApi(net, {
                 homeserverUrl: outputs.homeserverUrl,
                 enableRegistration: cfg.synapse.enableRegistration,
+                // With MAS, registration is MAS's (the auth checks read it).
+                auth: cfg.auth?.enabled === true,
                 maxUploadSize: cfg.synapse.maxUploadSize,
             }),
         ),
@@ -71,6 +74,7 @@ export function startSelfCheck(target: SelfCheckTarget, o: SelfCheckOptions = {}
             checkElement(net, { elementUrl: outputs.elementUrl, homeserverUrl: outputs.homeserverUrl }),
         ),
         ...(cfg.rtc || cfg.turn ? [guarded("calls", () => checkCalls(net, cfg, now()))] : []),
+        ...(cfg.auth?.enabled ? [guarded("auth", () => checkAuth(net, cfg))] : []),
         guarded("ssh", () =>
             checkHost(connection(cfg.machine), hostProbe(cfg, "homeserver", timeoutSeconds), {
                 ...hostOpts,

@@ -5,9 +5,13 @@
 // has its session listed and revoked. Needs root; run by `npm run test:auth`.
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import type { Run } from "../../lab/pulumi";
+import { registerFromStack } from "../../scripts/register-user";
+import { selfCheckFromStack } from "../../scripts/self-check";
+import { openElement, type ElementSession } from "../federation/browser";
 import { MAS_ADMIN_CLIENT_ID, MAS_LOOPBACK, MAS_PATHS } from "../../render/mas";
 import {
     CACHE,
@@ -17,6 +21,8 @@ import {
     get,
     preview,
     publishDns,
+    rawConfig,
+    RELEASES,
     sh,
     SLOTS,
     startSession,
@@ -32,14 +38,23 @@ const EL = `element.${DOMAIN}`;
 const ISSUER = `https://${HS}/auth/`;
 // dave is the one who types a wrong password: MAS limits login attempts per account (and per address).
 const USERS = [{ name: "alice", admin: true }, { name: "bob" }, { name: "dave" }];
+const ARGV_SAMPLES = "/run/argv-samples";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let passwords: Record<string, string>;
+/** The MAS release the stack names (the served 1.22.0 until the upgrade phase). */
+let masRelease: { version: string; url: string; sha256: string } | undefined;
+/** alice's access token from her first login through MAS (logins are rate-limited per address). */
+let aliceToken: string;
+/** Every run of the suite: no secret of MAS's may be in what they printed. */
+const runs: Run[] = [];
 
 function settings(over: { auth?: Record<string, unknown> | null; users?: unknown[] } = {}): StackSettings {
-    const mas = ctx.artifacts.mas;
+    const mas = masRelease ?? ctx.artifacts.mas;
     assert.ok(mas, "no MAS tarball: run npm run tools:mas (PULUMI_TOOLS)");
     return ctx.server.settings({
+        // The real Element build: the browser test signs in with it through MAS.
+        element: { ...ctx.artifacts.elements[RELEASES.real.key] },
         users: over.users ?? USERS,
         more: over.auth === null ? {} : { auth: { mas, ...over.auth } },
     });
@@ -210,7 +225,13 @@ describe("a stack with accounts from before MAS", () => {
 
         planned = await timed("preview (matrix:auth on)", () => preview(settings()));
         assert.equal(planned.code, 0, explainFailure(planned));
+        // Every process's arguments on the host while MAS goes on, every 100 ms: no secret among them.
+        sh(
+            `systemd-run -q --unit=argv-sampler bash -c 'while :; do ps -eww -o args= >> ${ARGV_SAMPLES}; sleep 0.1; done'`,
+        );
         up = await timed("up (matrix:auth on: MAS, syn2mas)", () => deploy(settings()));
+        sh("systemctl stop argv-sampler");
+        runs.push(first, planned, up);
         assert.equal(up.code, 0, explainFailure(up));
     });
 
@@ -227,7 +248,8 @@ describe("a stack with accounts from before MAS", () => {
         // alice through the compatibility layer here; bob through MAS's own login page below.
         const ok = await passwordLogin("alice", passwords.alice!);
         assert.equal(ok.status, 200, JSON.stringify(ok.body));
-        assert.equal((await whoami(String(ok.body.access_token))).body.user_id, `@alice:${DOMAIN}`);
+        aliceToken = String(ok.body.access_token);
+        assert.equal((await whoami(aliceToken)).body.user_id, `@alice:${DOMAIN}`);
         const wrong = await passwordLogin("dave", `${passwords.dave}x`);
         assert.equal(wrong.status, 403, JSON.stringify(wrong.body));
         // The login answered is MAS's (its compatibility layer), not Synapse's, which is off.
@@ -348,6 +370,23 @@ describe("what Element X does", () => {
         assert.equal(sync.status, 200, JSON.stringify(sync.body).slice(0, 500));
     });
 
+    it("has QR-code login's rendezvous (MSC4108): a session made, read back through nginx", async () => {
+        const versions = await json(`https://${HS}/_matrix/client/versions`);
+        assert.equal((versions.body.unstable_features as Record<string, boolean>)["org.matrix.msc4108"], true);
+        const made = await get(`https://${HS}/_matrix/client/unstable/org.matrix.msc4108/rendezvous`, {
+            method: "POST",
+            headers: { "content-type": "text/plain" },
+            body: "hello from the other device",
+        });
+        const answer = await made.text();
+        assert.equal(made.status, 201, answer);
+        const { url } = JSON.parse(answer) as { url: string };
+        assert.ok(url.startsWith(`https://${HS}/`), url);
+        const read = await get(url);
+        assert.equal(read.status, 200);
+        assert.equal(await read.text(), "hello from the other device");
+    });
+
     it("lists the device's session in MAS, revokes it, and the token stops working", async () => {
         const bob = adminApi("/users/by-username/bob") as { data: { id: string } };
         const active = () =>
@@ -369,15 +408,154 @@ describe("what Element X does", () => {
     });
 });
 
+describe("Element Web in Chromium, through MAS", () => {
+    let element: ElementSession;
+    let roomId: string;
+    beforeAll(async () => {
+        const room = await json(`https://${HS}/_matrix/client/v3/createRoom`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${aliceToken}`, "content-type": "application/json" },
+            body: JSON.stringify({ name: "Signed in with MAS" }),
+        });
+        assert.equal(room.status, 200, JSON.stringify(room.body));
+        roomId = String(room.body.room_id);
+        element = await openElement({
+            run: ctx.run,
+            elementUrl: `https://${EL}`,
+            caPem: ctx.acme.issuingRoot,
+            hosts: { [EL]: ctx.host.guestIp, [HS]: ctx.host.guestIp, [DOMAIN]: ctx.host.guestIp },
+        });
+    });
+    afterAll(() => element?.close());
+
+    it("signs alice in through MAS's login and consent pages, and sends a message in her room", async () => {
+        const pages = await element.signInThroughMas("alice", passwords.alice!);
+        assert.equal(pages.length, 2, pages.join(", "));
+        assert.ok(
+            pages.every((p) => p.startsWith("/auth/")),
+            pages.join(", "),
+        );
+        const text = `through MAS ${randomBytes(4).toString("hex")}`;
+        await element.send("Signed in with MAS", text);
+        // The message reaches the server, as alice sent it (Element shows its local echo first).
+        let bodies: string[] = [];
+        for (let i = 0; i < 60 && !bodies.includes(`@alice:${DOMAIN} m.room.message ${text}`); i++) {
+            if (i > 0) await sleep(500);
+            const messages = await json(
+                `https://${HS}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/messages?dir=b&limit=10`,
+                { headers: { authorization: `Bearer ${aliceToken}` } },
+            );
+            bodies = (messages.body.chunk as { sender: string; type: string; content: { body?: string } }[]).map(
+                (e) => `${e.sender} ${e.type} ${e.content.body ?? ""}`,
+            );
+        }
+        assert.ok(bodies.includes(`@alice:${DOMAIN} m.room.message ${text}`), bodies.join("\n"));
+        const file = await element.screenshot(path.join(ctx.run, "element-mas.png"));
+        console.log(`screenshot: ${file}`);
+    });
+});
+
+/** `npm run self-check` on the stack (its config and outputs), through the test DNS and pebble's root. */
+async function selfCheck() {
+    const outputs = await ctx.stack.outputs(true);
+    const ca = path.join(ctx.run, "self-check-ca.pem");
+    writeFileSync(ca, ctx.acme.issuingRoot);
+    const lines: string[] = [];
+    const report = await selfCheckFromStack(
+        ["--ca", ca, "--no-system-ca", "--resolver", ctx.acme.dnsServer],
+        () => ({ config: () => rawConfig(settings()), outputs: () => outputs }),
+        {},
+        (line) => lines.push(line),
+    );
+    console.log(`self-check:\n${lines.join("\n")}`);
+    return report;
+}
+
+describe("npm run self-check", () => {
+    it("checks MAS: auth_metadata names it, its health through nginx, registration as configured, its unit", async () => {
+        const report = await selfCheck();
+        const status = (id: string) => report.results.find((r) => r.id === id)?.status;
+        assert.deepEqual(
+            ["auth metadata", "auth health", "auth registration", "unit matrix-authentication-service"].map(status),
+            ["pass", "pass", "pass", "pass"],
+        );
+        assert.equal(
+            report.exitCode,
+            0,
+            report.results
+                .filter((r) => r.status === "fail")
+                .map((r) => r.detail)
+                .join("\n"),
+        );
+    });
+
+    it("fails with MAS stopped, saying what to do", async () => {
+        sh("systemctl stop matrix-authentication-service");
+        try {
+            const report = await selfCheck();
+            assert.equal(report.exitCode, 1);
+            const failed = report.results.filter((r) => r.status === "fail").map((r) => r.id);
+            // (Synapse keeps MAS's metadata it fetched: auth_metadata still answers meanwhile.)
+            for (const id of ["auth health", "unit matrix-authentication-service"]) {
+                assert.ok(failed.includes(id), `${id} not among ${failed.join(", ")}`);
+            }
+        } finally {
+            sh("systemctl start matrix-authentication-service");
+        }
+    });
+});
+
+describe("a new MAS release (matrix:auth.mas)", () => {
+    let planned: Run;
+    let up: Run;
+    beforeAll(async () => {
+        masRelease = ctx.artifacts.masNext!;
+        planned = await timed("preview (MAS 1.22.1)", () => preview(settings()));
+        assert.equal(planned.code, 0, explainFailure(planned));
+        up = await timed("up (MAS 1.22.1)", () => deploy(settings()));
+        runs.push(planned, up);
+        assert.equal(up.code, 0, explainFailure(up));
+    });
+
+    it("changes exactly what the preview listed: the release, what names its folder, the restart", () => {
+        assert.deepEqual(up.changed, planned.changed);
+        assert.deepEqual(planned.changed, ["auth-config-yaml", "auth-release", "auth-service", "auth-unit"]);
+    });
+
+    it("runs the new release, removes the old one, and still signs people in", async () => {
+        const next = ctx.artifacts.masNext!;
+        const unit = sh("systemctl show -p ExecStart --value matrix-authentication-service").stdout;
+        assert.match(unit, new RegExp(`/v1\\.22\\.1-${next.sha256.slice(0, 12)}/mas-cli`));
+        assert.equal(sh("ls /opt/matrix-authentication-service").stdout.trim(), `v1.22.1-${next.sha256.slice(0, 12)}`);
+        const login = await passwordLogin("bob", passwords.bob!);
+        assert.equal(login.status, 200, JSON.stringify(login.body));
+    });
+});
+
 describe("accounts and the way back", () => {
     it("creates a new matrix:users account through MAS's admin API; it signs in with its output password", async () => {
         const users = [...USERS, { name: "carol" }];
         const up = await timed("up (carol added)", () => deploy(settings({ users })));
+        runs.push(up);
         assert.equal(up.code, 0, explainFailure(up));
         assert.deepEqual(up.changed, ["users-carol", "users-carol-password"]);
         const carol = String(((await ctx.stack.outputs(true)).userPasswords as Record<string, string>).carol);
         const login = await passwordLogin("carol", carol);
         assert.equal(login.status, 200, JSON.stringify(login.body));
+    });
+
+    it("registers a one-off account with npm run register-user through MAS, once", async () => {
+        const reader = () => ({
+            config: () => rawConfig(settings()),
+            registrationSharedSecret: () => {
+                throw new Error("with matrix:auth, Synapse's shared secret is not used");
+            },
+        });
+        const { userId, password } = await registerFromStack(["erin"], reader);
+        assert.equal(userId, `@erin:${DOMAIN}`);
+        const erin = await passwordLogin("erin", password!);
+        assert.equal(erin.status, 200, JSON.stringify(erin.body));
+        await assert.rejects(registerFromStack(["erin"], reader), /M_USER_IN_USE/);
     });
 
     it("keeps MAS's secrets in files only root and MAS read, none in its config", () => {
@@ -386,9 +564,24 @@ describe("accounts and the way back", () => {
         ).stdout.trim();
         for (const line of modes.split("\n")) assert.match(line, / 640 root:matrix-mas$/, line);
         const config = sh(`cat ${MAS_PATHS.config}`).stdout;
-        for (const f of [MAS_PATHS.databasePassword, MAS_PATHS.synapseSecret, MAS_PATHS.adminClientSecret]) {
+        // Nor in the journal (every unit's, MAS's and the steps' included), nor in what any run printed.
+        const journal = sh("journalctl --no-pager -q -o cat").stdout;
+        const argv = sh(`cat ${ARGV_SAMPLES}`).stdout;
+        // The sampler saw the steps (the syn2mas step among them): it ran while they did.
+        assert.match(argv, /syn2mas/);
+        const printed = runs.map((r) => r.output + r.errors).join("\n");
+        for (const f of [
+            MAS_PATHS.databasePassword,
+            MAS_PATHS.synapseSecret,
+            MAS_PATHS.adminClientSecret,
+            MAS_PATHS.encryption,
+        ]) {
             const value = sh(`cat ${f}`).stdout.trim();
-            assert.ok(value.length >= 32 && !config.includes(value), f);
+            assert.ok(value.length >= 32, f);
+            assert.ok(!config.includes(value), `${f} in the config`);
+            assert.ok(!journal.includes(value), `${f} in the journal`);
+            assert.ok(!printed.includes(value), `${f} in a run's output`);
+            assert.ok(!argv.includes(value), `${f} in a process's arguments on the host`);
         }
     });
 

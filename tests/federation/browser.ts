@@ -12,6 +12,11 @@ export interface ElementSession {
     registrationOffered(): Promise<boolean>;
     /** Signs in through Element's own login form and waits for the app. */
     signIn(user: string, password: string): Promise<void>;
+    /**
+     * With MAS (matrix:auth): Element's "Continue" to MAS, MAS's login and consent pages, back to
+     * Element; waits for the app. Returns the MAS pages seen, by path.
+     */
+    signInThroughMas(user: string, password: string): Promise<string[]>;
     /** Opens the room from the room list and sends `text` through the composer; resolves once Element shows it. */
     send(roomName: string, text: string): Promise<void>;
     /** How many service workers the page has registered. */
@@ -127,6 +132,41 @@ export async function openElement(o: ElementOptions): Promise<ElementSession> {
                 // Signed in: the app's main view (left panel with the user menu).
                 await signedIn.waitFor({ state: "visible", timeout: 120_000 });
             });
+        },
+        async signInThroughMas(user, password) {
+            const signedIn = page.locator(".mx_UserMenu, .mx_LeftPanel").first();
+            const seen: string[] = [];
+            await step("sign in through MAS", async () => {
+                await page.goto(`${o.elementUrl}/#/login`);
+                // Element reads auth_metadata and offers MAS instead of its own password form.
+                const next = page.getByRole("button", { name: "Continue" });
+                await next.or(signedIn).first().waitFor({ state: "visible", timeout: 60_000 });
+                if (await signedIn.isVisible()) return;
+                await next.click();
+                const username = page.locator('input[name="username"]');
+                await username.waitFor({ state: "visible", timeout: 60_000 });
+                seen.push(new URL(page.url()).pathname);
+                // MAS's consent page (Element registered itself as a client), then back to Element.
+                const consent = page.getByRole("button", { name: "Continue" });
+                // MAS allows three login attempts at once from one address, then one every 20 s:
+                // its login page coming back (rate-limited) is submitted again a little later.
+                for (let attempt = 1; ; attempt++) {
+                    await username.fill(user);
+                    await page.locator('input[name="password"]').fill(password);
+                    await page.locator('button[type="submit"]').first().click();
+                    await page.waitForLoadState();
+                    await consent.or(signedIn).or(username).first().waitFor({ state: "visible", timeout: 60_000 });
+                    if (!(await username.isVisible()) || attempt === 6) break;
+                    await page.waitForTimeout(20_000);
+                }
+                await consent.or(signedIn).first().waitFor({ state: "visible", timeout: 60_000 });
+                if (!(await signedIn.isVisible())) {
+                    seen.push(new URL(page.url()).pathname);
+                    await consent.click();
+                }
+                await signedIn.waitFor({ state: "visible", timeout: 120_000 });
+            });
+            return seen;
         },
         async send(roomName, text) {
             return step("send a message", async () => {

@@ -1269,3 +1269,59 @@ describe("SSH apart from the records' address (matrix:machine.sshHost), and the 
         );
     });
 });
+
+describe("Matrix Authentication Service (matrix:auth)", () => {
+    const mas = { version: "1.22.0", sha256: "c".repeat(64) };
+    const off = runProgramSoon(baseConfig({ "matrix:users": [{ name: "alice", admin: true }] }));
+    const on = runProgramSoon(baseConfig({ "matrix:auth": { mas }, "matrix:users": [{ name: "alice", admin: true }] }));
+
+    it("adds MAS's own resources and changes only Synapse's files and restart, the vhost and the accounts' step", async () => {
+        const [a, b] = [await off, await on];
+        assert.equal(b.error, undefined);
+        const before = new Map(a.resources.map((x) => [x.urn, JSON.stringify(x.inputs)]));
+        const changed = b.resources
+            .filter((x) => before.has(x.urn) && before.get(x.urn) !== JSON.stringify(x.inputs))
+            .map((x) => x.name)
+            .sort();
+        assert.deepEqual(changed, [
+            "nginx-homeserver-vhost",
+            "nginx-sites",
+            "synapse-homeserver-yaml",
+            "synapse-secrets-yaml",
+            "synapse-service",
+            "users-alice",
+        ]);
+        const added = b.resources.filter((x) => !before.has(x.urn)).map((x) => x.name);
+        assert.ok(added.length > 0 && added.every((n) => n.startsWith("auth")), added.join());
+    });
+
+    it("orders MAS before Synapse's files and the accounts (syn2mas reads Synapse as it was), nginx after it", async () => {
+        const r = await on;
+        for (const later of ["synapse-homeserver-yaml", "synapse-secrets-yaml", "synapse-service", "users-alice"]) {
+            assert.ok(dependsOn(r, later, "auth-service"), later);
+        }
+        assert.ok(dependsOn(r, "nginx-homeserver-vhost", "auth-service"));
+        assert.ok(dependsOn(r, "auth-service", "auth-postgres-database"));
+    });
+
+    it("sends the compatibility routes to MAS before Synapse's location, and /auth/ to MAS", async () => {
+        const vhost = String(byName(await on, "nginx-homeserver-vhost").inputs.content);
+        const compat = vhost.indexOf("location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)");
+        const synapse = vhost.indexOf("location ~ ^(/_matrix|/_synapse/client)");
+        assert.ok(compat > 0 && compat < synapse, vhost);
+        assert.match(vhost, /proxy_pass http:\/\/127\.0\.0\.1:8090\/auth\$request_uri;/);
+        assert.match(vhost, /location \^~ \/auth\/ \{\s*proxy_pass http:\/\/127\.0\.0\.1:8090;/);
+    });
+
+    it("gives Synapse the shared secret in secrets.yaml only, the same one MAS's file holds", async () => {
+        const r = await on;
+        const secrets = parseYaml(unwrap(byName(r, "synapse-secrets-yaml").inputs.content) as string) as {
+            matrix_authentication_service: { enabled: boolean; endpoint: string; secret: string };
+        };
+        const masFile = unwrap(byName(r, "auth-synapse-shared-secret-file").inputs.content);
+        assert.equal(secrets.matrix_authentication_service.secret, masFile);
+        assert.equal(secrets.matrix_authentication_service.endpoint, "http://127.0.0.1:8090/auth/");
+        assert.doesNotMatch(String(byName(r, "synapse-homeserver-yaml").inputs.content), new RegExp(String(masFile)));
+        assert.doesNotMatch(String(byName(r, "auth-config-yaml").inputs.content), new RegExp(String(masFile)));
+    });
+});
