@@ -1,6 +1,6 @@
 // Element Web: config.json, its vhost, and the download/verify/extract/switch scripts.
 import { block, tlsServerHead, NGINX_PATHS } from "./nginx";
-import { aptInstall, ensureDir, script, sha256, shq } from "./shell";
+import { aptInstall, downloadChecked, ensureDir, script, sha256, shq } from "./shell";
 
 export const ELEMENT_PATHS = {
     root: "/var/www/element",
@@ -111,13 +111,14 @@ export function renderElementReleaseScript(s: ElementReleaseSettings, opts: { us
             ...aptInstall(ELEMENT_APT_PACKAGES),
             ...ensureDir(ELEMENT_PATHS.cache, { mode: "0755", ...root }),
             ...ensureDir(ELEMENT_PATHS.releases, { mode: "0755", ...root }),
-            `curl -fsSL --retry 3 -o ${shq(tarball + ".part")} ${shq(s.url)}`,
-            `actual=$(sha256sum ${shq(tarball + ".part")} | cut -d' ' -f1)`,
-            `if [ "$actual" != ${shq(s.sha256)} ]; then`,
-            `  rm -f ${shq(tarball + ".part")}`,
-            `  echo "Element tarball from "${shq(s.url)}" has SHA-256 $actual, but matrix:element.sha256 says "${shq(s.sha256)}"; nothing was extracted." >&2`,
-            "  exit 1",
-            "fi",
+            ...downloadChecked({
+                url: s.url,
+                sha256: s.sha256,
+                part: tarball + ".part",
+                what: "Element tarball",
+                key: "matrix:element.sha256",
+                done: "extracted",
+            }),
             `mv -f ${shq(tarball + ".part")} ${shq(tarball)}`,
             `tmp=$(mktemp -d ${shq(ELEMENT_PATHS.releases + "/.extract.XXXXXX")})`,
             `tar -xzf ${shq(tarball)} -C "$tmp" --strip-components=1 --no-same-owner --no-same-permissions`,

@@ -3,7 +3,7 @@
 // own docs: setup/homeserver, setup/reverse-proxy, the config reference, syn2mas.
 import { stringify } from "yaml";
 import { MAS_CONFIG_PATH } from "./preflight";
-import { aptInstall, ensureDir, restartOnRevision, script, sha256, shq } from "./shell";
+import { aptInstall, downloadChecked, ensureDir, restartOnRevision, script, sha256, shq } from "./shell";
 import { SYNAPSE_LISTEN, SYNAPSE_SERVICE, synapseUnitHardening, untilHealthy, untilTrue } from "./synapseBase";
 
 const ETC = "/etc/matrix-authentication-service";
@@ -33,7 +33,7 @@ export const MAS_LOOPBACK = { web: 8090, internal: 8091 } as const;
 /** Where the homeserver vhost serves MAS (README: Auth (MAS): why a path and not a host name). */
 export const MAS_PUBLIC_PATH = "/auth";
 /** The compatibility routes MAS's reverse-proxy doc lists: old-style clients' login, logout, refresh. */
-export const MAS_COMPAT_LOCATION = "~ ^/_matrix/client/[^/]+/(login|logout|refresh)";
+export const MAS_COMPAT_LOCATION = "~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$)";
 /** The client the program's own tools use for MAS's admin API (client credentials, urn:mas:admin). */
 export const MAS_ADMIN_CLIENT_ID = "01JMATR1XP00000000000ADM1N";
 export const MAS_APT_PACKAGES = ["curl", "ca-certificates", "openssl"];
@@ -229,13 +229,14 @@ export function renderMasReleaseScript(r: MasRelease, opts: { user?: string } = 
         [
             `if [ -x ${shq(dest + "/mas-cli")} ]; then echo "MAS v${r.version} already in place"; exit 0; fi`,
             ...ensureDir(MAS_PATHS.cache, { mode: "0755", ...ROOT }),
-            `curl -fsSL --retry 3 -o ${shq(part)} ${shq(r.url)}`,
-            `actual=$(sha256sum ${shq(part)} | cut -d' ' -f1)`,
-            `if [ "$actual" != ${shq(r.sha256)} ]; then`,
-            `  rm -f ${shq(part)}`,
-            `  echo "MAS from "${shq(r.url)}" has SHA-256 $actual, but matrix:auth.mas.sha256 says "${shq(r.sha256)}"; nothing was installed." >&2`,
-            "  exit 1",
-            "fi",
+            ...downloadChecked({
+                url: r.url,
+                sha256: r.sha256,
+                part,
+                what: "MAS",
+                key: "matrix:auth.mas.sha256",
+                done: "installed",
+            }),
             `tmp=$(mktemp -d ${shq(MAS_PATHS.releases + "/.install.XXXXXX")})`,
             `tar -xzf ${shq(part)} -C "$tmp" --no-same-owner`,
             `for f in mas-cli share/policy.wasm share/manifest.json share/templates share/translations share/assets; do`,

@@ -2,7 +2,7 @@
 // a hardened unit of its own; their configs; the nginx locations on the homeserver host; the
 // homeserver.yaml keys that announce them.
 import { stringify } from "yaml";
-import { aptInstall, ensureDir, restartOnRevision, script, sha256, shq } from "./shell";
+import { aptInstall, downloadChecked, ensureDir, restartOnRevision, script, sha256, shq } from "./shell";
 import { synapseUnitHardening, untilHealthy } from "./synapseBase";
 
 export const RTC_PATHS = {
@@ -204,13 +204,14 @@ export function renderRtcReleaseScript(r: RtcRelease, opts: { user?: string } = 
             `if [ -x ${shq(dest)} ]; then echo "${r.binary} v${r.version} already in place"; exit 0; fi`,
             ...aptInstall(RTC_APT_PACKAGES),
             ...ensureDir(RTC_PATHS.cache, { mode: "0755", ...ROOT }),
-            `curl -fsSL --retry 3 -o ${shq(part)} ${shq(r.url)}`,
-            `actual=$(sha256sum ${shq(part)} | cut -d' ' -f1)`,
-            `if [ "$actual" != ${shq(r.sha256)} ]; then`,
-            `  rm -f ${shq(part)}`,
-            `  echo "${r.binary} from "${shq(r.url)}" has SHA-256 $actual, but the stack says "${shq(r.sha256)}"; nothing was installed." >&2`,
-            "  exit 1",
-            "fi",
+            ...downloadChecked({
+                url: r.url,
+                sha256: r.sha256,
+                part,
+                what: r.binary,
+                key: "the stack",
+                done: "installed",
+            }),
             `tmp=$(mktemp -d ${shq(RTC_PATHS.releases + "/.install.XXXXXX")})`,
             `if gzip -t ${shq(part)} 2>/dev/null; then`,
             `  tar -xzf ${shq(part)} -C "$tmp" --no-same-owner`,

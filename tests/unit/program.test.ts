@@ -1306,7 +1306,7 @@ describe("Matrix Authentication Service (matrix:auth)", () => {
 
     it("sends the compatibility routes to MAS before Synapse's location, and /auth/ to MAS", async () => {
         const vhost = String(byName(await on, "nginx-homeserver-vhost").inputs.content);
-        const compat = vhost.indexOf("location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)");
+        const compat = vhost.indexOf("location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$)");
         const synapse = vhost.indexOf("location ~ ^(/_matrix|/_synapse/client)");
         assert.ok(compat > 0 && compat < synapse, vhost);
         assert.match(vhost, /proxy_pass http:\/\/127\.0\.0\.1:8090\/auth\$request_uri;/);
