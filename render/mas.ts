@@ -4,7 +4,7 @@
 import { stringify } from "yaml";
 import { MAS_CONFIG_PATH } from "./preflight";
 import { aptInstall, downloadChecked, ensureDir, restartOnRevision, script, sha256, shq } from "./shell";
-import { SYNAPSE_LISTEN, SYNAPSE_SERVICE, synapseUnitHardening, untilHealthy, untilTrue } from "./synapseBase";
+import { SYNAPSE_LISTEN, SYNAPSE_SERVICE, synapseUnitHardening, untilHealthy } from "./synapseBase";
 
 const ETC = "/etc/matrix-authentication-service";
 const SECRETS = `${ETC}/secrets`;
@@ -338,15 +338,6 @@ export function synapseMasSettings(extraConfig: Record<string, unknown>): Record
     };
 }
 
-/** Waits (as script lines) until MAS answers its health check; for steps that need it up. */
-export function untilMasHealthy(seconds: number): string[] {
-    return untilTrue(
-        `curl -fsS --max-time 5 http://127.0.0.1:${MAS_LOOPBACK.internal}/health >/dev/null 2>&1`,
-        seconds,
-        [`echo "MAS is not answering on 127.0.0.1:${MAS_LOOPBACK.internal}" >&2`],
-    );
-}
-
 /**
  * The admin API as the program's tools use it (Python's standard library: Synapse's host has
  * python3): a client-credentials token for urn:mas:admin with the admin client's secret, read from
@@ -410,7 +401,9 @@ print("registered @%s%s in MAS" % (name, " (admin)" if admin else ""))
 `;
     return script(
         [
-            ...untilMasHealthy(120),
+            ...untilHealthy(`http://127.0.0.1:${MAS_LOOPBACK.internal}/health`, 120, [
+                `echo "MAS is not answering on 127.0.0.1:${MAS_LOOPBACK.internal}" >&2`,
+            ]),
             `python3 -c ${shq(py)} ${shq(u.name)} ${u.admin ? "admin" : "user"} ${opts.existsOk === false ? "new" : "exists-ok"}`,
         ],
         opts,

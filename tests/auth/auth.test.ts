@@ -5,12 +5,10 @@
 // has its session listed and revoked. Needs root; run by `npm run test:auth`.
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import type { Run } from "../../lab/pulumi";
 import { registerFromStack } from "../../scripts/register-user";
-import { selfCheckFromStack } from "../../scripts/self-check";
 import { openElement, type ElementSession } from "../federation/browser";
 import { MAS_ADMIN_CLIENT_ID, MAS_LOOPBACK, MAS_PATHS } from "../../render/mas";
 import {
@@ -23,6 +21,7 @@ import {
     publishDns,
     rawConfig,
     RELEASES,
+    selfCheck,
     sh,
     SLOTS,
     startSession,
@@ -455,25 +454,9 @@ describe("Element Web in Chromium, through MAS", () => {
     });
 });
 
-/** `npm run self-check` on the stack (its config and outputs), through the test DNS and pebble's root. */
-async function selfCheck() {
-    const outputs = await ctx.stack.outputs(true);
-    const ca = path.join(ctx.run, "self-check-ca.pem");
-    writeFileSync(ca, ctx.acme.issuingRoot);
-    const lines: string[] = [];
-    const report = await selfCheckFromStack(
-        ["--ca", ca, "--no-system-ca", "--resolver", ctx.acme.dnsServer],
-        () => ({ config: () => rawConfig(settings()), outputs: () => outputs }),
-        {},
-        (line) => lines.push(line),
-    );
-    console.log(`self-check:\n${lines.join("\n")}`);
-    return report;
-}
-
 describe("npm run self-check", () => {
     it("checks MAS: auth_metadata names it, its health through nginx, registration as configured, its unit", async () => {
-        const report = await selfCheck();
+        const report = await selfCheck(settings());
         const status = (id: string) => report.results.find((r) => r.id === id)?.status;
         assert.deepEqual(
             ["auth metadata", "auth health", "auth registration", "unit matrix-authentication-service"].map(status),
@@ -492,7 +475,7 @@ describe("npm run self-check", () => {
     it("fails with MAS stopped, saying what to do", async () => {
         sh("systemctl stop matrix-authentication-service");
         try {
-            const report = await selfCheck();
+            const report = await selfCheck(settings());
             assert.equal(report.exitCode, 1);
             const failed = report.results.filter((r) => r.status === "fail").map((r) => r.id);
             // (Synapse keeps MAS's metadata it fetched: auth_metadata still answers meanwhile.)

@@ -14,7 +14,6 @@ import { registerUser, withTunnel } from "../../lib/registerUser";
 import { sshExec } from "../../lib/ssh";
 import { shq } from "../../render/shell";
 import { registerFromStack } from "../../scripts/register-user";
-import { selfCheckFromStack } from "../../scripts/self-check";
 import { acmePorts, startAcme, type Acme } from "../../lab/acme";
 import { hostChecks, httpChecks, listeners } from "./checks";
 import type { Run } from "../../lab/pulumi";
@@ -39,6 +38,8 @@ import {
     rawConfig,
     RELEASES,
     seesMessage,
+    selfCheck,
+    type SelfCheckReport,
     servedSynapseVersion,
     services,
     sh,
@@ -50,7 +51,6 @@ import {
     timed,
     timings,
     type SettingsOverrides,
-    type StackSettings,
 } from "./session";
 
 /** What ran, for the log: "name (op)" for every step that changed something. */
@@ -84,27 +84,6 @@ const MONITORING_FILES = [
     "prometheus-yml",
     "rules-yml",
 ];
-
-type SelfCheckReport = Awaited<ReturnType<typeof selfCheckFromStack>>;
-
-/**
- * `npm run self-check` on the stack as it stands (its config and outputs as the CLI gives them),
- * resolving through the test DNS and trusting pebble's root (and `extraCa`) only.
- */
-async function selfCheck(settings: StackSettings, extraCa = ""): Promise<SelfCheckReport> {
-    const outputs = await ctx.stack.outputs(true);
-    const ca = path.join(ctx.run, "self-check-ca.pem");
-    writeFileSync(ca, ctx.acme.issuingRoot + extraCa);
-    const lines: string[] = [];
-    const report = await selfCheckFromStack(
-        ["--ca", ca, "--no-system-ca", "--resolver", ctx.acme.dnsServer],
-        () => ({ config: () => rawConfig(settings), outputs: () => outputs }),
-        {},
-        (line) => lines.push(line),
-    );
-    console.log(`self-check:\n${lines.join("\n")}`);
-    return report;
-}
 
 /** A second pebble whose certificates live 5 seconds (the expired-certificate fault). */
 let shortLived: Acme | undefined;

@@ -1,7 +1,10 @@
 // What the end-to-end suites share beyond the lab (lab/session.ts, re-exported here): a Matrix
 // client through the lab's DNS and CA, and the checks of services the phases repeat.
+import { writeFileSync } from "node:fs";
+import * as path from "node:path";
 import { keyValues } from "../../lab/host";
-import { get, HS, sh } from "../../lab/session";
+import { ctx, get, HS, rawConfig, sh, type StackSettings } from "../../lab/session";
+import { selfCheckFromStack } from "../../scripts/self-check";
 import type { RequestInit } from "undici";
 
 export * from "../../lab/session";
@@ -84,4 +87,25 @@ export async function servedSynapseVersion(): Promise<string> {
 export async function seesMessage(user: string, password: string, roomId: string, message: string): Promise<boolean> {
     const mx = await matrixClient(user, password);
     return (await lastMessages(mx, roomId)).includes(message);
+}
+
+export type SelfCheckReport = Awaited<ReturnType<typeof selfCheckFromStack>>;
+
+/**
+ * `npm run self-check` on the stack as it stands (its config and outputs as the CLI gives them),
+ * resolving through the test DNS and trusting pebble's root (and `extraCa`) only.
+ */
+export async function selfCheck(settings: StackSettings, extraCa = ""): Promise<SelfCheckReport> {
+    const outputs = await ctx.stack.outputs(true);
+    const ca = path.join(ctx.run, "self-check-ca.pem");
+    writeFileSync(ca, ctx.acme.issuingRoot + extraCa);
+    const lines: string[] = [];
+    const report = await selfCheckFromStack(
+        ["--ca", ca, "--no-system-ca", "--resolver", ctx.acme.dnsServer],
+        () => ({ config: () => rawConfig(settings), outputs: () => outputs }),
+        {},
+        (line) => lines.push(line),
+    );
+    console.log(`self-check:\n${lines.join("\n")}`);
+    return report;
 }
