@@ -20,9 +20,10 @@ phase "Debian packages"
 bash scripts/apt-packages.sh test
 
 # The builds — the calls' release files (about 4 min cold), the Pulumi toolchain (about 15 min
-# cold), the Cloudflare provider (about 4 min cold) and MAS's release tarball (Rust, about 21 min
-# cold; a second each when warm) — run in the background from here: the node modules and the venv mostly wait on the network, and `npm test`
-# needs only the first. Each one's output is shown once it has ended.
+# cold), the Cloudflare provider (about 4 min cold) and MAS's release tarball (Rust, about 8 min
+# cold alone; a second each when warm) — run in the background from here: the node modules and
+# the venv mostly wait on the network, and `npm test` needs only the first. Each one's output is
+# shown once it has ended.
 export PULUMI_TOOLS=${PULUMI_TOOLS:-$PWD/.tools/pulumi}
 mkdir -p "$PULUMI_TOOLS"
 declare -A builds=()

