@@ -47,6 +47,11 @@ export class MatrixAuth extends pulumi.ComponentResource {
     public readonly synapseSharedSecret: pulumi.Output<string>;
     /** Resolved once MAS answers its health check (known in a preview): what Synapse and nginx wait for. */
     public readonly ready: pulumi.Output<boolean>;
+    /**
+     * Changes whenever MAS's config or release does, and so what its discovery document may say
+     * (registration among it): Synapse restarts on it, as it reads that document once per process.
+     */
+    public readonly metadataRevision: pulumi.Output<string>;
     /** The step that (re)starts MAS: Synapse's steps wait for it (syn2mas reads Synapse as it was). */
     public readonly service: pulumi.Resource;
 
@@ -125,6 +130,7 @@ export class MatrixAuth extends pulumi.ComponentResource {
             },
             { parent: this, dependsOn: [release, database, config, ...secrets, unit] },
         );
+        this.metadataRevision = filesRevision([config]);
         this.ready = after(this.service, true);
         this.registerOutputs({ ready: this.ready });
     }

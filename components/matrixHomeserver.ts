@@ -385,7 +385,7 @@ export class MatrixHomeserver extends pulumi.ComponentResource {
                     userLifetime: cfg.turn.userLifetime,
                 },
                 federation: cfg.federation,
-                auth: auth && { sharedSecret: auth.synapseSharedSecret },
+                auth: auth && { sharedSecret: auth.synapseSharedSecret, metadataRevision: auth.metadataRevision },
                 purgeOnDestroy: cfg.purgeOnDestroy,
                 secrets: {
                     registrationSharedSecret: provided("registrationSharedSecret"),

@@ -69,9 +69,12 @@ export interface SynapseServerArgs {
     /**
      * Matrix Authentication Service (MatrixAuth) signs users in: its shared secret (in secrets.yaml).
      * Give the host MatrixAuth.ready as a prerequisite: syn2mas reads Synapse's config as it was.
+     * `metadataRevision` (MatrixAuth.metadataRevision) restarts Synapse when MAS's discovery
+     * document may have changed: Synapse fetches it once per process and serves it as
+     * auth_metadata, which is where clients read whether MAS takes registrations.
      * Default: Synapse signs users in itself.
      */
-    auth?: { sharedSecret: pulumi.Input<string> };
+    auth?: { sharedSecret: pulumi.Input<string>; metadataRevision: pulumi.Input<string> };
     /** On destroy, delete Synapse's data (media, signing key), config and venv. */
     purgeOnDestroy: boolean;
     /** The database to use (from PostgresDatabase). */
@@ -240,10 +243,15 @@ export class SynapseServer extends pulumi.ComponentResource {
                         filesRevision([homeserverConfig, logConfig, secrets, unit, ...federationCa, ...databaseCa]),
                         args.version,
                         args.healthTimeoutSeconds,
+                        args.auth?.metadataRevision,
                     ])
-                    .apply(([files, version, healthTimeoutSeconds]) =>
+                    .apply(([files, version, healthTimeoutSeconds, masMetadata]) =>
                         renderSynapseServiceScript(
-                            { revision: synapseRevision([version, files]), healthTimeoutSeconds, version },
+                            {
+                                revision: synapseRevision([version, files, ...(masMetadata ? [masMetadata] : [])]),
+                                healthTimeoutSeconds,
+                                version,
+                            },
                             { user },
                         ),
                     ),

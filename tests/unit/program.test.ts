@@ -1274,6 +1274,13 @@ describe("Matrix Authentication Service (matrix:auth)", () => {
     const mas = { version: "1.22.0", sha256: "c".repeat(64) };
     const off = runProgramSoon(baseConfig({ "matrix:users": [{ name: "alice", admin: true }] }));
     const on = runProgramSoon(baseConfig({ "matrix:auth": { mas }, "matrix:users": [{ name: "alice", admin: true }] }));
+    const open = runProgramSoon(
+        baseConfig({
+            "matrix:auth": { mas },
+            "matrix:users": [{ name: "alice", admin: true }],
+            "matrix:synapse": { enableRegistration: true },
+        }),
+    );
 
     it("adds MAS's own resources and changes only Synapse's files and restart, the vhost and the accounts' step", async () => {
         const [a, b] = [await off, await on];
@@ -1302,6 +1309,18 @@ describe("Matrix Authentication Service (matrix:auth)", () => {
         }
         assert.ok(dependsOn(r, "nginx-homeserver-vhost", "auth-service"));
         assert.ok(dependsOn(r, "auth-service", "auth-postgres-database"));
+    });
+
+    it("restarts Synapse when MAS's config changes: Synapse serves MAS's discovery document as read at its start", async () => {
+        const [a, b] = [await on, await open];
+        assert.equal(b.error, undefined);
+        const step = (r: typeof a, name: string) => String(byName(r, name).inputs.create);
+        assert.notEqual(byName(a, "auth-config-yaml").inputs.sha256, byName(b, "auth-config-yaml").inputs.sha256);
+        // Synapse's own files stay as they were (registration is MAS's); its restart step changes.
+        for (const f of ["synapse-homeserver-yaml", "synapse-secrets-yaml"]) {
+            assert.equal(byName(a, f).inputs.sha256, byName(b, f).inputs.sha256, f);
+        }
+        assert.notEqual(step(a, "synapse-service"), step(b, "synapse-service"));
     });
 
     it("sends the compatibility routes to MAS before Synapse's location, and /auth/ to MAS", async () => {
