@@ -43,6 +43,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let passwords: Record<string, string>;
 /** The MAS release the stack names (the served 1.22.0 until the upgrade phase). */
 let masRelease: { version: string; url: string; sha256: string } | undefined;
+/** matrix:synapse.enableRegistration (on from the registration phase). */
+let registration = false;
 /** alice's access token from her first login through MAS (logins are rate-limited per address). */
 let aliceToken: string;
 /** Every run of the suite: no secret of MAS's may be in what they printed. */
@@ -55,6 +57,7 @@ function settings(over: { auth?: Record<string, unknown> | null; users?: unknown
         // The real Element build: the browser test signs in with it through MAS.
         element: { ...ctx.artifacts.elements[RELEASES.real.key] },
         users: over.users ?? USERS,
+        ...(registration ? { synapse: { enableRegistration: true } } : {}),
         more: over.auth === null ? {} : { auth: { mas, ...over.auth } },
     });
 }
@@ -454,6 +457,52 @@ describe("Element Web in Chromium, through MAS", () => {
     });
 });
 
+describe("Element's Create account, through MAS (matrix:synapse.enableRegistration)", () => {
+    let planned: Run;
+    let up: Run;
+    let element: ElementSession;
+    beforeAll(async () => {
+        registration = true;
+        planned = await timed("preview (registration on)", () => preview(settings()));
+        assert.equal(planned.code, 0, explainFailure(planned));
+        up = await timed("up (registration on)", () => deploy(settings()));
+        runs.push(planned, up);
+        assert.equal(up.code, 0, explainFailure(up));
+        element = await openElement({
+            run: ctx.run,
+            elementUrl: `https://${EL}`,
+            caPem: ctx.acme.issuingRoot,
+            hosts: { [EL]: ctx.host.guestIp, [HS]: ctx.host.guestIp, [DOMAIN]: ctx.host.guestIp },
+        });
+    });
+    afterAll(() => element?.close());
+
+    it("turns MAS's password registration on with exactly the changes the preview listed", () => {
+        assert.deepEqual(up.changed, planned.changed);
+        // Synapse restarts too: it serves MAS's discovery document (registration in it) as it read it at start.
+        for (const name of ["auth-config-yaml", "synapse-service"]) {
+            assert.ok(planned.changed.includes(name), `${name} in ${planned.changed.join(", ")}`);
+        }
+    });
+
+    it("creates an account from Element's welcome page through MAS's pages; Synapse has it", async () => {
+        const password = randomBytes(18).toString("base64url");
+        const pages = await element.registerThroughMas("frank", password, "Frank from Element");
+        assert.ok(pages.length >= 3 && pages.every((p) => p.startsWith("/auth/")), pages.join(", "));
+        const profile = await json(
+            `https://${HS}/_matrix/client/v3/profile/${encodeURIComponent(`@frank:${DOMAIN}`)}`,
+            {
+                headers: { authorization: `Bearer ${aliceToken}` },
+            },
+        );
+        assert.equal(profile.body.displayname, "Frank from Element", JSON.stringify(profile.body));
+        const login = await passwordLogin("frank", password);
+        assert.equal(login.status, 200, JSON.stringify(login.body));
+        const file = await element.screenshot(path.join(ctx.run, "element-mas-register.png"));
+        console.log(`screenshot: ${file}`);
+    });
+});
+
 describe("npm run self-check", () => {
     it("checks MAS: auth_metadata names it, its health through nginx, registration as configured, its unit", async () => {
         const report = await selfCheck(settings());
@@ -500,9 +549,15 @@ describe("a new MAS release (matrix:auth.mas)", () => {
         assert.equal(up.code, 0, explainFailure(up));
     });
 
-    it("changes exactly what the preview listed: the release, what names its folder, the restart", () => {
+    it("changes exactly what the preview listed: the release, what names its folder, the restarts", () => {
         assert.deepEqual(up.changed, planned.changed);
-        assert.deepEqual(planned.changed, ["auth-config-yaml", "auth-release", "auth-service", "auth-unit"]);
+        assert.deepEqual(planned.changed, [
+            "auth-config-yaml",
+            "auth-release",
+            "auth-service",
+            "auth-unit",
+            "synapse-service",
+        ]);
     });
 
     it("runs the new release, removes the old one, and still signs people in", async () => {
@@ -576,5 +631,29 @@ describe("accounts and the way back", () => {
             assert.deepEqual(p.changed, []);
         }
         assert.equal(sh("systemctl is-active matrix-authentication-service").stdout.trim(), "active");
+    });
+
+    it("turns MAS off with matrix:auth.allowDisable: Synapse's logins are back, MAS's data stays", async () => {
+        const off = settings({ auth: { enabled: false, allowDisable: true } });
+        const planned = await timed("preview (matrix:auth off, allowDisable)", () => preview(off));
+        assert.equal(planned.code, 0, explainFailure(planned));
+        const up = await timed("up (matrix:auth off, allowDisable)", () => deploy(off));
+        assert.equal(up.code, 0, explainFailure(up));
+        assert.deepEqual(up.changed, planned.changed);
+        assert.notEqual(sh("systemctl is-active matrix-authentication-service").stdout.trim(), "active");
+        assert.equal((await get(`https://${HS}/_matrix/client/v1/auth_metadata`)).status, 404);
+        // Synapse's own password login, with the hashes it had when MAS took over: alice's works,
+        // carol's (made in MAS) is only in MAS.
+        const alice = await passwordLogin("alice", passwords.alice!);
+        assert.equal(alice.status, 200, JSON.stringify(alice.body));
+        const carol = String(((await ctx.stack.outputs(true)).userPasswords as Record<string, string>).carol);
+        assert.equal((await passwordLogin("carol", carol)).status, 403);
+        // MAS's config, secrets and database stay on the host.
+        assert.equal(sh(`test -s ${MAS_PATHS.config} && test -s ${MAS_PATHS.encryption}`).code, 0);
+        const databases = sh("runuser -u postgres -- psql -qAt -c 'SELECT datname FROM pg_database'").stdout;
+        assert.match(databases, /^matrix_auth$/m);
+        const again = await timed("preview (after MAS off)", () => preview(off));
+        assert.equal(again.code, 0, explainFailure(again));
+        assert.deepEqual(again.changed, []);
     });
 });
