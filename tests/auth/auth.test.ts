@@ -63,6 +63,15 @@ function settings(over: { auth?: Record<string, unknown> | null; users?: unknown
 }
 const withoutAuth = () => settings({ auth: null });
 
+/** The stack's Element in Chromium, trusting the test CA, its names resolved to the host. */
+const openStackElement = (): Promise<ElementSession> =>
+    openElement({
+        run: ctx.run,
+        elementUrl: `https://${EL}`,
+        caPem: ctx.acme.issuingRoot,
+        hosts: { [EL]: ctx.host.guestIp, [HS]: ctx.host.guestIp, [DOMAIN]: ctx.host.guestIp },
+    });
+
 type Json = Record<string, unknown>;
 async function json(url: string, init: Parameters<typeof get>[1] = {}): Promise<{ status: number; body: Json }> {
     const r = await get(url, init);
@@ -421,12 +430,7 @@ describe("Element Web in Chromium, through MAS", () => {
         });
         assert.equal(room.status, 200, JSON.stringify(room.body));
         roomId = String(room.body.room_id);
-        element = await openElement({
-            run: ctx.run,
-            elementUrl: `https://${EL}`,
-            caPem: ctx.acme.issuingRoot,
-            hosts: { [EL]: ctx.host.guestIp, [HS]: ctx.host.guestIp, [DOMAIN]: ctx.host.guestIp },
-        });
+        element = await openStackElement();
     });
     afterAll(() => element?.close());
 
@@ -468,12 +472,7 @@ describe("Element's Create account, through MAS (matrix:synapse.enableRegistrati
         up = await timed("up (registration on)", () => deploy(settings()));
         runs.push(planned, up);
         assert.equal(up.code, 0, explainFailure(up));
-        element = await openElement({
-            run: ctx.run,
-            elementUrl: `https://${EL}`,
-            caPem: ctx.acme.issuingRoot,
-            hosts: { [EL]: ctx.host.guestIp, [HS]: ctx.host.guestIp, [DOMAIN]: ctx.host.guestIp },
-        });
+        element = await openStackElement();
     });
     afterAll(() => element?.close());
 
