@@ -1274,13 +1274,6 @@ describe("Matrix Authentication Service (matrix:auth)", () => {
     const mas = { version: "1.22.0", sha256: "c".repeat(64) };
     const off = runProgramSoon(baseConfig({ "matrix:users": [{ name: "alice", admin: true }] }));
     const on = runProgramSoon(baseConfig({ "matrix:auth": { mas }, "matrix:users": [{ name: "alice", admin: true }] }));
-    const open = runProgramSoon(
-        baseConfig({
-            "matrix:auth": { mas },
-            "matrix:users": [{ name: "alice", admin: true }],
-            "matrix:synapse": { enableRegistration: true },
-        }),
-    );
 
     it("adds MAS's own resources and changes only Synapse's files and restart, the vhost and the accounts' step", async () => {
         const [a, b] = [await off, await on];
@@ -1312,6 +1305,14 @@ describe("Matrix Authentication Service (matrix:auth)", () => {
     });
 
     it("restarts Synapse when MAS's config changes: Synapse serves MAS's discovery document as read at its start", async () => {
+        // Started here, not when the file loads: queued after the runs the tests before this one await.
+        const open = runProgramSoon(
+            baseConfig({
+                "matrix:auth": { mas },
+                "matrix:users": [{ name: "alice", admin: true }],
+                "matrix:synapse": { enableRegistration: true },
+            }),
+        );
         const [a, b] = [await on, await open];
         assert.equal(b.error, undefined);
         const step = (r: typeof a, name: string) => String(byName(r, name).inputs.create);
