@@ -27,11 +27,15 @@ bash scripts/apt-packages.sh test
 export PULUMI_TOOLS=${PULUMI_TOOLS:-$PWD/.tools/pulumi}
 mkdir -p "$PULUMI_TOOLS"
 declare -A builds=()
-# Each build's log ends with its wall time and CPU (the figures docs/testing.md gives).
+# Runs a command, then prints its wall time and CPU under LABEL (the figures docs/testing.md gives).
+timed() { # LABEL COMMAND...
+  local TIMEFORMAT="--- $1 took %R s, CPU %U s user + %S s system"
+  shift
+  time "$@"
+}
 background() {
   phase "$1: building in the background"
-  ( TIMEFORMAT="--- $1: ${1/-/:} took %R s, CPU %U s user + %S s system"
-    time bash "scripts/$1.sh" "${@:2}" ) > "$PULUMI_TOOLS/$1.log" 2>&1 &
+  timed "$1: ${1/-/:}" bash "scripts/$1.sh" "${@:2}" > "$PULUMI_TOOLS/$1.log" 2>&1 &
   builds[$1]=$!
 }
 # The same, at the lowest CPU priority: for a build only the last suite needs. Measured cold
@@ -39,8 +43,7 @@ background() {
 # delayed every build, `npm test` and so the host suites, by more than its own CPU.
 background_idle() {
   phase "$1: building in the background, at idle priority"
-  ( TIMEFORMAT="--- $1: ${1/-/:} took %R s, CPU %U s user + %S s system"
-    time nice -n 19 bash "scripts/$1.sh" "${@:2}" ) > "$PULUMI_TOOLS/$1.log" 2>&1 &
+  timed "$1: ${1/-/:}" nice -n 19 bash "scripts/$1.sh" "${@:2}" > "$PULUMI_TOOLS/$1.log" 2>&1 &
   builds[$1]=$!
 }
 await() {
@@ -95,8 +98,7 @@ for _ in $(seq 1 30); do runuser -u postgres -- psql -qAtc 'SELECT 1' >/dev/null
 phase "npm test: build, lint, unit, render"
 # Two Jest workers, not Jest's default of one on two cores: the unit suite's program runs and the
 # render suite's real tools wait on I/O half the time (215 s → 161 s measured, same CPU).
-TIMEFORMAT="--- test:all: npm test took %R s, CPU %U s user + %S s system"
-time npm test -- --maxWorkers=2
+timed "test:all: npm test" npm test -- --maxWorkers=2
 
 await tools-pulumi
 await tools-cloudflare
@@ -105,12 +107,10 @@ bash scripts/tools-cloudflare.sh
 phase "host suites: e2e, hardening, federation and browser, scale, demo, cloudflare (two at a time)"
 # Each suite has hosts, a CA and ports of its own (lab/session.ts SLOTS), so two run side
 # by side; their phase lines are prefixed with the suite.
-TIMEFORMAT="--- test:all: the host suites took %R s, CPU %U s user + %S s system"
-time npm run test:hosts
+timed "test:all: the host suites" npm run test:hosts
 
 await tools-mas
 phase "host suite: auth (MAS)"
-TIMEFORMAT="--- test:all: the auth suite took %R s, CPU %U s user + %S s system"
-time npm run test:auth
+timed "test:all: the auth suite" npm run test:auth
 
 phase "done"
