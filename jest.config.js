@@ -38,6 +38,8 @@ module.exports = {
         project("auth", onHost),
     ],
     verbose: true,
+    // The auth suite's files after every other host suite's (tests/sequencer.js).
+    testSequencer: "<rootDir>/tests/sequencer.js",
     // Every unit test runs the whole program in a process of its own: seconds, not milliseconds.
     testTimeout: 120_000,
     // The hardening figures line comes after Jest's own summary.

@@ -32,6 +32,28 @@ export const RTC_FILES = {
 /** The MAS release tarball `npm run tools:mas` built into $PULUMI_TOOLS/mas, as MAS publishes it. */
 export const MAS_FILE = { version: "1.22.0", file: "mas-cli-x86_64-linux.tar.gz" } as const;
 
+/**
+ * `npm run test:all` builds MAS's tarball in the background beside the other host suites and names
+ * the build's process in MAS_BUILD_PID; the auth suite, which test:all's Jest runs last, waits here
+ * until that process has ended (exited, or a zombie its parent has yet to reap). Without the
+ * variable, or once the build is over, it returns at once: a missing tarball then fails the suite
+ * with what to run.
+ */
+export async function awaitMasBuild(): Promise<void> {
+    const pid = Number(process.env.MAS_BUILD_PID);
+    if (!Number.isInteger(pid) || pid <= 0) return;
+    const running = () => {
+        try {
+            // /proc/PID/stat: "PID (COMM) STATE …"; Z is a process that has exited.
+            const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+            return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+        } catch {
+            return false;
+        }
+    };
+    while (running()) await new Promise((r) => setTimeout(r, 5000));
+}
+
 export interface Artifacts {
     /** MatrixRTC's release files, as matrix:rtc takes them (when `npm run tools:rtc` built them). */
     rtc?: { livekit: RtcRelease; jwtService: RtcRelease };

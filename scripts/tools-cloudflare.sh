@@ -34,10 +34,18 @@ RECIPE=2
 start=$(date +%s)
 phase() { echo "--- tools:cloudflare: $1 ($(( $(date +%s) - start ))s)"; }
 
-export GOSUMDB=off GOFLAGS="-buildvcs=false -mod=mod" GOTOOLCHAIN=local CGO_ENABLED=0
-# A build cache of its own, dropped after the build (the full build's is 23 GB).
-export GOCACHE=$tools/build/cloudflare-gocache
+# Without DWARF from the compiler: the link's -w drops it from the binary anyway.
+export GOSUMDB=off GOFLAGS="-buildvcs=false -mod=mod -gcflags=all=-dwarf=false" GOTOOLCHAIN=local CGO_ENABLED=0
 work=$tools/build
+# The sources' copy and a build cache of its own, dropped after the build (the full build's cache
+# is 23 GB), in memory when /dev/shm has room for them (test:all builds beside other builds, whose
+# disk they would share), else beside the binary.
+scratch=$work
+[ "${CLOUDFLARE_FULL:-0}" = 1 ] \
+  || ! [ "$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 {print $4}')" -gt $((8 * 1024 * 1024)) ] 2>/dev/null \
+  || scratch=/dev/shm/matrix-pulumi-cloudflare
+export GOCACHE=$scratch/cloudflare-gocache
+[ "$scratch" = "$work" ] || trap 'rm -rf "$scratch"' EXIT
 mkdir -p "$work"
 if [ ! -d "$upstream/$PROVIDER_SRC" ] || [ ! -d "$upstream/$UPSTREAM_SRC" ]; then
   echo "tools:cloudflare builds from $upstream/$PROVIDER_SRC and $UPSTREAM_SRC, which exist only on this project's CI and test machines; with the official Pulumi CLI the plugin is downloaded by itself" >&2
@@ -51,7 +59,7 @@ stamp="cloudflare $VERSION from $PROVIDER_SRC+$UPSTREAM_SRC keep=$KEEP r$RECIPE"
 if [ "$(cat "$work/cloudflare.stamp" 2>/dev/null || true)" != "$stamp" ] || [ ! -x "$binary" ]; then
   : > "$log"
   phase "layout: provider/ from $PROVIDER_SRC, upstream/ from $UPSTREAM_SRC with patches/ applied"
-  src=$work/cloudflare-src
+  src=$scratch/cloudflare-src
   rm -rf "$src" && mkdir -p "$src"
   cp -r "$upstream/$PROVIDER_SRC/provider" "$src/provider"
   cp -r "$upstream/$UPSTREAM_SRC" "$src/upstream"
@@ -127,6 +135,7 @@ EOF
   printf '%s\n' "$stamp" > "$work/cloudflare.stamp"
   rm -rf "$src"
   rm -rf "$GOCACHE"
+  [ "$scratch" = "$work" ] || rm -rf "$scratch"
 fi
 
 if [ "${1:-}" = --build-only ]; then

@@ -27,7 +27,15 @@ start=$(date +%s)
 phase() { echo "--- tools:mas: $1 ($(( $(date +%s) - start ))s)"; }
 out=$tools/mas
 work=$out/build
-src=$work/src
+# What is built and thrown away — the sources with the frontend's node modules, Rust's target folder
+# (about 2.5 GB), OPA's Go build cache, the npm store — sits in memory when /dev/shm has room for
+# it: test:all builds beside the host suites, whose dpkg and PostgreSQL fsyncs slow behind a disk
+# busy with gigabytes of object files.
+scratch=$work
+if [ "$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 {print $4}')" -gt $((8 * 1024 * 1024)) ] 2>/dev/null; then
+  scratch=/dev/shm/matrix-pulumi-mas
+fi
+src=$scratch/src
 tarball=$out/mas-cli-x86_64-linux.tar.gz
 stamp="mas $MAS_VERSION node $NODE_VERSION opa $OPA_VERSION pnpm $PNPM_VERSION r$RECIPE"
 if [ "$(cat "$out/stamp" 2>/dev/null || true)" = "$stamp" ] && [ -f "$tarball" ]; then
@@ -39,7 +47,14 @@ fi
 # rustup's cargo, where a non-login shell's PATH may not have it.
 command -v cargo >/dev/null || PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo >/dev/null || { echo "tools:mas needs Rust (cargo; rustup installs it in ~/.cargo/bin)" >&2; exit 1; }
-mkdir -p "$work"
+mkdir -p "$work" "$scratch"
+cargo=
+# On any exit: cargo stopped, the scratch folder in memory freed.
+cleanup() {
+  [ -z "$cargo" ] || kill "$cargo" 2>/dev/null || true
+  [ "$scratch" = "$work" ] || rm -rf "$scratch"
+}
+trap cleanup EXIT
 log=$work/build.log
 : > "$log"
 quiet() { "$@" >>"$log" 2>&1 || { echo "failed: $* (last lines of $log):" >&2; tail -n 40 "$log" >&2; return 1; }; }
@@ -48,20 +63,22 @@ phase "sources (MAS v$MAS_VERSION from $upstream)"
 rm -rf "$src" && cp -r "$upstream/matrix-authentication-service-v$MAS_VERSION" "$src" && chmod -R u+w "$src"
 
 phase "mas-cli: cargo build --features dist (MAS's test profile), in the background (crates from crates.io)"
-export CARGO_HOME=$work/cargo-home CARGO_TARGET_DIR=$work/target
+export CARGO_HOME=$work/cargo-home CARGO_TARGET_DIR=$scratch/target
 # MAS's own dev profile, the one its maintainers run its test suite with: opt-level 0 but for the
 # crates on which run time depends ([profile.dev.package] in its Cargo.toml: argon2, bcrypt, pbkdf2,
 # sha2, the policy engine's cranelift and regalloc2 at opt-level 3), without debug info and
-# incremental caches, which only a developer rebuilding needs. Upstream's release profile is
+# incremental caches, which only a developer rebuilding needs, and cranelift at opt-level 1: at 3
+# it was the build's longest crate (186 s of 1373 measured with --timings), and it only compiles
+# the policy once when MAS starts. Upstream's release profile is
 # about 35 minutes of CPU on these 2 cores (21 min alone), too much for a cold CI run beside the
 # other builds and suites (docs/testing.md: Matrix Authentication Service). Users download
 # upstream's release build (README: Auth (MAS)).
 export CARGO_PROFILE_DEV_DEBUG=0 CARGO_INCREMENTAL=0
 # The release workflow's version string and timestamp, which git would give.
 export VERGEN_GIT_DESCRIBE=v$MAS_VERSION SOURCE_DATE_EPOCH=0 SQLX_OFFLINE=true
-(cd "$src" && exec cargo build --locked --no-default-features --features dist -p mas-cli) > "$work/cargo.log" 2>&1 &
+(cd "$src" && exec cargo build --locked --no-default-features --features dist -p mas-cli \
+  --config 'profile.dev.package.cranelift-codegen.opt-level = 1') > "$work/cargo.log" 2>&1 &
 cargo=$!
-trap 'kill "$cargo" 2>/dev/null || true' EXIT
 
 phase "frontend (pnpm $PNPM_VERSION, vite)"
 # The workspace's trust policy compares each package's publish times, which the registry these
@@ -84,21 +101,21 @@ node -e '
   for (const deps of [p.dependencies, p.devDependencies])
     for (const name of Object.keys(swap)) if (deps[name]) deps[name] = swap[name];
   fs.writeFileSync(f, JSON.stringify(p, null, 2) + "\n");' "$src/frontend/package.json"
-(cd "$src" && quiet pnpm install --store-dir="$work/pnpm-store" --no-frozen-lockfile --filter mas-frontend && quiet pnpm --filter mas-frontend run build)
+(cd "$src" && quiet pnpm install --store-dir="$scratch/pnpm-store" --no-frozen-lockfile --filter mas-frontend && quiet pnpm --filter mas-frontend run build)
 
 phase "policies (OPA v$OPA_VERSION from the Go module proxy)"
 mkdir -p "$work/opa"
-quiet env GOBIN="$work/opa" GOSUMDB=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=local CGO_ENABLED=0 \
-  GOCACHE="$work/go-build" go install -trimpath -ldflags='-s -w' "github.com/open-policy-agent/opa@v$OPA_VERSION"
+quiet env GOBIN="$work/opa" GOSUMDB=off GOFLAGS='-buildvcs=false -gcflags=all=-dwarf=false' GOTOOLCHAIN=local \
+  CGO_ENABLED=0 GOCACHE="$scratch/go-build" go install -trimpath -ldflags='-s -w' "github.com/open-policy-agent/opa@v$OPA_VERSION"
 quiet make -C "$src/policies" -B OPA="$work/opa/opa" OPA_RW="$work/opa/opa"
-rm -rf "$work/go-build"
+rm -rf "$scratch/go-build"
 
 phase "mas-cli: waiting for cargo"
 wait "$cargo" || { echo "failed: cargo build (last lines of $work/cargo.log):" >&2; tail -n 40 "$work/cargo.log" >&2; exit 1; }
-trap - EXIT
+cargo=
 
 phase "tarball"
-dist=$work/dist
+dist=$scratch/dist
 rm -rf "$dist" && mkdir -p "$dist/share"
 cp "$CARGO_TARGET_DIR/debug/mas-cli" "$dist/mas-cli"
 cp "$src/policies/policy.wasm" "$dist/share/policy.wasm"
@@ -112,7 +129,8 @@ chmod -R u=rwX,go=rX "$dist" && chmod 755 "$dist/mas-cli"
 tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$dist" -cf - . | gzip -n > "$tarball.part"
 mv -f "$tarball.part" "$tarball"
 sha256sum "$tarball" | cut -d' ' -f1 > "$tarball.sha256"
-# The tarball is what is kept: the Rust target folder (2.5 GB), the crates and the node modules go.
-rm -rf "$CARGO_TARGET_DIR" "$src" "$dist" "$work/pnpm-store"
+# The tarball is what is kept: the Rust target folder (2.5 GB), the sources and the node modules go.
+rm -rf "$CARGO_TARGET_DIR" "$src" "$dist" "$scratch/pnpm-store"
+[ "$scratch" = "$work" ] || rm -rf "$scratch"
 printf '%s\n' "$stamp" > "$out/stamp"
 phase "done: $tarball ($(du -h "$tarball" | cut -f1), sha256 $(cat "$tarball.sha256"))"

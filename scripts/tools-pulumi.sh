@@ -23,7 +23,8 @@ RECIPE=1
 start=$(date +%s)
 phase() { echo "--- tools:pulumi: $1 ($(( $(date +%s) - start ))s)"; }
 
-export GOSUMDB=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=local CGO_ENABLED=0
+# Without DWARF from the compiler: every link's -w drops it from the binary anyway.
+export GOSUMDB=off GOFLAGS="-buildvcs=false -gcflags=all=-dwarf=false" GOTOOLCHAIN=local CGO_ENABLED=0
 bin=$tools/bin
 work=$tools/build
 mkdir -p "$bin" "$work"

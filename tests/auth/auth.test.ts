@@ -8,6 +8,7 @@ import { createHash, randomBytes } from "node:crypto";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import type { Run } from "../../lab/pulumi";
+import { awaitMasBuild } from "../../lab/artifacts";
 import { registerFromStack } from "../../scripts/register-user";
 import { openElement, type ElementSession } from "../federation/browser";
 import { MAS_ADMIN_CLIENT_ID, MAS_LOOPBACK, MAS_PATHS } from "../../render/mas";
@@ -205,6 +206,7 @@ async function authorize(
 }
 
 beforeAll(async () => {
+    await timed("MAS's tarball (npm run test:all builds it beside the other suites)", awaitMasBuild);
     await startSession(RUN, SLOTS.auth, [{ name: "auth", domain: DOMAIN }]);
 });
 

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, it } from "@jest/globals";
 import { parse, stringify } from "yaml";
 import { masReleaseDir, MAS_PATHS, renderMasConfig, type MasSettings } from "../../render/mas";
 import { run } from "../render/tools";
+import { awaitMasBuild } from "../../lab/artifacts";
 
 const tarball = path.join(
     process.env.PULUMI_TOOLS ?? path.resolve(__dirname, "../../.tools/pulumi"),
@@ -31,7 +32,8 @@ describe("MAS's rendered config in the real mas-cli", () => {
     let etc: string;
     let opt: string;
     const made: string[] = [];
-    beforeAll(() => {
+    beforeAll(async () => {
+        await awaitMasBuild();
         assert.ok(existsSync(tarball), `no MAS tarball at ${tarball}: run npm run tools:mas`);
         dir = mkdtempSync(path.join(tmpdir(), "matrix-mas-"));
         etc = path.join(dir, "etc");
