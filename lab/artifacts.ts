@@ -51,7 +51,7 @@ export async function awaitMasBuild(): Promise<void> {
             return false;
         }
     };
-    while (running()) await new Promise((r) => setTimeout(r, 5000));
+    while (running()) await new Promise((r) => setTimeout(r, 1000));
 }
 
 export interface Artifacts {
