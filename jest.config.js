@@ -38,7 +38,7 @@ module.exports = {
         project("auth", onHost),
     ],
     verbose: true,
-    // The auth suite's files after every other host suite's (tests/sequencer.js).
+    // The auth suite's host test before every other host suite's (tests/sequencer.js).
     testSequencer: "<rootDir>/tests/sequencer.js",
     // Every unit test runs the whole program in a process of its own: seconds, not milliseconds.
     testTimeout: 120_000,

@@ -51,8 +51,8 @@ background tools-pulumi  # the CLI, the Node.js language host, the command and r
 # memory; README: DNS); installed into tools:pulumi's home once both are built.
 background tools-cloudflare --build-only
 # MAS's release tarball (README: Auth (MAS)), built from ../shared/upstream like MAS's release
-# workflow. Only the auth suite needs it, and Jest runs that suite's files after the other host
-# suites' (tests/sequencer.js); they wait for the build's process, named here, to end.
+# workflow. Only the auth suite needs it: Jest starts that suite's host test first among the
+# host suites (tests/sequencer.js), and its files wait for the build's process, named here, to end.
 background tools-mas
 export MAS_BUILD_PID=${builds[tools-mas]}
 
