@@ -206,7 +206,7 @@ async function authorize(
 }
 
 beforeAll(async () => {
-    await timed("MAS's tarball (npm run test:all builds it beside the other suites)", awaitMasBuild);
+    await timed("[auth] MAS's tarball (npm run test:all builds it beside the other suites)", awaitMasBuild);
     await startSession(RUN, SLOTS.auth, [{ name: "auth", domain: DOMAIN }]);
 });
 
