@@ -34,8 +34,8 @@ export const MAS_FILE = { version: "1.22.0", file: "mas-cli-x86_64-linux.tar.gz"
 
 /**
  * `npm run test:all` builds MAS's tarball in the background beside the other host suites and names
- * the build's process in MAS_BUILD_PID; the auth suite, which test:all's Jest runs last, waits here
- * until that process has ended (exited, or a zombie its parent has yet to reap). Without the
+ * the build's process in MAS_BUILD_PID; the auth suite, whose host test Jest starts first
+ * (tests/sequencer.js), waits here until that process has ended (exited, or a zombie its parent has yet to reap). Without the
  * variable, or once the build is over, it returns at once: a missing tarball then fails the suite
  * with what to run.
  */

@@ -23,7 +23,7 @@ bash scripts/apt-packages.sh test
 # cold), the Cloudflare provider (about 4 min cold) and MAS's release tarball (Rust, about 8 min
 # cold alone; a second each when warm) — run in the background from here: the node modules and
 # the venv mostly wait on the network, `npm test` needs only the first, the host suites the next
-# two, and the auth suite, last among them, MAS's. Each one's output is shown once it has ended.
+# two, and the auth suite, one of them, MAS's. Each one's output is shown once it has ended.
 export PULUMI_TOOLS=${PULUMI_TOOLS:-$PWD/.tools/pulumi}
 mkdir -p "$PULUMI_TOOLS"
 declare -A builds=()

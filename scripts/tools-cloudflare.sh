@@ -41,11 +41,12 @@ work=$tools/build
 # is 23 GB), in memory when /dev/shm has room for them (test:all builds beside other builds, whose
 # disk they would share), else beside the binary.
 scratch=$work
-[ "${CLOUDFLARE_FULL:-0}" = 1 ] \
-  || ! [ "$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 {print $4}')" -gt $((8 * 1024 * 1024)) ] 2>/dev/null \
-  || scratch=/dev/shm/matrix-pulumi-cloudflare
+if [ "${CLOUDFLARE_FULL:-0}" != 1 ] \
+  && [ "$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 {print $4}')" -gt $((8 * 1024 * 1024)) ] 2>/dev/null; then
+  scratch=/dev/shm/matrix-pulumi-cloudflare
+  trap 'rm -rf "$scratch"' EXIT # freed however the script ends
+fi
 export GOCACHE=$scratch/cloudflare-gocache
-[ "$scratch" = "$work" ] || trap 'rm -rf "$scratch"' EXIT
 mkdir -p "$work"
 if [ ! -d "$upstream/$PROVIDER_SRC" ] || [ ! -d "$upstream/$UPSTREAM_SRC" ]; then
   echo "tools:cloudflare builds from $upstream/$PROVIDER_SRC and $UPSTREAM_SRC, which exist only on this project's CI and test machines; with the official Pulumi CLI the plugin is downloaded by itself" >&2
@@ -135,7 +136,6 @@ EOF
   printf '%s\n' "$stamp" > "$work/cloudflare.stamp"
   rm -rf "$src"
   rm -rf "$GOCACHE"
-  [ "$scratch" = "$work" ] || rm -rf "$scratch"
 fi
 
 if [ "${1:-}" = --build-only ]; then

@@ -49,7 +49,7 @@ command -v cargo >/dev/null || PATH="$HOME/.cargo/bin:$PATH"
 command -v cargo >/dev/null || { echo "tools:mas needs Rust (cargo; rustup installs it in ~/.cargo/bin)" >&2; exit 1; }
 mkdir -p "$work" "$scratch"
 cargo=
-# On any exit: cargo stopped, the scratch folder in memory freed.
+# On any exit: cargo stopped, the scratch folder in memory freed (the end's removals, when it is on disk).
 cleanup() {
   [ -z "$cargo" ] || kill "$cargo" 2>/dev/null || true
   [ "$scratch" = "$work" ] || rm -rf "$scratch"
@@ -131,6 +131,5 @@ mv -f "$tarball.part" "$tarball"
 sha256sum "$tarball" | cut -d' ' -f1 > "$tarball.sha256"
 # The tarball is what is kept: the Rust target folder (2.5 GB), the sources and the node modules go.
 rm -rf "$CARGO_TARGET_DIR" "$src" "$dist" "$scratch/pnpm-store"
-[ "$scratch" = "$work" ] || rm -rf "$scratch"
 printf '%s\n' "$stamp" > "$out/stamp"
 phase "done: $tarball ($(du -h "$tarball" | cut -f1), sha256 $(cat "$tarball.sha256"))"
