@@ -40,6 +40,7 @@ import { hostChecks, httpChecks } from "../e2e/checks";
 import { registerUser } from "../../lib/registerUser";
 import { hostPackages } from "../../render/packages";
 import { shq } from "../../render/shell";
+import { sshExec, type SshConnection } from "../../lib/ssh";
 import { recordFigure } from "./figures";
 import { preflight, readFactsOverSsh, setFactsReader, type PreflightSettings } from "../../lib/preflight";
 
@@ -411,6 +412,48 @@ describe("hardening on a real host", () => {
             faults.push({ name: "Synapse killed", converged: back });
             assert.ok(back, "Synapse came back");
             assert.ok(await seesMessage("alice", password, roomId, message));
+        });
+    });
+
+    describe("SSH: the program's commands share one connection (lib/ssh.ts sshExec)", () => {
+        const connection = (): SshConnection => ({
+            host: ctx.host.guestIp,
+            user: "root",
+            privateKey: ctx.host.privateKey,
+            hostKey: ctx.host.hostKey,
+        });
+        /**
+         * `n` commands at once, each reading its number on stdin, then taking 0.3 s (so that they
+         * overlap), naming its sshd and exiting with its number mod 3.
+         */
+        const burst = (c: SshConnection, n: number) =>
+            Promise.all(
+                Array.from({ length: n }, async (_, i) => {
+                    const r = await sshExec(c, 'read -r n; sleep 0.3; echo "$n $PPID"; exit $((n % 3))', `${i}\n`);
+                    const [echoed, sshd] = r.stdout.trim().split(" ");
+                    return { i, code: r.code, echoed: Number(echoed), sshd, stderr: r.stderr };
+                }),
+            );
+        const wrong = (runs: Awaited<ReturnType<typeof burst>>) =>
+            runs.filter((r) => r.echoed !== r.i || r.code !== r.i % 3);
+
+        it("runs 24 commands at once, each with its own stdin and exit status, over one connection", async () => {
+            const runs = await burst(connection(), 24);
+            assert.deepEqual(wrong(runs), []);
+            // Each session's shell is a child of its connection's sshd.
+            assert.equal(new Set(runs.map((r) => r.sshd)).size, 1, runs.map((r) => r.sshd).join(" "));
+        });
+
+        it("still runs them all where sshd allows one session a connection (MaxSessions 1)", async () => {
+            sh("echo 'MaxSessions 1' > /etc/ssh/sshd_config.d/zz-test.conf && systemctl reload ssh");
+            try {
+                // Another connection than the test's above (no pinned host key): one made under MaxSessions 1.
+                const runs = await burst({ ...connection(), hostKey: undefined }, 8);
+                assert.deepEqual(wrong(runs), []);
+                assert.ok(new Set(runs.map((r) => r.sshd)).size > 1, "sshd refused the shared connection's sessions");
+            } finally {
+                sh("rm -f /etc/ssh/sshd_config.d/zz-test.conf && systemctl reload ssh");
+            }
         });
     });
 

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, it } from "@jest/globals";
 import { parseStackConfig } from "../../config";
-import { sshArgs } from "../../lib/ssh";
+import { sshArgs, sshMux } from "../../lib/ssh";
 import { baseConfig, TEST_HOST_KEY } from "../harness/run";
 import { run } from "./tools";
 
@@ -31,6 +31,24 @@ describe("sshArgs: the pinned host key", () => {
     it("is found for [address]:port on another port, as ssh looks it up there", () => {
         assert.equal(pinnedFor(2222, "[203.0.113.10]:2222"), true);
         assert.equal(pinnedFor(2222, "203.0.113.10"), false);
+    });
+});
+
+describe("sshMux: a shared connection's host-key file", () => {
+    it("holds the pinned key as ssh looks it up, and sshArgs then names that file alone", () => {
+        const c = { host: "203.0.113.10", port: 2222, hostKey: TEST_HOST_KEY };
+        const options = sshMux(c)!.options;
+        const file = options.find((o) => o.startsWith("UserKnownHostsFile="))!.split("=")[1]!;
+        assert.equal(run("ssh-keygen", ["-F", "[203.0.113.10]:2222", "-f", file]).status, 0);
+        const ssh = sshArgs(c, ...options);
+        try {
+            assert.deepEqual(
+                ssh.args.filter((a) => a.startsWith("UserKnownHostsFile=")),
+                [`UserKnownHostsFile=${file}`],
+            );
+        } finally {
+            ssh.cleanup();
+        }
     });
 });
 
